@@ -1,0 +1,40 @@
+# Provenance Ledger. Needs only python3 (3.11+) and make; everything else is installed into .venv.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DATA   ?= ./provenance-data
+LISTEN ?= 127.0.0.1:50051
+PROTOS := $(shell find proto -name '*.proto' | sort)
+
+.PHONY: install serve test lint typecheck proto bench demo clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+serve: $(STAMP)
+	$(VENV)/bin/provenance serve --data $(DATA) --listen $(LISTEN)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check client ledger tests bench
+	$(VENV)/bin/mypy
+
+typecheck: lint
+
+# Regenerates the committed stubs in client/_pb from proto/ (tests/test_proto_stubs.py fails when stale).
+proto: $(STAMP)
+	$(PY) -m client._protogen
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis

@@ -1,0 +1,77 @@
+"""The ``provenance`` command line. Thin: parse flags, call the layers, print.
+
+Each command group lives in its own module with a ``register(subparsers)``
+function that adds its subcommands; a subcommand sets ``func(args) -> int``.
+Heavy imports happen inside the handlers so ``provenance --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from client.errors import (
+    InvalidInputError,
+    NotFoundError,
+    OutOfRangeError,
+    ProvenanceError,
+    ResourceExhaustedError,
+    UnavailableError,
+    VerificationError,
+)
+
+# Exit codes, documented in README.md.
+EXIT_OK = 0
+EXIT_FAILED = 1  # a check ran and failed: verification, differences, inconsistency
+EXIT_USAGE = 2  # bad flags or bad input
+EXIT_NOT_FOUND = 3
+EXIT_UNAVAILABLE = 4  # server unreachable, overloaded or draining
+EXIT_ERROR = 5  # anything else
+
+_EXIT_FOR_ERROR: tuple[tuple[type[ProvenanceError], int], ...] = (
+    (VerificationError, EXIT_FAILED),
+    (InvalidInputError, EXIT_USAGE),
+    (OutOfRangeError, EXIT_USAGE),
+    (NotFoundError, EXIT_NOT_FOUND),
+    (ResourceExhaustedError, EXIT_UNAVAILABLE),
+    (UnavailableError, EXIT_UNAVAILABLE),
+)
+
+# One module per command group; each has register(subparsers).
+COMMAND_MODULES: tuple[str, ...] = (
+    "client.cli.log_cmds",
+)
+
+
+def exit_code_for(err: ProvenanceError) -> int:
+    for cls, code in _EXIT_FOR_ERROR:
+        if isinstance(err, cls):
+            return code
+    return EXIT_ERROR
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="provenance", description="Provenance Ledger: verifiable AI provenance")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ProvenanceError as err:
+        print(f"provenance {args.command}: {err}", file=sys.stderr)
+        return exit_code_for(err)
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
