@@ -1,0 +1,199 @@
+"""The auditor's decisions, with no I/O: trust on first use, root recomputation, consistency.
+
+The ``provenance audit`` command is the I/O shell: it fetches the log info, the
+latest checkpoint, every entry and a consistency proof, and reads and writes
+the state file. Everything it decides is decided here:
+
+* :func:`choose_verifier`: the key checkpoints must be signed by -- a pinned key
+  if given, else the key remembered for this origin, else the key the server
+  presents now (trust on first use, remembered from then on).
+* :class:`TreeRebuilder`: recomputes every leaf hash and the root from the
+  entries, remembering the root at the previously audited size too.
+* :func:`check_root`, :func:`check_consistency`: compare with the signed
+  checkpoint and the one kept from last time; failures carry the evidence
+  (both signed notes, the proof, the roots).
+* :class:`AuditState` and :func:`parse_states` / :func:`format_states`: the
+  small JSON state, keyed by origin.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from client.checkpoint import SignedCheckpoint
+from client.errors import FormatError, InconsistencyError, ProofError, SignatureError, VerificationError
+from client.merkle import CompactRange, leaf_hash, verify_consistency
+from client.note import Verifier
+
+STATE_VERSION = 1
+MAX_STATE_BYTES = 1 << 20
+
+
+class RootMismatchError(VerificationError):
+    """The entries the log served do not hash to the root its checkpoint signs."""
+
+    def __init__(self, message: str, *, note: bytes, size: int, computed_root: bytes) -> None:
+        super().__init__(message)
+        self.note = note
+        self.size = size
+        self.computed_root = computed_root
+
+
+@dataclass(frozen=True, slots=True)
+class AuditState:
+    """What an auditor keeps about one log: its key and the last checkpoint it verified."""
+
+    origin: str
+    verifier_key: str
+    size: int
+    root: bytes
+    note: bytes
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "verifier_key": self.verifier_key,
+            "size": self.size,
+            "root": base64.b64encode(self.root).decode(),
+            "note": self.note.decode("utf-8"),
+        }
+
+    @classmethod
+    def from_json(cls, origin: str, obj: object) -> AuditState:
+        if not isinstance(obj, dict):
+            raise FormatError(f"audit state for {origin!r} is not an object")
+        try:
+            key, size, root, note = obj["verifier_key"], obj["size"], obj["root"], obj["note"]
+            if not (isinstance(key, str) and type(size) is int and isinstance(root, str) and isinstance(note, str)):
+                raise TypeError("wrong field types")
+            raw_root = base64.b64decode(root, validate=True)
+        except (KeyError, TypeError, binascii.Error) as err:
+            raise FormatError(f"audit state for {origin!r} is malformed: {err}") from err
+        if size < 0 or len(raw_root) != 32:
+            raise FormatError(f"audit state for {origin!r} has a bad size or root")
+        return cls(origin, key, size, raw_root, note.encode("utf-8"))
+
+
+def parse_states(text: str) -> dict[str, AuditState]:
+    """Parse a state file's text (``{"version": 1, "logs": {origin: state}}``); empty text is no state."""
+    if not text.strip():
+        return {}
+    if len(text) > MAX_STATE_BYTES:
+        raise FormatError("audit state file is too large")
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise FormatError(f"audit state file is not JSON: {err}") from err
+    if not isinstance(obj, dict) or obj.get("version") != STATE_VERSION or not isinstance(obj.get("logs"), dict):
+        raise FormatError(f"audit state file is not version {STATE_VERSION}")
+    return {origin: AuditState.from_json(origin, s) for origin, s in obj["logs"].items()}
+
+
+def format_states(states: Mapping[str, AuditState]) -> str:
+    logs = {origin: states[origin].to_json() for origin in sorted(states)}
+    return json.dumps({"version": STATE_VERSION, "logs": logs}, indent=2) + "\n"
+
+
+def choose_verifier(
+    served_origin: str, served_key: str, pinned_key: str | None, previous: AuditState | None
+) -> Verifier:
+    """The key to check checkpoints with.
+
+    A pinned key wins; else the key remembered for ``served_origin``; else the key the
+    server presents (trust on first use). A remembered key that differs from the one
+    served is not an error here: the checkpoint will fail to verify, with evidence.
+    """
+    if pinned_key is not None:
+        verifier = Verifier.from_text(pinned_key.strip())
+        if verifier.name != served_origin:
+            raise SignatureError(f"pinned key is for {verifier.name!r}, the server is {served_origin!r}")
+        return verifier
+    if previous is not None:
+        return Verifier.from_text(previous.verifier_key)
+    verifier = Verifier.from_text(served_key)
+    if verifier.name != served_origin:
+        raise SignatureError(f"server key is for {verifier.name!r} but the server says it is {served_origin!r}")
+    return verifier
+
+
+class TreeRebuilder:
+    """Recomputes the tree from entries in index order; remembers the roots at chosen sizes."""
+
+    def __init__(self, remember: Iterable[int] = ()) -> None:
+        self._range = CompactRange()
+        self._wanted = {s for s in remember if s > 0}
+        self.roots: dict[int, bytes] = {}
+
+    @property
+    def size(self) -> int:
+        return self._range.size
+
+    def add(self, entries: Iterable[bytes]) -> None:
+        for entry in entries:
+            self._range.append(leaf_hash(entry))
+            if self._range.size in self._wanted:
+                self.roots[self._range.size] = self._range.root()
+
+    def root(self) -> bytes:
+        return self._range.root()
+
+
+def check_root(signed: SignedCheckpoint, rebuilt: TreeRebuilder) -> None:
+    """The rebuilt tree must have the checkpoint's size and root."""
+    cp = signed.checkpoint
+    if rebuilt.size != cp.size or rebuilt.root() != cp.root:
+        raise RootMismatchError(
+            f"the {rebuilt.size} entries served hash to a different root than the signed checkpoint of size {cp.size}",
+            note=signed.note,
+            size=cp.size,
+            computed_root=rebuilt.root(),
+        )
+
+
+def consistency_needed(previous: AuditState | None, signed: SignedCheckpoint) -> bool:
+    """Whether a consistency proof from the previous checkpoint must be fetched."""
+    return previous is not None and 0 < previous.size < signed.checkpoint.size
+
+
+def check_consistency(
+    previous: AuditState | None,
+    signed: SignedCheckpoint,
+    proof: list[bytes],
+    rebuilt: TreeRebuilder,
+) -> None:
+    """The new checkpoint must extend the one kept from last time.
+
+    Checks, in order: the tree never shrinks; at equal sizes the roots are equal;
+    otherwise the served consistency ``proof`` verifies (RFC 9162 2.1.4.2) and the
+    root recomputed from the entries at the old size equals the old root. Any failure
+    raises :class:`InconsistencyError` carrying both signed notes and the proof.
+    """
+    if previous is None or previous.size == 0:
+        return
+    new = signed.checkpoint
+
+    def fail(why: str) -> InconsistencyError:
+        return InconsistencyError(why, old_note=previous.note, new_note=signed.note, proof=list(proof))
+
+    if new.size < previous.size:
+        raise fail(f"the log shrank from size {previous.size} to {new.size} (rollback)")
+    if new.size == previous.size:
+        if new.root != previous.root:
+            raise fail(f"two different roots signed for tree size {new.size} (fork)")
+        return
+    try:
+        verify_consistency(previous.size, new.size, proof, previous.root, new.root)
+    except ProofError as err:
+        raise fail(f"checkpoint of size {new.size} is not consistent with size {previous.size}: {err}") from err
+    local = rebuilt.roots.get(previous.size)
+    if local is not None and local != previous.root:
+        raise fail(f"the entries served hash to a different root at the old size {previous.size} (fork)")
+
+
+def next_state(verifier: Verifier, signed: SignedCheckpoint) -> AuditState:
+    """The state to keep after a successful audit."""
+    cp = signed.checkpoint
+    return AuditState(cp.origin, verifier.text(), cp.size, cp.root, signed.note)

@@ -1,0 +1,327 @@
+"""Log commands: ``serve``, ``checkpoint``, ``log-key``, ``log append|entries|inclusion|consistency``, ``audit``.
+
+Thin: parse flags, call :mod:`client.remote` (or, for ``serve`` only, the ledger
+package, imported inside the handler), print. JSON output is one object per
+line with standard base64 for bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from client.errors import InvalidInputError, VerificationError
+
+DEFAULT_SERVER = "127.0.0.1:50051"
+DEFAULT_DATA = Path("provenance-data")
+PUBLIC_KEY_FILE = "log.pub"
+STATE_FILE = "audit-state.json"
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _print_json(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+
+
+def _hash_arg(text: str) -> bytes:
+    """A 32-byte hash given as 64 hex digits or standard base64."""
+    try:
+        raw = bytes.fromhex(text) if len(text) == 64 else base64.b64decode(text, validate=True)
+    except (ValueError, binascii.Error) as err:
+        raise InvalidInputError(f"{text!r} is not a hash in hex or base64") from err
+    if len(raw) != 32:
+        raise InvalidInputError(f"hash is {len(raw)} bytes, want 32")
+    return raw
+
+
+def _size_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
+
+
+def _add_server(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", default=DEFAULT_SERVER, metavar="HOST:PORT", help=f"default {DEFAULT_SERVER}")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser("serve", help="serve the log over gRPC until SIGTERM/SIGINT")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="DIR", help="data directory")
+    p.add_argument("--listen", default=DEFAULT_SERVER, metavar="HOST:PORT")
+    p.add_argument("--origin", default=None, help="log name (default: the data dir's, or localhost/provenance-ledger)")
+    p.add_argument("--key", type=Path, default=None, metavar="FILE", help="signing key (default DATA/log.key)")
+    p.add_argument("--max-entry-bytes", type=_size_arg, default=None, metavar="N")
+    p.add_argument("--max-batch-entries", type=_size_arg, default=None, metavar="N")
+    p.add_argument("--max-receive-bytes", type=_size_arg, default=None, metavar="N")
+    p.add_argument("--drain-seconds", type=float, default=None, metavar="S")
+    p.set_defaults(func=_serve)
+
+    p = subparsers.add_parser("checkpoint", help="print the latest signed checkpoint exactly as signed")
+    _add_server(p)
+    p.set_defaults(func=_checkpoint)
+
+    p = subparsers.add_parser("log-key", help="print the log's verifier key")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--server", default=None, metavar="HOST:PORT")
+    g.add_argument("--data", type=Path, default=None, metavar="DIR")
+    p.set_defaults(func=_log_key)
+
+    log = subparsers.add_parser("log", help="append to and read from the log")
+    sub = log.add_subparsers(dest="log_command", required=True, metavar="LOG_COMMAND")
+    p = sub.add_parser("append", help="append each file's bytes as one entry")
+    _add_server(p)
+    p.add_argument("--wait", action="store_true", help="wait for a checkpoint; print it and each inclusion proof")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.set_defaults(func=_append)
+
+    p = sub.add_parser("entries", help="print entries [start, end) as JSON lines")
+    _add_server(p)
+    p.add_argument("--start", type=_size_arg, required=True)
+    p.add_argument("--end", type=_size_arg, required=True)
+    p.set_defaults(func=_entries)
+
+    p = sub.add_parser("inclusion", help="print an inclusion proof")
+    _add_server(p)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--index", type=_size_arg)
+    g.add_argument("--leaf-hash", metavar="HASH", help="hex or base64")
+    p.add_argument("--size", type=_size_arg, default=0, help="tree size (default: latest)")
+    p.set_defaults(func=_inclusion)
+
+    p = sub.add_parser("consistency", help="print a consistency proof")
+    _add_server(p)
+    p.add_argument("--from", dest="old", type=_size_arg, required=True, metavar="M")
+    p.add_argument("--to", dest="new", type=_size_arg, required=True, metavar="N")
+    p.set_defaults(func=_consistency)
+
+    p = subparsers.add_parser("audit", help="recompute the whole log and check it against its checkpoints")
+    _add_server(p)
+    p.add_argument("--log-key", default=None, metavar="KEY|FILE", help="pin the log key (default: trust on first use)")
+    p.add_argument("--state", type=Path, default=None, metavar="FILE", help="state file (default under the config dir)")
+    p.set_defaults(func=_audit)
+
+
+# -- serve -----------------------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ledger import serve  # the one place the client CLI reaches into the server package
+
+    limits = {
+        name: value
+        for name, value in (
+            ("max_entry_bytes", args.max_entry_bytes),
+            ("max_batch_entries", args.max_batch_entries),
+            ("max_receive_message_bytes", args.max_receive_bytes),
+            ("drain_seconds", args.drain_seconds),
+        )
+        if value is not None
+    }
+    config = serve.build_config(args.data, args.listen, args.origin, args.key, **limits)
+    return serve.main(config)
+
+
+# -- reading commands ------------------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from client.remote import LedgerClient
+
+    return LedgerClient(args.server)
+
+
+def _checkpoint(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        note: bytes = c.checkpoint()
+    sys.stdout.buffer.write(note)
+    sys.stdout.flush()
+    return 0
+
+
+def _log_key(args: argparse.Namespace) -> int:
+    if args.data is not None:
+        sys.stdout.write(_local_key(args.data) + "\n")
+        return 0
+    if args.server is None:
+        args.server = DEFAULT_SERVER
+    with _client(args) as c:
+        sys.stdout.write(c.log_info().verifier_key + "\n")
+    return 0
+
+
+def _local_key(data: Path) -> str:
+    """The verifier key of the log in ``data``: ``DATA/log.pub``, written by ``serve``."""
+    from client.note import Verifier
+
+    path = data / PUBLIC_KEY_FILE
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise InvalidInputError(f"{path} does not exist; start `provenance serve --data {data}` once") from None
+    return Verifier.from_text(text).text()
+
+
+def _entries(args: argparse.Namespace) -> int:
+    if args.end <= args.start:
+        raise InvalidInputError(f"empty range [{args.start}, {args.end})")
+    with _client(args) as c:
+        for i, entry in enumerate(c.iter_entries(args.start, args.end), start=args.start):
+            _print_json({"index": i, "entry": _b64(entry)})
+    return 0
+
+
+def _inclusion(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        if args.index is not None:
+            p = c.inclusion_proof(index=args.index, tree_size=args.size)
+        else:
+            p = c.inclusion_proof(leaf_hash=_hash_arg(args.leaf_hash), tree_size=args.size)
+    proof = [_b64(h) for h in p.hashes]
+    _print_json({"tree_size": p.tree_size, "index": p.index, "leaf_hash": _b64(p.leaf_hash), "proof": proof})
+    return 0
+
+
+def _consistency(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        p = c.consistency_proof(args.old, args.new)
+    _print_json({"old_size": p.old_size, "new_size": p.new_size, "proof": [_b64(h) for h in p.hashes]})
+    return 0
+
+
+# -- append ----------------------------------------------------------------------------------------
+
+
+def _append(args: argparse.Namespace) -> int:
+    from client import merkle
+    from client.checkpoint import open_checkpoint
+    from client.note import Verifier
+
+    blobs = [(path, path.read_bytes()) for path in args.files]
+    with _client(args) as c:
+        info = c.log_info()
+        verifier = Verifier.from_text(info.verifier_key)
+        step = max(1, info.max_batch_entries)
+        for at in range(0, len(blobs), step):
+            batch = blobs[at : at + step]
+            result = c.add_entries([b for _, b in batch], wait_for_checkpoint=args.wait)
+            cp = open_checkpoint(result.checkpoint, verifier) if args.wait and result.checkpoint else None
+            for (path, blob), added in zip(batch, result.entries, strict=True):
+                if added.leaf_hash != merkle.leaf_hash(blob):
+                    raise InvalidInputError(f"server returned a wrong leaf hash for {path}")
+                out: dict[str, Any] = {
+                    "file": str(path),
+                    "index": added.index,
+                    "leaf_hash": _b64(added.leaf_hash),
+                    "duplicate": added.duplicate,
+                }
+                if cp is not None and result.checkpoint is not None:
+                    merkle.verify_inclusion(added.index, cp.size, added.leaf_hash, added.inclusion_proof, cp.root)
+                    out["tree_size"] = cp.size
+                    out["inclusion_proof"] = [_b64(h) for h in added.inclusion_proof]
+                    out["checkpoint"] = result.checkpoint.decode("utf-8")
+                _print_json(out)
+    return 0
+
+
+# -- audit -----------------------------------------------------------------------------------------
+
+
+def _state_path(explicit: Path | None) -> Path:
+    if explicit is not None:
+        return explicit
+    base = os.environ.get("PROVENANCE_STATE_DIR")
+    root = Path(base) if base else Path.home() / ".config" / "provenance"
+    return root / STATE_FILE
+
+
+def _pinned_key(value: str | None) -> str | None:
+    if value is None:
+        return None
+    path = Path(value)
+    if "+" not in value or path.is_file():
+        return path.read_text(encoding="utf-8").strip()
+    return value
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from client import audit
+    from client.checkpoint import SignedCheckpoint
+    from client.errors import InconsistencyError
+
+    state_path = _state_path(args.state)
+    states = audit.parse_states(state_path.read_text(encoding="utf-8")) if state_path.exists() else {}
+    with _client(args) as c:
+        info = c.log_info()
+        previous = states.get(info.origin)
+        verifier = audit.choose_verifier(info.origin, info.verifier_key, _pinned_key(args.log_key), previous)
+        note = c.checkpoint()
+        try:
+            signed = SignedCheckpoint.open(note, verifier)
+            rebuilt = audit.TreeRebuilder([previous.size] if previous else [])
+            size = signed.checkpoint.size
+            if not (previous and size < previous.size):
+                rebuilt.add(c.iter_entries(0, size))
+                audit.check_root(signed, rebuilt)
+            proof: list[bytes] = []
+            if audit.consistency_needed(previous, signed):
+                assert previous is not None
+                proof = list(c.consistency_proof(previous.size, size).hashes)
+            audit.check_consistency(previous, signed, proof, rebuilt)
+        except InconsistencyError as err:
+            _print_evidence(str(err), old_note=err.old_note, new_note=err.new_note, proof=err.proof)
+            return 1
+        except audit.RootMismatchError as err:
+            _print_evidence(str(err), new_note=err.note, computed_root=err.computed_root)
+            return 1
+        except VerificationError as err:  # e.g. the checkpoint's signature: show what was served
+            if previous is None:
+                raise
+            _print_evidence(str(err), old_note=previous.note, new_note=note, proof=[])
+            return 1
+    states[signed.checkpoint.origin] = audit.next_state(verifier, signed)
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = state_path.with_suffix(".tmp")
+    tmp.write_text(audit.format_states(states), encoding="utf-8")
+    os.replace(tmp, state_path)
+    _print_json(
+        {
+            "ok": True,
+            "origin": signed.checkpoint.origin,
+            "tree_size": signed.checkpoint.size,
+            "root": _b64(signed.checkpoint.root),
+            "previous_size": previous.size if previous else None,
+        }
+    )
+    return 0
+
+
+def _print_evidence(
+    why: str,
+    *,
+    new_note: bytes,
+    old_note: bytes | None = None,
+    proof: list[bytes] | None = None,
+    computed_root: bytes | None = None,
+) -> None:
+    evidence: dict[str, Any] = {"ok": False, "error": why, "new_checkpoint": new_note.decode("utf-8", "replace")}
+    if old_note is not None:
+        evidence["old_checkpoint"] = old_note.decode("utf-8", "replace")
+    if proof is not None:
+        evidence["proof"] = [_b64(h) for h in proof]
+    if computed_root is not None:
+        evidence["computed_root"] = _b64(computed_root)
+    _print_json(evidence)
+    sys.stderr.write(f"provenance audit: {why}\n")

@@ -1,0 +1,234 @@
+"""A synchronous client for ``provenance.ledger.v1.LogService``.
+
+Thin: build the request, make the call, convert the response into plain
+values. Protobuf stays inside this module, and gRPC status codes come back as
+the :mod:`client.errors` classes the server mapped them from (the inverse of
+``ledger/status.py``). Nothing here is trusted: callers verify notes and
+proofs with :mod:`client.checkpoint` and :mod:`client.merkle`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+
+from client._pb.provenance.ledger.v1 import ledger_pb2 as pb
+from client.errors import (
+    InvalidInputError,
+    NotFoundError,
+    OutOfRangeError,
+    ProvenanceError,
+    ResourceExhaustedError,
+    SignatureError,
+    UnavailableError,
+    VerificationError,
+)
+
+DEFAULT_SERVER = "127.0.0.1:50051"
+DEFAULT_TIMEOUT = 30.0  # seconds per call
+MAX_MESSAGE_BYTES = 64 << 20  # what the client accepts or sends in one message
+
+_SERVICE = "/provenance.ledger.v1.LogService/"
+_HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+
+ERROR_FOR_STATUS: dict[grpc.StatusCode, type[ProvenanceError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidInputError,
+    grpc.StatusCode.NOT_FOUND: NotFoundError,
+    grpc.StatusCode.OUT_OF_RANGE: OutOfRangeError,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhaustedError,
+    grpc.StatusCode.UNAVAILABLE: UnavailableError,
+    grpc.StatusCode.DEADLINE_EXCEEDED: UnavailableError,
+    grpc.StatusCode.CANCELLED: UnavailableError,
+    grpc.StatusCode.FAILED_PRECONDITION: VerificationError,
+    grpc.StatusCode.PERMISSION_DENIED: SignatureError,
+}
+
+
+class RemoteError(ProvenanceError):
+    """A status with no better mapping (INTERNAL, UNKNOWN, UNIMPLEMENTED...)."""
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def error_from_rpc(err: grpc.RpcError) -> ProvenanceError:
+    """The :mod:`client.errors` instance for a failed call (the inverse of ``ledger.status``)."""
+    code: grpc.StatusCode | None = err.code() if isinstance(err, grpc.Call) else None
+    details = err.details() if isinstance(err, grpc.Call) else str(err)
+    message = f"{details} ({code.name if code else 'no status'})"
+    cls = ERROR_FOR_STATUS.get(code) if code is not None else None
+    if cls is None:
+        return RemoteError(message, code)
+    return cls(message)
+
+
+@dataclass(frozen=True, slots=True)
+class AddedEntry:
+    index: int
+    leaf_hash: bytes
+    duplicate: bool
+    inclusion_proof: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    entries: tuple[AddedEntry, ...]
+    checkpoint: bytes | None  # signed note, only when waited for
+
+
+@dataclass(frozen=True, slots=True)
+class InclusionProof:
+    index: int
+    tree_size: int
+    leaf_hash: bytes
+    hashes: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistencyProof:
+    old_size: int
+    new_size: int
+    hashes: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LogInfo:
+    origin: str
+    verifier_key: str
+    max_entry_bytes: int
+    max_batch_entries: int
+    max_range: int
+    max_proofs_per_call: int
+
+
+Resp = TypeVar("Resp")
+
+
+class LedgerClient:
+    """One channel to a ledger server. Use as a context manager, or call :meth:`close`."""
+
+    def __init__(self, address: str = DEFAULT_SERVER, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._channel = grpc.insecure_channel(
+            address,
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ],
+        )
+        self._methods: dict[str, Callable[..., Any]] = {}
+
+    def __enter__(self) -> LedgerClient:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _unary(self, name: str, req: Any, resp_cls: type[Resp], timeout: float | None = None) -> Resp:
+        method = self._methods.get(name)
+        if method is None:
+            method = self._channel.unary_unary(
+                _SERVICE + name,
+                request_serializer=type(req).SerializeToString,
+                response_deserializer=resp_cls.FromString,  # type: ignore[attr-defined]
+            )
+            self._methods[name] = method
+        try:
+            resp: Resp = method(req, timeout=self.timeout if timeout is None else timeout)
+        except grpc.RpcError as err:
+            raise error_from_rpc(err) from err
+        return resp
+
+    # -- the RPCs -----------------------------------------------------------------------------------
+
+    def add_entries(self, entries: Sequence[bytes], *, wait_for_checkpoint: bool = False) -> AddResult:
+        """Append ``entries`` (one batch); with ``wait_for_checkpoint`` also a checkpoint and proofs."""
+        req = pb.AddEntriesRequest(entries=entries, wait_for_checkpoint=wait_for_checkpoint)
+        resp = self._unary("AddEntries", req, pb.AddEntriesResponse)
+        added = tuple(
+            AddedEntry(e.index, e.leaf_hash, e.duplicate, tuple(e.inclusion_proof)) for e in resp.entries
+        )
+        return AddResult(added, resp.checkpoint.note if resp.HasField("checkpoint") else None)
+
+    def checkpoint(self) -> bytes:
+        """The latest signed checkpoint note, byte for byte (unverified)."""
+        return self._unary("GetCheckpoint", pb.GetCheckpointRequest(), pb.GetCheckpointResponse).checkpoint.note
+
+    def log_info(self) -> LogInfo:
+        r = self._unary("GetLogInfo", pb.GetLogInfoRequest(), pb.GetLogInfoResponse)
+        return LogInfo(r.origin, r.verifier_key, r.max_entry_bytes, r.max_batch_entries, r.max_range,
+                       r.max_proofs_per_call)
+
+    def entries(self, start: int, end: int) -> list[bytes]:
+        """Entries from ``start``: one call, possibly fewer than ``end - start`` (never zero if any exist)."""
+        req = pb.GetEntriesRequest(start=start, end=end)
+        return list(self._unary("GetEntries", req, pb.GetEntriesResponse).entries)
+
+    def iter_entries(self, start: int, end: int) -> Iterator[bytes]:
+        """Every entry in ``[start, end)``, paging as the server limits each response."""
+        while start < end:
+            page = self.entries(start, end)
+            if not page:
+                raise UnavailableError(f"server returned no entries at {start}")
+            yield from page
+            start += len(page)
+
+    def inclusion_proof(
+        self, *, index: int | None = None, leaf_hash: bytes | None = None, tree_size: int = 0
+    ) -> InclusionProof:
+        """Inclusion proof for a leaf given by ``index`` or ``leaf_hash``; ``tree_size`` 0 = latest."""
+        if (index is None) == (leaf_hash is None):
+            raise InvalidInputError("give exactly one of index and leaf_hash")
+        if index is not None:
+            req = pb.GetInclusionProofRequest(index=index, tree_size=tree_size)
+        else:
+            req = pb.GetInclusionProofRequest(leaf_hash=leaf_hash, tree_size=tree_size)
+        p = self._unary("GetInclusionProof", req, pb.GetInclusionProofResponse).proof
+        return InclusionProof(p.index, p.tree_size, p.leaf_hash, tuple(p.hashes))
+
+    def inclusion_proofs(self, indices: Sequence[int], tree_size: int = 0) -> list[InclusionProof]:
+        req = pb.GetInclusionProofsRequest(indices=indices, tree_size=tree_size)
+        resp = self._unary("GetInclusionProofs", req, pb.GetInclusionProofsResponse)
+        return [InclusionProof(p.index, p.tree_size, p.leaf_hash, tuple(p.hashes)) for p in resp.proofs]
+
+    def consistency_proof(self, old_size: int, new_size: int = 0) -> ConsistencyProof:
+        req = pb.GetConsistencyProofRequest(old_size=old_size, new_size=new_size)
+        r = self._unary("GetConsistencyProof", req, pb.GetConsistencyProofResponse)
+        return ConsistencyProof(r.old_size, r.new_size, tuple(r.hashes))
+
+    def watch_checkpoints(self, timeout: float | None = None) -> Iterator[bytes]:
+        """Signed checkpoint notes: the current one, then each new one. Ends when the server drains."""
+        method = self._channel.unary_stream(
+            _SERVICE + "WatchCheckpoints",
+            request_serializer=pb.WatchCheckpointsRequest.SerializeToString,
+            response_deserializer=pb.WatchCheckpointsResponse.FromString,
+        )
+        try:
+            for resp in method(pb.WatchCheckpointsRequest(), timeout=timeout):
+                yield resp.checkpoint.note
+        except grpc.RpcError as err:
+            raise error_from_rpc(err) from err
+
+    def serving(self, service: str = "") -> bool:
+        """Whether the server's standard health service reports SERVING for ``service``."""
+        from grpc_health.v1 import health_pb2
+
+        check = self._channel.unary_unary(
+            _HEALTH_CHECK,
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
+        try:
+            resp = check(health_pb2.HealthCheckRequest(service=service), timeout=self.timeout)
+        except grpc.RpcError as err:
+            raise error_from_rpc(err) from err
+        return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)

@@ -1,0 +1,163 @@
+"""A small in-memory stand-in for ``ledger.log.Log`` and an in-process server around it.
+
+Used to test the gRPC edge (error mapping, request parsing, handler wiring)
+without RocksDB or a subprocess; the process-level tests use the real log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from client import merkle
+from client.checkpoint import Checkpoint, SignedCheckpoint, sign_checkpoint
+from client.errors import InvalidInputError, NotFoundError, OutOfRangeError, ProvenanceError
+from client.note import Signer
+from ledger.config import ServerConfig
+from ledger.server import LedgerServer
+
+
+@dataclass(frozen=True)
+class Appended:
+    index: int
+    leaf_hash: bytes
+    duplicate: bool
+
+
+class FakeLog:
+    def __init__(self, origin: str = "example.com/fake", max_entry_bytes: int = 1024, max_batch: int = 16) -> None:
+        self.signer = Signer.generate(origin)
+        self.origin = origin
+        self.max_entry_bytes = max_entry_bytes
+        self.max_batch = max_batch
+        self._entries: list[bytes] = []
+        self._hashes: list[bytes] = []
+        self._listeners: list[Callable[[Any], None]] = []
+        self.healthy = True
+        self.fail_next: ProvenanceError | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        return len(self._entries)
+
+    def submit(self, entries: Sequence[bytes]) -> Future[list[Appended | ProvenanceError]]:
+        if not entries:
+            raise InvalidInputError("empty batch")
+        if len(entries) > self.max_batch:
+            raise InvalidInputError(f"batch of {len(entries)} entries is over the limit {self.max_batch}")
+        for e in entries:
+            if len(e) > self.max_entry_bytes:
+                raise InvalidInputError(f"entry of {len(e)} bytes is over the limit {self.max_entry_bytes}")
+        fut: Future[list[Appended | ProvenanceError]] = Future()
+        if self.fail_next is not None:
+            err, self.fail_next = self.fail_next, None
+            fut.set_result([err for _ in entries])
+            return fut
+        out: list[Appended | ProvenanceError] = []
+        with self._lock:
+            for e in entries:
+                h = merkle.leaf_hash(e)
+                if h in self._hashes:
+                    out.append(Appended(self._hashes.index(h), h, True))
+                    continue
+                self._entries.append(e)
+                self._hashes.append(h)
+                out.append(Appended(len(self._entries) - 1, h, False))
+        signed = self.latest()
+        for fn in list(self._listeners):
+            fn(signed)
+        fut.set_result(out)
+        return fut
+
+    def latest(self) -> SignedCheckpoint:
+        cp = Checkpoint(self.origin, self.size, merkle.root_from_leaf_hashes(self._hashes))
+        return SignedCheckpoint(cp, sign_checkpoint(cp, self.signer))
+
+    def wait_for_size(self, size: int, timeout: float | None) -> Future[SignedCheckpoint]:
+        fut: Future[SignedCheckpoint] = Future()
+        fut.set_result(self.latest())
+        return fut
+
+    def add_listener(self, fn: Callable[[Any], None]) -> Callable[[], None]:
+        self._listeners.append(fn)
+        return lambda: self._listeners.remove(fn)
+
+    def _check_size(self, size: int) -> None:
+        if size > self.size:
+            raise OutOfRangeError(f"tree size {size} is beyond the log's size {self.size}")
+
+    def entries(self, start: int, end: int) -> list[bytes]:
+        if start >= self.size:
+            raise OutOfRangeError(f"start {start} is beyond the log's size {self.size}")
+        return self._entries[start:end]
+
+    def index_of(self, leaf_hash: bytes) -> int | None:
+        return self._hashes.index(leaf_hash) if leaf_hash in self._hashes else None
+
+    def leaf_hash(self, index: int) -> bytes:
+        return self._hashes[index]
+
+    def _node(self, node: merkle.Node) -> bytes:
+        return merkle.root_from_leaf_hashes(self._hashes[node.begin : node.end])
+
+    def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
+        self._check_size(tree_size)
+        if index >= tree_size:
+            raise OutOfRangeError(f"index {index} is outside tree size {tree_size}")
+        plan = merkle.inclusion_plan(index, tree_size)
+        return merkle.assemble(plan, {n: self._node(n) for n in merkle.plan_nodes(plan)})
+
+    def inclusion_proofs(self, indices: Sequence[int], tree_size: int) -> list[list[bytes]]:
+        return [self.inclusion_proof(i, tree_size) for i in indices]
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        self._check_size(size2)
+        if not 0 < size1 <= size2:
+            raise InvalidInputError(f"no consistency proof from {size1} to {size2}")
+        plan = merkle.consistency_plan(size1, size2)
+        return merkle.assemble(plan, {n: self._node(n) for n in merkle.plan_nodes(plan)})
+
+    def root_at(self, size: int) -> bytes:
+        return merkle.root_from_leaf_hashes(self._hashes[:size])
+
+    def health(self) -> bool:
+        return self.healthy
+
+    def get(self, index: int) -> bytes:
+        if index >= self.size:
+            raise NotFoundError(str(index))
+        return self._entries[index]
+
+
+@contextmanager
+def in_process_server(log: FakeLog, **config: Any) -> Iterator[tuple[str, LedgerServer]]:
+    """Serve ``log`` on a free 127.0.0.1 port from a background event loop; yields ``(address, server)``."""
+    cfg = ServerConfig(listen="127.0.0.1:0", origin=log.origin, **config)
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    holder: dict[str, Any] = {}
+
+    async def main() -> None:
+        server = LedgerServer(log, cfg, log.signer.verifier().text())
+        holder["server"] = server
+        holder["port"] = await server.start()
+        holder["stop"] = asyncio.Event()
+        ready.set()
+        await holder["stop"].wait()
+        await server.stop()
+
+    thread = threading.Thread(target=lambda: loop.run_until_complete(main()), daemon=True)
+    thread.start()
+    assert ready.wait(10), "in-process server did not start"
+    try:
+        yield f"127.0.0.1:{holder['port']}", holder["server"]
+    finally:
+        loop.call_soon_threadsafe(holder["stop"].set)
+        thread.join(10)
+        loop.close()
