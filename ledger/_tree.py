@@ -1,0 +1,227 @@
+"""The log's proof reader: tree hashes from storage, grouped and cached, turned into RFC 9162 proofs.
+
+Stored layout (decided here, kept by any :class:`~ledger.storage.Storage`): level-0
+(leaf) hashes are not stored -- a level-0 node is the hash of its entry, which is
+stored anyway. Nodes of level >= 1 are stored in groups of :data:`GROUP_WIDTH`
+consecutive nodes of one level, key ``(level, index // GROUP_WIDTH)``, value the
+32-byte hashes concatenated. A full group never changes again, so it is cached in a
+byte-bounded LRU; the partial group at the right edge of each level is held in
+memory by the sequencer and published here after each commit.
+
+Any perfect node therefore costs one group lookup (or one entry read), and an
+inclusion or consistency proof at any tree size reads O(log n) of them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from hashlib import sha256
+
+from client.merkle import HASH_SIZE, Node, assemble, consistency_plan, fold, plan_nodes, range_nodes, root_plan
+from ledger.errors import CorruptStorageError
+from ledger.storage import HashGroupKey, Storage
+
+GROUP_BITS = 8
+GROUP_WIDTH = 1 << GROUP_BITS
+GROUP_BYTES = GROUP_WIDTH * HASH_SIZE
+_EPHEMERAL_CACHE = 4096  # right-edge (imperfect) node hashes kept, keyed by (tree size, level)
+
+
+def group_key(level: int, index: int) -> HashGroupKey:
+    """The key of the group holding node ``(level, index)``. Requires ``level >= 1``."""
+    return (level, index >> GROUP_BITS)
+
+
+class GroupCache:
+    """A byte-bounded LRU of full hash groups (immutable once full, so never stale)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max = max_bytes
+        self._bytes = 0
+        self._data: OrderedDict[HashGroupKey, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: HashGroupKey) -> bytes | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key: HashGroupKey, value: bytes) -> None:
+        if len(value) > self._max:
+            return
+        with self._lock:
+            old = self._data.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old)
+            self._data[key] = value
+            self._bytes += len(value)
+            while self._bytes > self._max:
+                _, evicted = self._data.popitem(last=False)
+                self._bytes -= len(evicted)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+
+class TreeReader:
+    """Reads node hashes and builds proofs for any tree size the caller has checked is durable.
+
+    Thread-safe for readers; the sequencer calls :meth:`publish` after each commit.
+    """
+
+    def __init__(self, storage: Storage, cache_bytes: int) -> None:
+        self._storage = storage
+        self._cache = GroupCache(cache_bytes)
+        self._partial: Mapping[HashGroupKey, bytes] = {}
+        self._ephemeral: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self._eph_lock = threading.Lock()
+
+    def publish(self, partial: Mapping[HashGroupKey, bytes], full: Mapping[HashGroupKey, bytes]) -> None:
+        """After a commit: cache the groups that became full, then swap in the new right-edge groups.
+
+        Full groups go in first, so a reader that no longer finds a group among the
+        partial ones finds it cached (or in storage, where it already is).
+        """
+        for key, value in full.items():
+            self._cache.put(key, value)
+        self._partial = dict(partial)
+
+    def groups(self, keys: Collection[HashGroupKey]) -> dict[HashGroupKey, bytes]:
+        """The current value of each group: right-edge ones from memory, full ones cached or read."""
+        partial = self._partial
+        found: dict[HashGroupKey, bytes] = {}
+        missing: list[HashGroupKey] = []
+        for key in keys:
+            value = partial.get(key)
+            if value is None:
+                value = self._cache.get(key)
+            if value is None:
+                missing.append(key)
+            else:
+                found[key] = value
+        if missing:
+            for key, got in zip(missing, self._storage.read_hash_groups(missing), strict=True):
+                if got is None:
+                    raise CorruptStorageError(f"hash group {key} is missing from the store")
+                if len(got) == GROUP_BYTES:
+                    self._cache.put(key, got)
+                found[key] = got
+        return found
+
+    def leaf_hashes(self, indices: Sequence[int]) -> dict[int, bytes]:
+        """Level-0 node hashes, by hashing the stored entries."""
+        got = self._storage.read_entries_at(indices)
+        out: dict[int, bytes] = {}
+        for i, entry in zip(indices, got, strict=True):
+            if entry is None:
+                raise CorruptStorageError(f"entry {i} is missing from the store")
+            out[i] = sha256(b"\x00" + entry).digest()
+        return out
+
+    def node_hashes(self, nodes: Iterable[Node]) -> dict[Node, bytes]:
+        """The hash of each perfect node. Requires every node to lie inside a durable tree."""
+        nodes = list(nodes)
+        leaves = self.leaf_hashes([n.index for n in nodes if n.level == 0])
+        groups = self.groups({group_key(n.level, n.index) for n in nodes if n.level})
+        out: dict[Node, bytes] = {}
+        for n in nodes:
+            if n.level == 0:
+                out[n] = leaves[n.index]
+                continue
+            off = (n.index & (GROUP_WIDTH - 1)) * HASH_SIZE
+            h = groups[group_key(n.level, n.index)][off : off + HASH_SIZE]
+            if len(h) != HASH_SIZE:
+                raise CorruptStorageError(f"hash of node {n} is missing from its group")
+            out[n] = h
+        return out
+
+    def range_hash(self, begin: int, end: int) -> bytes:
+        """Hash of leaves ``[begin, end)`` folded from its :func:`range_nodes`. Requires ``begin < end``."""
+        nodes = range_nodes(begin, end)
+        hashes = self.node_hashes(nodes)
+        return fold([hashes[n] for n in nodes])
+
+    def root_at(self, size: int) -> bytes:
+        """Root of the tree of ``size`` leaves. Requires ``0 < size <=`` the durable size."""
+        plan = root_plan(size)
+        hashes = self.node_hashes(plan)
+        return fold([hashes[n] for n in plan])
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        """RFC 9162 2.1.4 proof. Requires ``0 < size1 <= size2 <=`` the durable size."""
+        plan = consistency_plan(size1, size2)
+        return assemble(plan, self.node_hashes(plan_nodes(plan)))
+
+    def _ephemeral_hash(self, size: int, level: int) -> bytes:
+        """The right-edge sibling at ``level`` in a tree of ``size``: leaves ``[(size-1) >> level << level, size)``."""
+        key = (size, level)
+        with self._eph_lock:
+            cached = self._ephemeral.get(key)
+            if cached is not None:
+                self._ephemeral.move_to_end(key)
+                return cached
+        value = self.range_hash(((size - 1) >> level) << level, size)
+        with self._eph_lock:
+            self._ephemeral[key] = value
+            while len(self._ephemeral) > _EPHEMERAL_CACHE:
+                self._ephemeral.popitem(last=False)
+        return value
+
+    def inclusion_proofs(self, indices: Sequence[int], size: int) -> list[list[bytes]]:
+        """RFC 9162 2.1.3 audit paths of each index in the tree of ``size``.
+
+        Requires ``0 <= index < size <=`` the durable size. Same nodes as
+        ``client.merkle.inclusion_plan`` (tests hold it to that), computed without
+        building plan objects: below the level where ``index`` and ``size - 1`` part,
+        siblings are perfect nodes; at that level the right sibling may be the
+        imperfect right edge (cached per size); above it, left siblings where ``index``
+        has a one bit.
+        """
+        last = size - 1
+        top = last.bit_length()
+        leaves = self.leaf_hashes(sorted({i ^ 1 for i in indices if (i ^ 1) < size}))
+        # Resolve every group the batch touches in one go.
+        keys: set[HashGroupKey] = set()
+        for index in indices:
+            split = (index ^ last).bit_length() - 1
+            for level in range(1, top):
+                node = index >> level
+                if level < split:
+                    keys.add((level, (node ^ 1) >> GROUP_BITS))
+                elif level == split:
+                    if (node + 2) << level <= size:
+                        keys.add((level, (node + 1) >> GROUP_BITS))
+                elif node & 1:
+                    keys.add((level, (node - 1) >> GROUP_BITS))
+        groups = self.groups(keys)
+        mask = GROUP_WIDTH - 1
+        proofs: list[list[bytes]] = []
+        for index in indices:
+            sib = index ^ 1
+            proof = [leaves[sib]] if sib < size else []
+            split = (index ^ last).bit_length() - 1
+            for level in range(1, top):
+                node = index >> level
+                if level < split:
+                    sib = node ^ 1
+                elif level == split:
+                    sib = node + 1
+                    if (sib + 1) << level > size:
+                        proof.append(self._ephemeral_hash(size, level))
+                        continue
+                elif node & 1:
+                    sib = node - 1
+                else:
+                    continue
+                off = (sib & mask) << 5
+                h = groups[(level, sib >> GROUP_BITS)][off : off + HASH_SIZE]
+                if len(h) != HASH_SIZE:
+                    raise CorruptStorageError(f"hash of node ({level}, {sib}) is missing from its group")
+                proof.append(h)
+            proofs.append(proof)
+        return proofs

@@ -1,0 +1,24 @@
+"""Server-only errors. Each subclasses a :mod:`client.errors` class, so the gRPC edge maps it by family."""
+
+from __future__ import annotations
+
+from client.errors import InvalidInputError, UnavailableError
+
+
+class StorageError(UnavailableError):
+    """The storage backend failed (I/O error, full disk, closed handle). Retry later."""
+
+
+class CorruptStorageError(StorageError):
+    """The stored log is inconsistent with itself (bad tree head, missing hashes, wrong format).
+
+    Raised at open or when a read finds data that cannot be right; the log never serves from it.
+    """
+
+
+class KeyFileError(InvalidInputError):
+    """The signing-key file is unsafe (group/world readable), malformed, or names another log."""
+
+
+class WaitTimeoutError(UnavailableError):
+    """A wait (for a durable index or a checkpoint of some size) ran past its deadline."""

@@ -1,0 +1,130 @@
+"""What the log needs from a store, as a :class:`Storage` protocol, and the values it trades in.
+
+The log (``ledger.log``) decides everything about the tree: which nodes a proof
+needs (``client.merkle`` plans), how tree hashes are grouped, when a tree head is
+final. Storage answers plain questions (entries by index, hash groups by key,
+candidate indices for a leaf hash, aux values) and commits one atomic batch at a
+time. It does no Merkle math.
+
+Implementations: :class:`ledger.storage.memory.MemoryStorage` (tests, and the
+reference for the conformance suite) and :class:`ledger.storage.rocks.RocksStorage`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from client.merkle import HASH_SIZE
+
+HashGroupKey = tuple[int, int]
+"""``(level, group)``: hashes of level ``level`` nodes ``[group * G, (group + 1) * G)``, G chosen by the log."""
+
+DEDUP_PREFIX = 16
+"""Leaf-hash bytes a store may index by; :meth:`Storage.leaf_candidates` may return prefix collisions."""
+
+
+@dataclass(frozen=True, slots=True)
+class TreeHead:
+    """A durable tree head: ``size`` leaves, the hashes of ``client.merkle.range_nodes(0, size)``, the root.
+
+    The edge is what lets the sequencer resume appending without reading the tree.
+    """
+
+    size: int
+    root: bytes
+    edge: tuple[bytes, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.size < 0 or len(self.root) != HASH_SIZE or len(self.edge) != self.size.bit_count():
+            raise ValueError(f"malformed tree head for size {self.size}")
+        if any(len(h) != HASH_SIZE for h in self.edge):
+            raise ValueError("tree head edge hashes must be 32 bytes")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One atomic step of the log: entries appended at ``start`` and everything that indexes them.
+
+    ``leaf_hashes[i]`` is the leaf hash of ``entries[i]`` (logged at ``start + i``) for the
+    dedup index. ``hash_groups`` replace whole stored values (partial groups are rewritten
+    as they grow). ``aux`` are the integration hook's index writes. ``meta`` holds small
+    named values (the origin, on the first batch). ``head`` becomes the stored tree head.
+    Requires ``start`` to equal the stored head's size and ``head.size == start + len(entries)``.
+    """
+
+    start: int
+    entries: Sequence[bytes]
+    leaf_hashes: Sequence[bytes]
+    hash_groups: Mapping[HashGroupKey, bytes]
+    head: TreeHead
+    aux: Sequence[tuple[bytes, bytes]] = ()
+    meta: Mapping[str, bytes] = field(default_factory=dict)
+
+
+class Storage(Protocol):
+    """A log's durable store.
+
+    Durability promise: when :meth:`commit` returns, the whole batch is persisted and
+    synced to stable storage, and every later read (also after a crash and reopen)
+    sees all of it. A batch is atomic: readers see all of it or none of it, never a
+    part. When :meth:`commit` raises, nothing of the failed batch is visible -- unless
+    the backend cannot tell whether the write landed (e.g. the write went in but the
+    sync failed), in which case the batch may be entirely visible; the caller must
+    re-read :meth:`read_head` to learn which, and must not trust the batch as durable
+    until a later commit succeeds. Only one thread commits; reads may come from any thread.
+
+    Failures raise :class:`ledger.errors.StorageError`; data that cannot be right raises
+    :class:`ledger.errors.CorruptStorageError`.
+    """
+
+    def read_head(self) -> TreeHead | None:
+        """The tree head of the last committed batch, or None for a store never committed to."""
+        ...
+
+    def read_meta(self, name: str) -> bytes | None:
+        """A named small value (from :attr:`Batch.meta` or :meth:`write_meta`), or None."""
+        ...
+
+    def write_meta(self, name: str, value: bytes) -> None:
+        """Store a named value outside any batch, *without* a sync: it may be lost in a crash.
+
+        For values that can be recomputed (the latest signed checkpoint note).
+        """
+        ...
+
+    def read_entries(self, start: int, end: int) -> list[bytes]:
+        """Entries ``[start, end)``. Requires ``0 <= start <= end <=`` the stored size."""
+        ...
+
+    def read_entries_at(self, indices: Sequence[int]) -> list[bytes | None]:
+        """The entry at each index (None where there is none), in order."""
+        ...
+
+    def read_hash_groups(self, keys: Sequence[HashGroupKey]) -> list[bytes | None]:
+        """The stored value of each hash group (None where there is none), in order."""
+        ...
+
+    def leaf_candidates(self, leaf_hashes: Sequence[bytes]) -> list[list[int]]:
+        """For each 32-byte leaf hash, the indices whose leaf hash *may* equal it.
+
+        Never misses a logged index with that leaf hash; may also return indices whose
+        leaf hash only shares the first :data:`DEDUP_PREFIX` bytes (the caller confirms).
+        """
+        ...
+
+    def read_aux(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """The value of each aux key written by a batch (None where there is none)."""
+        ...
+
+    def commit(self, batch: Batch) -> None:
+        """Persist ``batch`` atomically and durably (see the class docstring)."""
+        ...
+
+    def close(self) -> None:
+        """Release the store; later calls raise :class:`ledger.errors.StorageError`."""
+        ...
+
+
+__all__ = ["DEDUP_PREFIX", "Batch", "HashGroupKey", "Storage", "TreeHead"]

@@ -1,0 +1,107 @@
+"""An in-memory :class:`~ledger.storage.Storage`: the reference the conformance suite holds others to.
+
+"Durable" here means "in this process": a :meth:`MemoryStorage.reopen` handle sees
+exactly what was committed, which is what tests of restart need.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ledger.errors import StorageError
+from ledger.storage import Batch, HashGroupKey, TreeHead
+
+
+@dataclass
+class _Contents:
+    head: TreeHead | None = None
+    meta: dict[str, bytes] = field(default_factory=dict)
+    entries: list[bytes] = field(default_factory=list)
+    groups: dict[HashGroupKey, bytes] = field(default_factory=dict)
+    leaves: dict[bytes, list[int]] = field(default_factory=dict)
+    aux: dict[bytes, bytes] = field(default_factory=dict)
+
+
+class MemoryStorage:
+    """Dicts and a list behind one lock, so a reader never sees half a batch."""
+
+    def __init__(self, contents: _Contents | None = None) -> None:
+        self._c = contents if contents is not None else _Contents()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def reopen(self) -> MemoryStorage:
+        """A fresh handle over the same committed contents (a restart, for tests)."""
+        return MemoryStorage(self._c)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError("memory storage is closed")
+
+    def read_head(self) -> TreeHead | None:
+        self._check_open()
+        return self._c.head
+
+    def read_meta(self, name: str) -> bytes | None:
+        self._check_open()
+        return self._c.meta.get(name)
+
+    def write_meta(self, name: str, value: bytes) -> None:
+        self._check_open()
+        with self._lock:
+            self._c.meta[name] = bytes(value)
+
+    def read_entries(self, start: int, end: int) -> list[bytes]:
+        self._check_open()
+        with self._lock:
+            if not 0 <= start <= end <= len(self._c.entries):
+                raise ValueError(f"entries [{start}, {end}) are not all stored")
+            return self._c.entries[start:end]
+
+    def read_entries_at(self, indices: Sequence[int]) -> list[bytes | None]:
+        self._check_open()
+        with self._lock:
+            entries = self._c.entries
+            n = len(entries)
+            return [entries[i] if 0 <= i < n else None for i in indices]
+
+    def read_hash_groups(self, keys: Sequence[HashGroupKey]) -> list[bytes | None]:
+        self._check_open()
+        with self._lock:
+            groups = self._c.groups
+            return [groups.get(k) for k in keys]
+
+    def leaf_candidates(self, leaf_hashes: Sequence[bytes]) -> list[list[int]]:
+        self._check_open()
+        with self._lock:
+            leaves = self._c.leaves
+            return [list(leaves.get(h, ())) for h in leaf_hashes]
+
+    def read_aux(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        self._check_open()
+        with self._lock:
+            aux = self._c.aux
+            return [aux.get(k) for k in keys]
+
+    def commit(self, batch: Batch) -> None:
+        self._check_open()
+        c = self._c
+        with self._lock:
+            size = c.head.size if c.head is not None else 0
+            if batch.start != size or batch.head.size != size + len(batch.entries):
+                raise ValueError(f"batch [{batch.start}, {batch.head.size}) does not extend stored size {size}")
+            if len(batch.leaf_hashes) != len(batch.entries):
+                raise ValueError("batch needs one leaf hash per entry")
+            # Everything is checked above; the in-place updates below cannot fail half-way.
+            c.entries.extend(bytes(e) for e in batch.entries)
+            for i, h in enumerate(batch.leaf_hashes, start=batch.start):
+                c.leaves.setdefault(h, []).append(i)
+            c.groups.update((k, bytes(v)) for k, v in batch.hash_groups.items())
+            c.aux.update((bytes(k), bytes(v)) for k, v in batch.aux)
+            c.meta.update(batch.meta)
+            c.head = batch.head
+
+    def close(self) -> None:
+        self._closed = True

@@ -1,0 +1,287 @@
+"""A RocksDB :class:`~ledger.storage.Storage` (through ``rocksdict``): one directory, five column families.
+
+Layout (format ``1``; every key and value is raw bytes):
+
+=========  ==============================  ==============================================
+family     key                             value
+=========  ==============================  ==============================================
+entries    index, 8 bytes big-endian       the entry bytes
+hashes     level (1 byte) + group (8, BE)  the group's 32-byte hashes, concatenated
+leaves     first 16 bytes of a leaf hash   LEB128 varints: every index with that prefix
+aux        the hook's key                  the hook's value
+meta       ``format`` / ``origin`` /       format version / log origin / tree head
+           ``head`` / ``checkpoint``       (size, root, edge) / last signed note
+=========  ==============================  ==============================================
+
+A commit is one ``WriteBatch`` written with ``sync=True``. The dedup family is
+point-read only (a bloom filter answers most misses without I/O); hashes and the
+dedup values are incompressible, so those families skip compression.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rocksdict import (
+    BlockBasedOptions,
+    Cache,
+    DBCompressionType,
+    Options,
+    Rdict,
+    WriteBatch,
+    WriteOptions,
+)
+
+from client.merkle import HASH_SIZE
+from ledger.errors import CorruptStorageError, StorageError
+from ledger.storage import DEDUP_PREFIX, Batch, HashGroupKey, TreeHead
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = b"1"
+_FAMILIES = ("entries", "hashes", "leaves", "aux", "meta")
+_HEAD_VERSION = 1
+
+
+def _index_key(i: int) -> bytes:
+    return i.to_bytes(8, "big")
+
+
+def _group_key(key: HashGroupKey) -> bytes:
+    level, group = key
+    return bytes((level,)) + group.to_bytes(8, "big")
+
+
+def encode_varints(values: Sequence[int]) -> bytes:
+    """LEB128 (unsigned) of each value, concatenated."""
+    out = bytearray()
+    for v in values:
+        while v >= 0x80:
+            out.append((v & 0x7F) | 0x80)
+            v >>= 7
+        out.append(v)
+    return bytes(out)
+
+
+def decode_varints(data: bytes) -> list[int]:
+    """Inverse of :func:`encode_varints`; raises :class:`CorruptStorageError` on truncation."""
+    values: list[int] = []
+    v = shift = 0
+    for b in data:
+        v |= (b & 0x7F) << shift
+        if b & 0x80:
+            shift += 7
+            if shift > 63:
+                raise CorruptStorageError("dedup index value has an overlong varint")
+        else:
+            values.append(v)
+            v = shift = 0
+    if shift:
+        raise CorruptStorageError("dedup index value ends inside a varint")
+    return values
+
+
+def encode_head(head: TreeHead) -> bytes:
+    """``version (1) || size (8, BE) || root || edge hashes``."""
+    return bytes((_HEAD_VERSION,)) + head.size.to_bytes(8, "big") + head.root + b"".join(head.edge)
+
+
+def decode_head(data: bytes) -> TreeHead:
+    if len(data) < 41 or data[0] != _HEAD_VERSION:
+        raise CorruptStorageError("stored tree head is malformed")
+    size = int.from_bytes(data[1:9], "big")
+    rest = data[41:]
+    if len(rest) != size.bit_count() * HASH_SIZE:
+        raise CorruptStorageError(f"stored tree head of size {size} has a wrong-length edge")
+    edge = tuple(rest[i : i + HASH_SIZE] for i in range(0, len(rest), HASH_SIZE))
+    return TreeHead(size, data[9:41], edge)
+
+
+def _options(cache: Cache, *, compress: bool, bloom: bool, write_buffer: int) -> Options:
+    opts = Options(raw_mode=True)
+    table = BlockBasedOptions()
+    table.set_block_cache(cache)
+    if bloom:
+        table.set_bloom_filter(10, False)
+    opts.set_block_based_table_factory(table)
+    opts.set_compression_type(DBCompressionType.lz4() if compress else DBCompressionType.none())
+    opts.set_write_buffer_size(write_buffer)
+    opts.set_level_compaction_dynamic_level_bytes(True)
+    return opts
+
+
+class RocksStorage:
+    """The log's store in a RocksDB directory. Open with :meth:`open`."""
+
+    def __init__(self, db: Rdict, path: Path) -> None:
+        self._db = db
+        self._path = path
+        self._cf = {name: db.get_column_family(name) for name in _FAMILIES}
+        self._handles = {name: db.get_column_family_handle(name) for name in _FAMILIES}
+        self._sync = WriteOptions()
+        self._sync.sync = True
+        self._nosync = WriteOptions()
+        self._closed = False
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: Path | str, *, cache_bytes: int = 32 << 20) -> RocksStorage:
+        """Open (creating if absent) the store at ``path``.
+
+        Raises :class:`CorruptStorageError` for a directory that is not this format's
+        store (another RocksDB database, a newer format, stray files), and
+        :class:`StorageError` when RocksDB cannot open it (locked, unreadable).
+        """
+        path = Path(path)
+        fresh = not path.exists() or not any(path.iterdir())
+        if not fresh:
+            if not (path / "CURRENT").is_file():
+                raise CorruptStorageError(f"{path} is not empty and is not a RocksDB directory")
+            try:
+                families = set(Rdict.list_cf(str(path), Options(raw_mode=True)))
+            except Exception as e:
+                raise CorruptStorageError(f"cannot read the column families of {path}: {e}") from e
+            if families != {"default", *_FAMILIES}:
+                raise CorruptStorageError(f"{path} holds column families {sorted(families)}, not a log store")
+        cache = Cache(cache_bytes)
+        db_opts = Options(raw_mode=True)
+        db_opts.create_if_missing(True)
+        db_opts.create_missing_column_families(True)
+        db_opts.set_max_background_jobs(2)
+        db_opts.set_keep_log_file_num(3)
+        db_opts.set_max_total_wal_size(256 << 20)
+        column_families = {
+            "entries": _options(cache, compress=True, bloom=False, write_buffer=64 << 20),
+            "hashes": _options(cache, compress=False, bloom=False, write_buffer=32 << 20),
+            "leaves": _options(cache, compress=False, bloom=True, write_buffer=32 << 20),
+            "aux": _options(cache, compress=True, bloom=True, write_buffer=16 << 20),
+            "meta": _options(cache, compress=False, bloom=False, write_buffer=4 << 20),
+        }
+        try:
+            db = Rdict(str(path), db_opts, column_families=column_families)
+        except Exception as e:
+            raise StorageError(f"cannot open RocksDB at {path}: {e}") from e
+        store = cls(db, path)
+        try:
+            version = store._cf["meta"].get(b"format")
+            if fresh:
+                batch = WriteBatch(raw_mode=True)
+                batch.put(b"format", FORMAT_VERSION, store._handles["meta"])
+                db.write(batch, store._sync)
+            elif version != FORMAT_VERSION:
+                raise CorruptStorageError(f"{path} has store format {version!r}, this code reads {FORMAT_VERSION!r}")
+        except BaseException:
+            store.close()
+            raise
+        log.info("opened log store", extra={"path": str(path), "fresh": fresh})
+        return store
+
+    def _get(self, family: str, keys: list[bytes]) -> list[Any]:
+        if self._closed:
+            raise StorageError("storage is closed")
+        try:
+            values: list[Any] = self._cf[family].get(keys)  # type: ignore[arg-type, assignment]
+        except Exception as e:
+            raise StorageError(f"read from {family} failed: {e}") from e
+        return values
+
+    def read_head(self) -> TreeHead | None:
+        raw = self._get("meta", [b"head"])[0]
+        return None if raw is None else decode_head(raw)
+
+    def read_meta(self, name: str) -> bytes | None:
+        value: bytes | None = self._get("meta", [b"m:" + name.encode()])[0]
+        return value
+
+    def write_meta(self, name: str, value: bytes) -> None:
+        batch = WriteBatch(raw_mode=True)
+        batch.put(b"m:" + name.encode(), bytes(value), self._handles["meta"])
+        self._write(batch, self._nosync)
+
+    def read_entries(self, start: int, end: int) -> list[bytes]:
+        if not 0 <= start <= end:
+            raise ValueError(f"bad entry range [{start}, {end})")
+        got = self._get("entries", [_index_key(i) for i in range(start, end)])
+        if None in got:
+            raise CorruptStorageError(f"entry {start + got.index(None)} is missing from the store")
+        return got
+
+    def read_entries_at(self, indices: Sequence[int]) -> list[bytes | None]:
+        return self._get("entries", [_index_key(i) for i in indices])
+
+    def read_hash_groups(self, keys: Sequence[HashGroupKey]) -> list[bytes | None]:
+        return self._get("hashes", [_group_key(k) for k in keys])
+
+    def leaf_candidates(self, leaf_hashes: Sequence[bytes]) -> list[list[int]]:
+        got = self._get("leaves", [h[:DEDUP_PREFIX] for h in leaf_hashes])
+        return [[] if v is None else decode_varints(v) for v in got]
+
+    def read_aux(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        return self._get("aux", [bytes(k) for k in keys])
+
+    def commit(self, batch: Batch) -> None:
+        head = self.read_head()
+        size = head.size if head is not None else 0
+        if batch.start != size or batch.head.size != size + len(batch.entries):
+            raise ValueError(f"batch [{batch.start}, {batch.head.size}) does not extend stored size {size}")
+        if len(batch.leaf_hashes) != len(batch.entries):
+            raise ValueError("batch needs one leaf hash per entry")
+        h = self._handles
+        wb = WriteBatch(raw_mode=True)
+        for i, entry in enumerate(batch.entries, start=batch.start):
+            wb.put(_index_key(i), entry, h["entries"])
+        # Dedup lists: extend any existing list for the prefix (collisions are rare, but real).
+        prefixes: dict[bytes, list[int]] = {}
+        for i, leaf in enumerate(batch.leaf_hashes, start=batch.start):
+            prefixes.setdefault(leaf[:DEDUP_PREFIX], []).append(i)
+        keys = list(prefixes)
+        for key, old in zip(keys, self._get("leaves", keys), strict=True):
+            new = encode_varints(prefixes[key])
+            wb.put(key, new if old is None else old + new, h["leaves"])
+        for key_, value in batch.hash_groups.items():
+            wb.put(_group_key(key_), value, h["hashes"])
+        for k, v in batch.aux:
+            wb.put(k, v, h["aux"])
+        for name, value in batch.meta.items():
+            wb.put(b"m:" + name.encode(), value, h["meta"])
+        wb.put(b"head", encode_head(batch.head), h["meta"])
+        self._write(wb, self._sync)
+
+    def _write(self, batch: WriteBatch, opts: WriteOptions) -> None:
+        if self._closed:
+            raise StorageError("storage is closed")
+        try:
+            self._db.write(batch, opts)
+        except Exception as e:
+            raise StorageError(f"RocksDB write failed: {e}") from e
+
+    def compact(self) -> None:
+        """Compact every family fully (for measuring on-disk size; not needed in service)."""
+        for cf in self._cf.values():
+            cf.compact_range(None, None)
+
+    def disk_bytes(self) -> int:
+        """Bytes of the store's files on disk (SST, WAL, manifest)."""
+        return sum(f.stat().st_size for f in self._path.iterdir() if f.is_file())
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                for cf in self._cf.values():
+                    cf.close()
+                self._db.close()
+            except Exception as e:
+                raise StorageError(f"closing RocksDB failed: {e}") from e
+            finally:
+                self._cf.clear()
+                self._handles.clear()
+                del self._db
+            log.info("closed log store", extra={"path": str(self._path)})
+
