@@ -174,11 +174,21 @@ class LedgerClient:
         return list(self._unary("GetEntries", req, pb.GetEntriesResponse).entries)
 
     def iter_entries(self, start: int, end: int) -> Iterator[bytes]:
-        """Every entry in ``[start, end)``, paging as the server limits each response."""
+        """Entries ``[start, min(end, tree size))``, paging as the server limits each response.
+
+        Raises :class:`OutOfRangeError` only when ``start`` itself is beyond the tree.
+        """
+        first = True
         while start < end:
-            page = self.entries(start, end)
+            try:
+                page = self.entries(start, end)
+            except OutOfRangeError:
+                if first:
+                    raise
+                return  # the tree ends here
             if not page:
                 raise UnavailableError(f"server returned no entries at {start}")
+            first = False
             yield from page
             start += len(page)
 

@@ -28,7 +28,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from client._pb.provenance.ledger.v1 import ledger_pb2 as pb
-from client.errors import InvalidInputError, NotFoundError, ProvenanceError, UnavailableError
+from client.errors import InvalidInputError, NotFoundError, OutOfRangeError, ProvenanceError, UnavailableError
 from ledger.config import ServerConfig
 from ledger.status import code_for
 
@@ -69,11 +69,10 @@ class LogLike(Protocol):
 
     def submit(self, entries: Sequence[bytes]) -> Future[Any]: ...
     def latest(self) -> Any: ...
-    def wait_for_size(self, size: int, timeout: float | None) -> Future[Any]: ...
+    def wait_for_size(self, size: int, timeout: float) -> Future[Any]: ...
     def add_listener(self, fn: Callable[[Any], None]) -> Callable[[], None]: ...
     def entries(self, start: int, end: int) -> Sequence[bytes]: ...
     def index_of(self, leaf_hash: bytes) -> int | None: ...
-    def leaf_hash(self, index: int) -> bytes: ...
     def inclusion_proof(self, index: int, tree_size: int) -> Sequence[bytes]: ...
     def inclusion_proofs(self, indices: Sequence[int], tree_size: int) -> Sequence[Sequence[bytes]]: ...
     def consistency_proof(self, size1: int, size2: int) -> Sequence[bytes]: ...
@@ -208,8 +207,10 @@ class LogService:
         start, end = req.start, req.end
         if end <= start:
             raise InvalidInputError(f"empty or reversed range [{start}, {end})")
-        end = min(end, start + self._config.max_range)
-        entries = self._log.entries(start, end)
+        size = self._log.size
+        if start >= size:
+            raise OutOfRangeError(f"start {start} is beyond the tree size {size}")
+        entries = self._log.entries(start, min(end, start + self._config.max_range, size))
         # Stay under the send limit: cut the response short; the caller asks again.
         budget = self._config.max_send_message_bytes - 1024
         total = 0
@@ -232,37 +233,33 @@ class LogService:
                 raise NotFoundError(f"no entry with leaf hash {leaf.hex()}")
             index = found
         elif which == "index":
-            index = req.index
-            leaf = b""
+            index, leaf = req.index, b""
         else:
             raise InvalidInputError("give index or leaf_hash")
-        size = req.tree_size or log.latest().checkpoint.size
+        size = req.tree_size or log.size
         proof = log.inclusion_proof(index, size)
-        if not leaf:
-            leaf = log.leaf_hash(index)
         return pb.GetInclusionProofResponse(
             proof=pb.InclusionProof(index=index, tree_size=size, leaf_hash=leaf, hashes=proof)
         )
 
     async def get_inclusion_proofs(self, req: pb.GetInclusionProofsRequest) -> pb.GetInclusionProofsResponse:
-        indices = list(req.indices)
+        indices = req.indices
         if not indices:
             raise InvalidInputError("no indices given")
         if len(indices) > self._config.max_proofs_per_call:
             raise InvalidInputError(f"{len(indices)} indices, more than the limit {self._config.max_proofs_per_call}")
-        log = self._log
-        size = req.tree_size or log.latest().checkpoint.size
-        proofs = log.inclusion_proofs(indices, size)
-        leaf_hash = log.leaf_hash
+        size = req.tree_size or self._log.size
+        proofs = self._log.inclusion_proofs(indices, size)
+        InclusionProof = pb.InclusionProof
         return pb.GetInclusionProofsResponse(
-            proofs=[
-                pb.InclusionProof(index=i, tree_size=size, leaf_hash=leaf_hash(i), hashes=p)
-                for i, p in zip(indices, proofs, strict=True)
-            ]
+            proofs=[InclusionProof(index=i, tree_size=size, hashes=p) for i, p in zip(indices, proofs, strict=True)]
         )
 
     async def get_consistency_proof(self, req: pb.GetConsistencyProofRequest) -> pb.GetConsistencyProofResponse:
-        new = req.new_size or self._log.latest().checkpoint.size
+        size = self._log.size
+        new = req.new_size or size
+        if req.old_size > size:
+            raise OutOfRangeError(f"old size {req.old_size} is beyond the tree size {size}")
         proof = self._log.consistency_proof(req.old_size, new)
         return pb.GetConsistencyProofResponse(old_size=req.old_size, new_size=new, hashes=proof)
 

@@ -97,11 +97,10 @@ class FakeLog:
             raise OutOfRangeError(f"start {start} is beyond the log's size {self.size}")
         return self._entries[start:end]
 
-    def index_of(self, leaf_hash: bytes) -> int | None:
-        return self._hashes.index(leaf_hash) if leaf_hash in self._hashes else None
-
-    def leaf_hash(self, index: int) -> bytes:
-        return self._hashes[index]
+    def index_of(self, leaf_hash: bytes) -> int:
+        if leaf_hash not in self._hashes:
+            raise NotFoundError(f"no entry with leaf hash {leaf_hash.hex()}")
+        return self._hashes.index(leaf_hash)
 
     def _node(self, node: merkle.Node) -> bytes:
         return merkle.root_from_leaf_hashes(self._hashes[node.begin : node.end])

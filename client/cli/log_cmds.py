@@ -184,13 +184,17 @@ def _entries(args: argparse.Namespace) -> int:
 
 
 def _inclusion(args: argparse.Namespace) -> int:
+    from client import merkle
+
     with _client(args) as c:
         if args.index is not None:
             p = c.inclusion_proof(index=args.index, tree_size=args.size)
+            leaf = merkle.leaf_hash(c.entries(p.index, p.index + 1)[0])  # asked by index: hash the entry ourselves
         else:
-            p = c.inclusion_proof(leaf_hash=_hash_arg(args.leaf_hash), tree_size=args.size)
+            leaf = _hash_arg(args.leaf_hash)
+            p = c.inclusion_proof(leaf_hash=leaf, tree_size=args.size)
     proof = [_b64(h) for h in p.hashes]
-    _print_json({"tree_size": p.tree_size, "index": p.index, "leaf_hash": _b64(p.leaf_hash), "proof": proof})
+    _print_json({"tree_size": p.tree_size, "index": p.index, "leaf_hash": _b64(leaf), "proof": proof})
     return 0
 
 
