@@ -90,6 +90,7 @@ class AuxView:
     def __init__(self, storage: Storage) -> None:
         self._storage = storage
         self.pending: dict[bytes, bytes] = {}
+        self.index = 0  # the index the entry being admitted will get, if admitted
 
     def get(self, key: bytes) -> bytes | None:
         value = self.pending.get(key)
@@ -483,6 +484,7 @@ class Log:
                 results.append(Appended(index, h, True))
                 continue
             if hook is not None:
+                view.index = start + len(new_entries)
                 try:
                     writes = hook.admit(entry, view)
                 except ProvenanceError as refusal:

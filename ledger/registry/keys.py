@@ -1,0 +1,59 @@
+"""The registry's index layout in the log's aux store (docs/registry.md). Pure.
+
+Every key starts with ``b"r"`` (registry) and one letter naming the index, so the
+registry never collides with another personality's aux keys. Integers are
+8-byte big-endian.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from client.records._codec import put_str
+
+_U64 = struct.Struct(">Q")
+
+RECORD = b"rR"  # + id(32) -> index(8) kind(1)
+KEY = b"rK"  # + signer key(32) -> status(1) since_index(8) registered_index(8) name(utf-8)
+NAME = b"rN"  # + identity name (utf-8) -> current key(32) or empty, then index(8) of the event
+VERSION = b"rV"  # + kind(1) + str(name) + str(version) -> index(8)
+MANIFEST = b"rM"  # + manifest digest(32) -> canonical manifest bytes
+SIGNER_POSTS = b"rS"  # + signer key(32): posting list of record indices
+CHILD_POSTS = b"rC"  # + parent id(32): posting list of records naming it as parent or training dataset
+MANIFEST_POSTS = b"rm"  # + manifest digest(32): posting list of record indices with that manifest
+DIGEST_POSTS = b"rD"  # + kind(1) + digest(32): posting list of indices of records that first stored a
+#                       manifest containing the digest
+ABOUT_POSTS = b"rA"  # + id(32): posting list of attestations and disputes about the record
+
+KEY_ACTIVE = 1
+KEY_RETIRED = 2
+KEY_REVOKED = 3
+KEY_STATUS_TEXT = {KEY_ACTIVE: "active", KEY_RETIRED: "retired", KEY_REVOKED: "revoked"}
+
+DIGEST_KINDS = {"manifest": 0, "file": 1, "tensor": 2, "chunk": 3}
+
+
+def u64(n: int) -> bytes:
+    return _U64.pack(n)
+
+
+def read_u64(data: bytes, offset: int = 0) -> int:
+    value: int = _U64.unpack_from(data, offset)[0]
+    return value
+
+
+def version_key(kind: int, name: str, version: str) -> bytes:
+    out = bytearray(VERSION)
+    out.append(kind)
+    put_str(out, name)
+    put_str(out, version)
+    return bytes(out)
+
+
+def key_state(status: int, since: int, registered: int, name: str) -> bytes:
+    return bytes([status]) + u64(since) + u64(registered) + name.encode("utf-8")
+
+
+def parse_key_state(value: bytes) -> tuple[int, int, int, str]:
+    """``(status, since_index, registered_index, name)``."""
+    return value[0], read_u64(value, 1), read_u64(value, 9), value[17:].decode("utf-8")

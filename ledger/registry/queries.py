@@ -1,0 +1,268 @@
+"""Read side of the registry: records by id, index, name/version and signer; lineage; digest lookups.
+
+Everything is point reads of the aux store plus entry reads from the log; parsed
+records are cached by index (entries never change).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from client.errors import InvalidInputError, NotFoundError
+from client.records import Checkpoint, Dataset, Kind, SignedRecord, parse_entry
+from client.records.signing import key_text
+from ledger.registry import keys as K
+from ledger.registry import postings
+
+MAX_DEPTH = 64
+MAX_RESULTS = 10_000
+
+
+class RegistryLog(Protocol):
+    """What queries need from the log."""
+
+    def get_aux_many(self, keys: Sequence[bytes]) -> list[bytes | None]: ...
+    def entries(self, start: int, end: int) -> Sequence[bytes]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedRecord:
+    """A record and where it is logged."""
+
+    index: int
+    signed: SignedRecord
+
+    @property
+    def id(self) -> bytes:
+        return self.signed.id
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """``child`` derives from (or was trained on) ``parent``; ``relation`` as in docs/records.md
+    (dataset roles appear as ``trained-on:<role>``). ``depth`` counts from the query's record."""
+
+    child: bytes
+    parent: bytes
+    relation: str
+    depth: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    key: bytes
+    name: str
+    status: str
+    since_index: int
+    registered_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class DigestMatch:
+    """``record`` contains the digest as a ``kind`` (manifest, file, tensor, chunk)."""
+
+    kind: str
+    record: LoggedRecord
+
+
+def parent_edges(signed: SignedRecord) -> list[tuple[bytes, str]]:
+    """``(parent id, relation)`` of every lineage link a record states."""
+    s = signed.record.statement
+    if isinstance(s, Dataset):
+        return [(p.id, p.relation.value) for p in s.parents]
+    if isinstance(s, Checkpoint):
+        edges = [(p.id, p.relation.value) for p in s.parents]
+        return edges + [(d.id, f"trained-on:{d.role.value}") for d in s.datasets]
+    return []
+
+
+class RegistryReader:
+    """Queries over a registry log. Thread-safe."""
+
+    def __init__(self, log: RegistryLog, cache_records: int = 200_000) -> None:
+        self._log = log
+        self._cache: OrderedDict[int, LoggedRecord] = OrderedDict()
+        self._cache_max = cache_records
+        self._lock = threading.Lock()
+
+    def _get(self, key: bytes) -> bytes | None:
+        return self._log.get_aux_many([key])[0]
+
+    # --- single records ------------------------------------------------------------
+
+    def at(self, index: int) -> LoggedRecord:
+        """The record logged at ``index``."""
+        with self._lock:
+            hit = self._cache.get(index)
+        if hit is not None:
+            return hit
+        if index < 0:
+            raise InvalidInputError(f"negative index {index}")
+        entries = self._log.entries(index, index + 1)
+        if not entries:
+            raise NotFoundError(f"no entry at index {index}")
+        rec = LoggedRecord(index, parse_entry(bytes(entries[0])))
+        with self._lock:
+            self._cache[index] = rec
+            if len(self._cache) > self._cache_max:
+                self._cache.popitem(last=False)
+        return rec
+
+    def index_of(self, rid: bytes) -> int:
+        v = self._get(K.RECORD + rid)
+        if v is None:
+            raise NotFoundError(f"record {rid.hex()} is not in the registry")
+        return K.read_u64(v)
+
+    def by_id(self, rid: bytes) -> LoggedRecord:
+        return self.at(self.index_of(rid))
+
+    def by_name(self, kind: Kind, name: str, version: str) -> LoggedRecord:
+        v = self._get(K.version_key(kind.value, name, version))
+        if v is None:
+            raise NotFoundError(f"no {kind.label} {name!r} version {version!r} in the registry")
+        return self.at(K.read_u64(v))
+
+    def by_signer(self, key: bytes, limit: int = 1000) -> list[LoggedRecord]:
+        idx = postings.read(self._log.get_aux_many, K.SIGNER_POSTS + key, min(limit, MAX_RESULTS))
+        return [self.at(i) for i in idx]
+
+    def about(self, rid: bytes, limit: int = 1000) -> list[LoggedRecord]:
+        """Attestations and disputes that name ``rid``, earliest first."""
+        idx = postings.read(self._log.get_aux_many, K.ABOUT_POSTS + rid, min(limit, MAX_RESULTS))
+        return [self.at(i) for i in idx]
+
+    # --- identities ------------------------------------------------------------------
+
+    def key_info(self, key: bytes) -> KeyInfo:
+        v = self._get(K.KEY + key)
+        if v is None:
+            raise NotFoundError(f"key {key_text(key)} is not registered")
+        status, since, registered, name = K.parse_key_state(v)
+        return KeyInfo(key, name, K.KEY_STATUS_TEXT[status], since, registered)
+
+    def current_key(self, name: str) -> bytes | None:
+        v = self._get(K.NAME + name.encode())
+        if v is None:
+            raise NotFoundError(f"identity {name!r} is not registered")
+        return v[:-8] or None
+
+    def identity_chain(self, key: bytes) -> list[LoggedRecord]:
+        """The identity events that establish ``key`` (its register event, or the rotations leading to it
+        back to the first register), plus the event that retired or revoked it, in log order."""
+        out: dict[int, LoggedRecord] = {}
+        info = self.key_info(key)
+        if info.since_index != info.registered_index:
+            out[info.since_index] = self.at(info.since_index)
+        while True:
+            event = self.at(info.registered_index)
+            out[event.index] = event
+            signer = event.signed.record.signer
+            if signer == key:
+                break  # a self-signed register
+            key = signer  # a rotation: signed by the previous key
+            info = self.key_info(key)
+        return [out[i] for i in sorted(out)]
+
+    # --- lineage -----------------------------------------------------------------------
+
+    def ancestors(self, rid: bytes, depth: int) -> tuple[list[LoggedRecord], list[Edge]]:
+        """Records ``rid`` derives from, up to ``depth`` links away, and the links (breadth first)."""
+        return self._walk(rid, depth, up=True)
+
+    def descendants(self, rid: bytes, depth: int) -> tuple[list[LoggedRecord], list[Edge]]:
+        """Records derived from (or trained on) ``rid``, up to ``depth`` links away, and the links."""
+        return self._walk(rid, depth, up=False)
+
+    def _walk(self, rid: bytes, depth: int, *, up: bool) -> tuple[list[LoggedRecord], list[Edge]]:
+        if not 0 <= depth <= MAX_DEPTH:
+            raise InvalidInputError(f"depth must be in 0..{MAX_DEPTH}, got {depth}")
+        start = self.by_id(rid)
+        nodes = {start.id: start}
+        edges: list[Edge] = []
+        frontier = [start]
+        for level in range(1, depth + 1):
+            nxt: list[LoggedRecord] = []
+            for rec in frontier:
+                if up:
+                    links = [(self.by_id(pid), rel) for pid, rel in parent_edges(rec.signed)]
+                else:
+                    kids = postings.read(self._log.get_aux_many, K.CHILD_POSTS + rec.id, MAX_RESULTS)
+                    links = []
+                    for i in kids:
+                        child = self.at(i)
+                        rels = [r for pid, r in parent_edges(child.signed) if pid == rec.id]
+                        links.append((child, rels[0] if rels else "other"))
+                for other, rel in links:
+                    edge = Edge(rec.id, other.id, rel, level) if up else Edge(other.id, rec.id, rel, level)
+                    edges.append(edge)
+                    if other.id not in nodes:
+                        nodes[other.id] = other
+                        nxt.append(other)
+                if len(nodes) > MAX_RESULTS:
+                    raise InvalidInputError(f"lineage has more than {MAX_RESULTS} records; ask for a smaller depth")
+            frontier = nxt
+            if not frontier:
+                break
+        return list(nodes.values()), edges
+
+    def path(self, rid: bytes, ancestor: bytes) -> list[LoggedRecord]:
+        """The records on a shortest lineage path from ``rid`` up to ``ancestor`` (both included)."""
+        start = self.by_id(rid)
+        back: dict[bytes, bytes | None] = {start.id: None}
+        frontier = [start]
+        for _ in range(MAX_DEPTH):
+            nxt: list[LoggedRecord] = []
+            for rec in frontier:
+                for pid, _rel in parent_edges(rec.signed):
+                    if pid in back:
+                        continue
+                    back[pid] = rec.id
+                    if pid == ancestor:
+                        chain = [pid]
+                        cur: bytes | None = rec.id
+                        while cur is not None:
+                            chain.append(cur)
+                            cur = back[cur]
+                        return [self.by_id(x) for x in reversed(chain)]
+                    nxt.append(self.by_id(pid))
+            frontier = nxt
+            if not frontier:
+                break
+        raise NotFoundError(f"record {ancestor.hex()} is not an ancestor of {rid.hex()}")
+
+    # --- manifests and digests -------------------------------------------------------
+
+    def manifest(self, digest: bytes) -> bytes:
+        v = self._get(K.MANIFEST + digest)
+        if v is None:
+            raise NotFoundError(f"manifest {digest.hex()} is not stored")
+        return v
+
+    def find(self, digest: bytes, kinds: Sequence[str] = tuple(K.DIGEST_KINDS), limit: int = 1000) -> list[DigestMatch]:
+        """Records that contain ``digest`` as any of ``kinds``, earliest first."""
+        limit = min(limit, MAX_RESULTS)
+        found: dict[int, str] = {}
+        get = self._log.get_aux_many
+        for kind in kinds:
+            if kind not in K.DIGEST_KINDS:
+                raise InvalidInputError(f"unknown digest kind {kind!r} (one of {', '.join(K.DIGEST_KINDS)})")
+            if kind == "manifest":
+                manifests = [digest]
+            else:
+                firsts = postings.read(get, K.DIGEST_POSTS + bytes([K.DIGEST_KINDS[kind]]) + digest, limit)
+                manifests = [_manifest_of(self.at(i).signed) for i in firsts]
+            for m in manifests:
+                for i in postings.read(get, K.MANIFEST_POSTS + m, limit):
+                    found.setdefault(i, kind)
+        return [DigestMatch(found[i], self.at(i)) for i in sorted(found)[:limit]]
+
+
+def _manifest_of(signed: SignedRecord) -> bytes:
+    s = signed.record.statement
+    assert isinstance(s, Dataset | Checkpoint)
+    return s.manifest

@@ -1,0 +1,162 @@
+"""The registry personality on top of a :class:`ledger.log.Log`: prepare, submit, query.
+
+Construct a :class:`Registry`, open the log with ``hook=registry.hook``, then
+:meth:`Registry.attach` the log. Submission runs the expensive checks (record
+format, Ed25519 signature, manifest parsing and digest) in a small thread pool
+-- Ed25519 verification releases the GIL -- and only then hands the entries to
+the sequencer, whose hook does the cheap reference and identity checks in log
+order. A record refused at either stage never reaches the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from client.errors import InvalidInputError, ProvenanceError, UnavailableError
+from client.records import Checkpoint, Dataset, parse_entry
+from ledger.registry.hook import Prepared, RegistryHook
+from ledger.registry.manifests import ManifestReader
+from ledger.registry.policy import Policy
+from ledger.registry.queries import RegistryReader
+
+log = logging.getLogger(__name__)
+
+PREPARE_CHUNK = 64  # records per thread-pool task
+
+
+class _View(Protocol):
+    index: int
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+
+class _Log(Protocol):
+    def submit(self, entries: Sequence[bytes]) -> Future[Any]: ...
+    def get_aux(self, key: bytes) -> bytes | None: ...
+    def entries(self, start: int, end: int) -> Sequence[bytes]: ...
+
+
+class Hook(RegistryHook):
+    """The :class:`ledger.log.IntegrationHook` adapter: the log's view carries the index being admitted."""
+
+    def admit(self, entry: bytes, view: _View) -> list[tuple[bytes, bytes]]:
+        return self.admit_at(entry, view.index, view.get)
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """One record to register: its exact entry bytes and, for datasets and checkpoints, its manifest."""
+
+    entry: bytes
+    manifest: bytes | None = None
+
+
+class _LogReader:
+    def __init__(self, log: _Log) -> None:
+        self._log = log
+
+    def get_aux_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        return [self._log.get_aux(k) for k in keys]
+
+    def entries(self, start: int, end: int) -> Sequence[bytes]:
+        return self._log.entries(start, end)
+
+
+class Registry:
+    """See the module docstring."""
+
+    def __init__(self, policy: Policy, manifest_reader: ManifestReader, workers: int = 2) -> None:
+        self.policy = policy
+        self.hook = Hook(policy)
+        self._manifests = manifest_reader
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="registry-prepare")
+        self._log: _Log | None = None
+        self._reader: RegistryReader | None = None
+
+    def attach(self, log: _Log) -> None:
+        self._log = log
+        self._reader = RegistryReader(_LogReader(log))
+
+    @property
+    def log(self) -> _Log:
+        if self._log is None:
+            raise UnavailableError("registry is not attached to a log")
+        return self._log
+
+    @property
+    def reader(self) -> RegistryReader:
+        if self._reader is None:
+            raise UnavailableError("registry is not attached to a log")
+        return self._reader
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def prepare(self, sub: Submission) -> Prepared:
+        """Check one record's format, signature and manifest. Raises the refusal."""
+        signed = parse_entry(sub.entry)
+        signed.verify()
+        s = signed.record.statement
+        manifest = None
+        if sub.manifest is not None:
+            if not isinstance(s, Dataset | Checkpoint):
+                raise InvalidInputError(f"a {signed.record.kind.label} record has no manifest")
+            manifest = self._manifests(sub.manifest)
+            if manifest.digest != s.manifest:
+                raise InvalidInputError(
+                    f"the manifest sent has digest {manifest.digest.hex()}, the record names {s.manifest.hex()}"
+                )
+        return Prepared(signed, manifest)
+
+    def _prepare_chunk(self, subs: Sequence[Submission]) -> list[Prepared | ProvenanceError]:
+        out: list[Prepared | ProvenanceError] = []
+        for sub in subs:
+            try:
+                out.append(self.prepare(sub))
+            except ProvenanceError as err:
+                out.append(err)
+        return out
+
+    def prepare_many(self, subs: Sequence[Submission]) -> list[Prepared | ProvenanceError]:
+        """:meth:`prepare` each, in parallel; a refusal is returned in place of its record."""
+        if len(subs) <= PREPARE_CHUNK:
+            return self._prepare_chunk(subs)
+        chunks = [subs[i : i + PREPARE_CHUNK] for i in range(0, len(subs), PREPARE_CHUNK)]
+        return [p for part in self._pool.map(self._prepare_chunk, chunks) for p in part]
+
+    def submit(self, subs: Sequence[Submission]) -> Future[list[Any]]:
+        """Register records. The future's list has, per submission in order, the log's ``Appended``
+        or the :class:`ProvenanceError` that refused it (the log is untouched by refused records)."""
+        prepared = self.prepare_many(subs)
+        return self.submit_prepared(prepared)
+
+    def submit_prepared(self, prepared: Sequence[Prepared | ProvenanceError]) -> Future[list[Any]]:
+        ok = [p for p in prepared if isinstance(p, Prepared)]
+        out: Future[list[Any]] = Future()
+        if not ok:
+            out.set_result(list(prepared))
+            return out
+        for p in ok:
+            self.hook.stage(p)
+        inner = self.log.submit([p.signed.entry for p in ok])
+
+        def done(f: Future[Any]) -> None:
+            for p in ok:
+                self.hook.unstage(p.signed.id)
+            exc = f.exception()
+            if exc is not None:
+                out.set_exception(exc)
+                return
+            results = iter(f.result())
+            out.set_result([next(results) if isinstance(p, Prepared) else p for p in prepared])
+
+        inner.add_done_callback(done)
+        return out
+
+    def register(self, subs: Sequence[Submission], timeout: float | None = 30.0) -> list[Any]:
+        """Blocking :meth:`submit`."""
+        return self.submit(subs).result(timeout)

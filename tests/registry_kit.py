@@ -1,0 +1,94 @@
+"""Helpers for registry tests: labs with keys, manifests, an in-process log with the registry hook."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from client.manifest.codec import encode
+from client.manifest.model import FileEntry, Manifest
+from client.note import Signer
+from client.records import (
+    Checkpoint,
+    Dataset,
+    DatasetParent,
+    DatasetRelation,
+    DatasetRole,
+    Identity,
+    IdentityEvent,
+    ModelParent,
+    ModelRelation,
+    Record,
+    RecordSigner,
+    SignedRecord,
+    Statement,
+    TrainingData,
+    sign_record,
+)
+from ledger.log import Log, LogConfig
+from ledger.registry.manifests import read_manifest
+from ledger.registry.policy import Policy
+from ledger.registry.registry import Registry, Submission
+from ledger.storage.memory import MemoryStorage
+
+CHUNK = 1024
+
+
+def make_manifest(seed: str, chunks: int = 3) -> tuple[bytes, bytes]:
+    """A one-file manifest with ``chunks`` distinct chunk digests. Returns (encoded, digest)."""
+    ds = [hashlib.blake2s(f"{seed}/{i}".encode()).digest() for i in range(chunks)]
+    whole = hashlib.blake2s(seed.encode()).digest() if chunks > 1 else ds[0]
+    m = Manifest(CHUNK, (FileEntry("data.bin", CHUNK * chunks, whole, tuple(ds)),))
+    encoded = encode(m)
+    return encoded, read_manifest(encoded).digest
+
+
+@dataclass
+class Lab:
+    name: str
+    signer: RecordSigner = field(default_factory=RecordSigner.generate)
+    clock: int = 1_700_000_000
+
+    def sign(self, statement: Statement, signer: RecordSigner | None = None) -> SignedRecord:
+        s = signer or self.signer
+        self.clock += 1
+        return sign_record(Record(statement, s.public_key, self.clock), s)
+
+    def register(self) -> Submission:
+        return Submission(self.sign(Identity(IdentityEvent.REGISTER, self.name, self.signer.public_key)).entry)
+
+    def dataset(self, name: str, parents: tuple[tuple[bytes, str], ...] = (), seed: str | None = None,
+                version: str = "1") -> tuple[Submission, SignedRecord]:
+        encoded, digest = make_manifest(seed or f"{self.name}/{name}/{version}")
+        ps = tuple(DatasetParent(p, DatasetRelation.parse(r)) for p, r in parents)
+        signed = self.sign(Dataset(name, version, digest, 3 * CHUNK, "CC-BY-4.0", ("test",), ps))
+        return Submission(signed.entry, encoded), signed
+
+    def checkpoint(self, model: str, step: int, parents: tuple[tuple[bytes, str], ...] = (),
+                   datasets: tuple[tuple[bytes, str], ...] = (), seed: str | None = None
+                   ) -> tuple[Submission, SignedRecord]:
+        encoded, digest = make_manifest(seed or f"{self.name}/{model}/{step}")
+        ps = tuple(ModelParent(p, ModelRelation.parse(r)) for p, r in parents)
+        ds = tuple(TrainingData(d, DatasetRole.parse(r)) for d, r in datasets)
+        signed = self.sign(Checkpoint(model, "", step, digest, "safetensors", ds, ps))
+        return Submission(signed.entry, encoded), signed
+
+
+@dataclass
+class Env:
+    registry: Registry
+    log: Log
+    storage: MemoryStorage
+
+    def close(self) -> None:
+        self.log.close()
+        self.registry.close()
+
+
+def open_env(policy: Policy | None = None) -> Env:
+    storage = MemoryStorage()
+    registry = Registry(policy or Policy(), read_manifest)
+    log = Log.open(storage, Signer.generate("example.com/registry-test"), LogConfig("example.com/registry-test"),
+                   hook=registry.hook)
+    registry.attach(log)
+    return Env(registry, log, storage)
