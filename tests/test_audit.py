@@ -1,0 +1,104 @@
+"""client/audit.py: the auditor's decisions, with no server (attack tests by name)."""
+
+from __future__ import annotations
+
+import pytest
+
+from client import audit, merkle
+from client.checkpoint import Checkpoint, SignedCheckpoint, sign_checkpoint
+from client.errors import FormatError, InconsistencyError, SignatureError
+from client.note import Signer
+
+ORIGIN = "audit.example/log"
+SIGNER = Signer.generate(ORIGIN)
+ENTRIES = [f"entry {i}".encode() for i in range(13)]
+
+
+def signed(size: int, root: bytes | None = None) -> SignedCheckpoint:
+    if root is None:
+        root = merkle.root_from_leaf_hashes([merkle.leaf_hash(e) for e in ENTRIES[:size]])
+    cp = Checkpoint(ORIGIN, size, root)
+    return SignedCheckpoint(cp, sign_checkpoint(cp, SIGNER))
+
+
+def state(size: int, root: bytes | None = None) -> audit.AuditState:
+    return audit.next_state(SIGNER.verifier(), signed(size, root))
+
+
+def rebuilt(size: int, remember: int = 0) -> audit.TreeRebuilder:
+    r = audit.TreeRebuilder([remember])
+    r.add(ENTRIES[:size])
+    return r
+
+
+def proof(size1: int, size2: int) -> list[bytes]:
+    hashes = [merkle.leaf_hash(e) for e in ENTRIES[:size2]]
+    plan = merkle.consistency_plan(size1, size2)
+    nodes = {n: merkle.root_from_leaf_hashes(hashes[n.begin : n.end]) for n in merkle.plan_nodes(plan)}
+    return merkle.assemble(plan, nodes)
+
+
+def test_honest_growth_passes() -> None:
+    new = signed(13)
+    audit.check_root(new, rebuilt(13, 5))
+    assert audit.consistency_needed(state(5), new)
+    audit.check_consistency(state(5), new, proof(5, 13), rebuilt(13, 5))
+
+
+def test_first_audit_needs_no_proof() -> None:
+    assert not audit.consistency_needed(None, signed(13))
+    audit.check_consistency(None, signed(13), [], rebuilt(13))
+
+
+def test_root_mismatch_carries_evidence() -> None:
+    bad = signed(13, merkle.leaf_hash(b"lie"))
+    with pytest.raises(audit.RootMismatchError) as info:
+        audit.check_root(bad, rebuilt(13))
+    assert info.value.note == bad.note and info.value.computed_root == rebuilt(13).root()
+
+
+def test_rollback_is_inconsistent() -> None:
+    with pytest.raises(InconsistencyError, match="shrank") as info:
+        audit.check_consistency(state(13), signed(5), [], rebuilt(5))
+    assert info.value.old_note == state(13).note and info.value.new_note == signed(5).note
+
+
+def test_fork_at_equal_size() -> None:
+    with pytest.raises(InconsistencyError, match="fork"):
+        audit.check_consistency(state(5, merkle.leaf_hash(b"other")), signed(5), [], rebuilt(5))
+
+
+def test_bad_consistency_proof_carries_the_proof() -> None:
+    forged = proof(5, 13)
+    forged[0] = bytes(32)
+    with pytest.raises(InconsistencyError) as info:
+        audit.check_consistency(state(5), signed(13), forged, rebuilt(13, 5))
+    assert info.value.proof == forged
+
+
+def test_served_entries_disagree_with_old_root() -> None:
+    # The proof checks out, but the entries served now hash to another root at the old size.
+    other = audit.TreeRebuilder([5])
+    other.add([b"x"] * 5 + ENTRIES[5:13])
+    with pytest.raises(InconsistencyError, match="old size"):
+        audit.check_consistency(state(5), signed(13), proof(5, 13), other)
+
+
+def test_choose_verifier_tofu_pinned_and_remembered() -> None:
+    served = SIGNER.verifier().text()
+    other = Signer.generate(ORIGIN).verifier().text()
+    assert audit.choose_verifier(ORIGIN, served, None, None).text() == served
+    assert audit.choose_verifier(ORIGIN, served, other, None).text() == other
+    remembered = audit.AuditState(ORIGIN, other, 1, bytes(32), b"")
+    assert audit.choose_verifier(ORIGIN, served, None, remembered).text() == other
+    with pytest.raises(SignatureError):
+        audit.choose_verifier("another/log", served, None, None)
+
+
+def test_state_round_trip_and_strict_parse() -> None:
+    states = {ORIGIN: state(5)}
+    assert audit.parse_states(audit.format_states(states)) == states
+    assert audit.parse_states("") == {}
+    for bad in ("[]", '{"version": 2, "logs": {}}', '{"version": 1, "logs": {"a": {"size": 1}}}', "{"):
+        with pytest.raises(FormatError):
+            audit.parse_states(bad)
