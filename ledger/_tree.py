@@ -44,11 +44,15 @@ class GroupCache:
         self._lock = threading.Lock()
 
     def get(self, key: HashGroupKey) -> bytes | None:
-        with self._lock:
-            value = self._data.get(key)
-            if value is not None:
+        # Lock-free: each OrderedDict call is atomic under the GIL; a concurrent eviction
+        # only means the refresh is skipped.
+        value = self._data.get(key)
+        if value is not None:
+            try:
                 self._data.move_to_end(key)
-            return value
+            except KeyError:
+                pass
+        return value
 
     def put(self, key: HashGroupKey, value: bytes) -> None:
         if len(value) > self._max:
@@ -185,26 +189,17 @@ class TreeReader:
         last = size - 1
         top = last.bit_length()
         leaves = self.leaf_hashes(sorted({i ^ 1 for i in indices if (i ^ 1) < size}))
-        # Resolve every group the batch touches in one go.
-        keys: set[HashGroupKey] = set()
-        for index in indices:
-            split = (index ^ last).bit_length() - 1
-            for level in range(1, top):
-                node = index >> level
-                if level < split:
-                    keys.add((level, (node ^ 1) >> GROUP_BITS))
-                elif level == split:
-                    if (node + 2) << level <= size:
-                        keys.add((level, (node + 1) >> GROUP_BITS))
-                elif node & 1:
-                    keys.add((level, (node - 1) >> GROUP_BITS))
-        groups = self.groups(keys)
+        seen: dict[int, bytes] = {}  # groups this call has looked up, keyed level << 56 | group
+        group_of = self._group
         mask = GROUP_WIDTH - 1
         proofs: list[list[bytes]] = []
         for index in indices:
             sib = index ^ 1
             proof = [leaves[sib]] if sib < size else []
             split = (index ^ last).bit_length() - 1
+            # Above level 0, bottom-up: perfect siblings below the split; at the split the
+            # right sibling (perhaps the imperfect right edge); above it left siblings
+            # wherever index has a one bit.
             for level in range(1, top):
                 node = index >> level
                 if level < split:
@@ -218,10 +213,19 @@ class TreeReader:
                     sib = node - 1
                 else:
                     continue
+                key = level << 56 | sib >> GROUP_BITS
+                group = seen.get(key)
+                if group is None:
+                    group = seen[key] = group_of(level, sib >> GROUP_BITS)
                 off = (sib & mask) << 5
-                h = groups[(level, sib >> GROUP_BITS)][off : off + HASH_SIZE]
+                h = group[off : off + HASH_SIZE]
                 if len(h) != HASH_SIZE:
                     raise CorruptStorageError(f"hash of node ({level}, {sib}) is missing from its group")
                 proof.append(h)
             proofs.append(proof)
         return proofs
+
+    def _group(self, level: int, group: int) -> bytes:
+        key = (level, group)
+        value = self._partial.get(key) or self._cache.get(key)
+        return value if value is not None else self.groups((key,))[key]

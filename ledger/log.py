@@ -29,6 +29,7 @@ from typing import Protocol
 
 from client.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint, sign_checkpoint
 from client.errors import (
+    FormatError,
     InvalidInputError,
     NotFoundError,
     OutOfRangeError,
@@ -578,8 +579,9 @@ def _restore_checkpoint(storage: Storage, signer: Signer, origin: str, head: Tre
     if note is not None:
         try:
             cp = open_checkpoint(note, signer.verifier(), origin)
-        except VerificationError:
-            log.warning("saved checkpoint is not signed by the current key; re-signing", extra={"origin": origin})
+        except (VerificationError, FormatError):
+            log.warning("saved checkpoint is unreadable or not signed by this key; re-signing",
+                        extra={"origin": origin})
             cp = None
         if cp is not None:
             if cp.size > head.size:
