@@ -90,6 +90,7 @@ def _check_name(name: str) -> None:
 
 def key_id_for(name: str, public_key: bytes) -> bytes:
     """``SHA-256(name || 0x0A || 0x01 || public key)[:4]`` (signed-note, "Ed25519 signatures")."""
+    _check_name(name)
     return hashlib.sha256(name.encode() + b"\n" + bytes([ALG_ED25519]) + public_key).digest()[:KEY_ID_SIZE]
 
 
