@@ -183,9 +183,10 @@ class LogService:
             if isinstance(result, ProvenanceError):
                 # Entries of the batch that did land are durable; resubmitting is safe (duplicates keep their index).
                 raise result
-        resp = pb.AddEntriesResponse(
-            entries=[pb.AddedEntry(index=a.index, leaf_hash=a.leaf_hash, duplicate=a.duplicate) for a in results]
-        )
+        resp = pb.AddEntriesResponse()
+        add = resp.entries.add
+        for a in results:
+            add(index=a.index, leaf_hash=a.leaf_hash, duplicate=a.duplicate)
         if req.wait_for_checkpoint and results:
             needed = max(a.index for a in results) + 1
             signed = await asyncio.wrap_future(
@@ -237,10 +238,11 @@ class LogService:
         else:
             raise InvalidInputError("give index or leaf_hash")
         size = req.tree_size or log.size
-        proof = log.inclusion_proof(index, size)
-        return pb.GetInclusionProofResponse(
-            proof=pb.InclusionProof(index=index, tree_size=size, leaf_hash=leaf, hashes=proof)
-        )
+        resp = pb.GetInclusionProofResponse()
+        out = resp.proof  # filled in place: constructing nested messages by keyword copies them
+        out.hashes.extend(log.inclusion_proof(index, size))
+        out.index, out.tree_size, out.leaf_hash = index, size, leaf
+        return resp
 
     async def get_inclusion_proofs(self, req: pb.GetInclusionProofsRequest) -> pb.GetInclusionProofsResponse:
         indices = req.indices
@@ -250,10 +252,11 @@ class LogService:
             raise InvalidInputError(f"{len(indices)} indices, more than the limit {self._config.max_proofs_per_call}")
         size = req.tree_size or self._log.size
         proofs = self._log.inclusion_proofs(indices, size)
-        InclusionProof = pb.InclusionProof
-        return pb.GetInclusionProofsResponse(
-            proofs=[InclusionProof(index=i, tree_size=size, hashes=p) for i, p in zip(indices, proofs, strict=True)]
-        )
+        resp = pb.GetInclusionProofsResponse()
+        add = resp.proofs.add  # several times faster than building each message and copying it in
+        for i, p in zip(indices, proofs, strict=True):
+            add(index=i, tree_size=size, hashes=p)
+        return resp
 
     async def get_consistency_proof(self, req: pb.GetConsistencyProofRequest) -> pb.GetConsistencyProofResponse:
         size = self._log.size

@@ -175,3 +175,24 @@ def test_health_follows_log(served: tuple[FakeLog, str], client: LedgerClient) -
     while not client.serving() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert client.serving()
+
+
+def test_unexpected_exception_is_internal_and_logged(
+    served: tuple[FakeLog, str], client: LedgerClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    log, _ = served
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("bug")
+
+    original = log.consistency_proof
+    log.consistency_proof = broken  # type: ignore[method-assign]
+    try:
+        client.add_entries([b"c1", b"c2"])
+        with pytest.raises(RemoteError) as info:
+            client.consistency_proof(1, 2)
+    finally:
+        log.consistency_proof = original  # type: ignore[method-assign]
+    assert info.value.code == grpc.StatusCode.INTERNAL
+    assert "bug" not in str(info.value), "internal details stay in the server log"
+    assert any("unexpected error" in r.message for r in caplog.records)

@@ -13,6 +13,7 @@ import binascii
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ DEFAULT_SERVER = "127.0.0.1:50051"
 DEFAULT_DATA = Path("provenance-data")
 PUBLIC_KEY_FILE = "log.pub"
 STATE_FILE = "audit-state.json"
+APPEND_BATCH_BYTES = 16 << 20  # bytes of entries per AddEntries call (the server takes 64 MiB)
 
 
 def _b64(raw: bytes) -> str:
@@ -208,18 +210,30 @@ def _consistency(args: argparse.Namespace) -> int:
 # -- append ----------------------------------------------------------------------------------------
 
 
+def _batches(paths: list[Path], max_entries: int, max_bytes: int) -> Iterator[list[tuple[Path, bytes]]]:
+    """Files read lazily and grouped into batches under the server's entry count and a byte budget."""
+    batch: list[tuple[Path, bytes]] = []
+    size = 0
+    for path in paths:
+        blob = path.read_bytes()
+        if batch and (len(batch) >= max_entries or size + len(blob) > max_bytes):
+            yield batch
+            batch, size = [], 0
+        batch.append((path, blob))
+        size += len(blob)
+    if batch:
+        yield batch
+
+
 def _append(args: argparse.Namespace) -> int:
     from client import merkle
     from client.checkpoint import open_checkpoint
     from client.note import Verifier
 
-    blobs = [(path, path.read_bytes()) for path in args.files]
     with _client(args) as c:
         info = c.log_info()
         verifier = Verifier.from_text(info.verifier_key)
-        step = max(1, info.max_batch_entries)
-        for at in range(0, len(blobs), step):
-            batch = blobs[at : at + step]
+        for batch in _batches(args.files, max(1, info.max_batch_entries), APPEND_BATCH_BYTES):
             result = c.add_entries([b for _, b in batch], wait_for_checkpoint=args.wait)
             cp = open_checkpoint(result.checkpoint, verifier) if args.wait and result.checkpoint else None
             for (path, blob), added in zip(batch, result.entries, strict=True):
