@@ -123,5 +123,7 @@ def main(config: ServerConfig) -> int:
     try:
         return run(config)
     except ProvenanceError as err:
+        from client.cli import exit_code_for
+
         _log.error("cannot serve: %s", err)
-        return 2
+        return exit_code_for(err)

@@ -317,7 +317,10 @@ class LedgerServer:
 
     async def start(self) -> int:
         """Bind and start serving; returns the bound port."""
-        self.port = self._server.add_insecure_port(self._config.listen)
+        try:
+            self.port = self._server.add_insecure_port(self._config.listen)
+        except RuntimeError as err:  # grpc's way of saying the address is taken or invalid
+            raise UnavailableError(f"cannot listen on {self._config.listen}: {err}") from err
         if self.port == 0:
             raise UnavailableError(f"cannot listen on {self._config.listen}")
         await self._set_health(self._log.health())
