@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from client.merkle import HASH_SIZE, CompactRange, range_nodes
+from client.merkle import HASH_SIZE, CompactRange, Node, node_hash, range_nodes
 from ledger._tree import GROUP_BITS, GROUP_BYTES, GROUP_WIDTH, TreeReader
 from ledger.errors import CorruptStorageError
 from ledger.storage import HashGroupKey, Storage, TreeHead
@@ -110,4 +110,15 @@ def load_edge(storage: Storage, head: TreeHead, reader: TreeReader) -> RightEdge
     for node, want_hash in zip(nodes, head.edge, strict=True):
         if stored[node] != want_hash:
             raise CorruptStorageError(f"stored hash of node {node} disagrees with the tree head of size {size}")
+    for level, hashes in partial.items():
+        _check_partial_group(reader, level, (size >> level) >> GROUP_BITS << GROUP_BITS, hashes)
     return edge
+
+
+def _check_partial_group(reader: TreeReader, level: int, first: int, hashes: bytes) -> None:
+    """Each hash of a right-edge group must be the hash of its two stored children (entries at level 1)."""
+    children = [Node(level - 1, j) for j in range(2 * first, 2 * first + 2 * (len(hashes) // HASH_SIZE))]
+    got = reader.node_hashes(children)
+    for k in range(len(hashes) // HASH_SIZE):
+        if node_hash(got[children[2 * k]], got[children[2 * k + 1]]) != hashes[k * HASH_SIZE : (k + 1) * HASH_SIZE]:
+            raise CorruptStorageError(f"stored hash of node ({level}, {first + k}) disagrees with its children")

@@ -14,6 +14,7 @@ inclusion or consistency proof at any tree size reads O(log n) of them.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -48,10 +49,8 @@ class GroupCache:
         # only means the refresh is skipped.
         value = self._data.get(key)
         if value is not None:
-            try:
+            with contextlib.suppress(KeyError):
                 self._data.move_to_end(key)
-            except KeyError:
-                pass
         return value
 
     def put(self, key: HashGroupKey, value: bytes) -> None:

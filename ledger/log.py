@@ -383,10 +383,12 @@ class Log:
                 if self._closing:
                     return None
                 self._expire_waiters()
-                timeout = 0.5
+                timeout = _RETRY_SECONDS if self._broken else 0.5
                 if self._waiters:
                     timeout = max(0.0, min(timeout, min(w[1] for w in self._waiters) - time.monotonic()))
                 self._cond.wait(timeout)
+                if self._broken and not self._queue:
+                    return []  # let the loop retry recovery while idle
             self._expire_waiters()
             taken: list[_Request] = []
             count = 0
@@ -419,10 +421,11 @@ class Log:
             if self._broken and time.monotonic() - last_attempt >= _RETRY_SECONDS:
                 last_attempt = time.monotonic()
                 self._recover()
-            if self._broken:
+            if self._broken and reqs:
                 err = UnavailableError("log storage is failing; retry later")
                 for req in reqs:
                     req.future.set_exception(err)
+            if self._broken or not reqs:
                 continue
             self._busy_since = time.monotonic()
             try:
@@ -531,12 +534,12 @@ class Log:
             if head.size < signed.size:
                 raise CorruptStorageError(f"the store went back from signed size {signed.size} to {head.size}")
             edge = load_edge(self._storage, head, self._reader)
-            if head.size > signed.size:
-                # "Failed but saved": the batch is visible but maybe not synced. A synced
-                # (empty) commit makes it durable before anything signs it.
-                self._storage.commit(Batch(head.size, (), (), {}, head))
-            elif head.root != signed.root:
+            if head.size == signed.size and head.root != signed.root:
                 raise CorruptStorageError(f"the stored root of size {head.size} differs from the signed one")
+            # A synced (empty) commit of the head read back: it proves storage takes writes
+            # again, and if the failed batch did land ("failed but saved", visible but maybe
+            # not synced), it makes that batch durable before anything signs it.
+            self._storage.commit(Batch(head.size, (), (), {}, head))
             self._edge = edge
             if head.size > signed.size:
                 self._sign(head)

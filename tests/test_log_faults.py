@@ -1,0 +1,331 @@
+"""Fault injection: failed commits in both flavours, a full disk, and corrupted stores.
+
+The invariant under test: the log never signs a tree head that was not durable,
+never signs two inconsistent checkpoints, fails the writers whose batch failed,
+and recovers (or reports itself unhealthy) without a restart.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from client.checkpoint import SignedCheckpoint
+from client.errors import UnavailableError
+from client.merkle import leaf_hash, verify_consistency, verify_inclusion
+from client.note import Signer
+from ledger.errors import CorruptStorageError, StorageError
+from ledger.log import Appended, Log, LogConfig
+from ledger.storage import Batch, HashGroupKey, Storage, TreeHead
+from ledger.storage.memory import MemoryStorage
+from ledger.storage.rocks import RocksStorage
+from tests import naive_merkle as naive
+
+ORIGIN = "example.com/fault-log"
+SIGNER = Signer.from_seed(ORIGIN, b"\x09" * 32)
+CONFIG = LogConfig(ORIGIN)
+
+
+class FaultyStorage:
+    """Wraps a store; injects commit failures. ``plan`` holds one fault per coming commit.
+
+    ``"before"``: raise without saving ("failed and not saved"). ``"after"``: save,
+    then raise ("failed but was saved"). ``disk_full``: every commit fails unsaved.
+    ``durable`` records the size of every head whose commit *returned*.
+    """
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+        self.plan: list[str | None] = []
+        self.disk_full = False
+        self.fail_reads = False
+        self.durable: set[int] = set()
+
+    def commit(self, batch: Batch) -> None:
+        mode = self.plan.pop(0) if self.plan else None
+        if self.disk_full or mode == "before":
+            raise StorageError("injected: no space left on device")
+        self.inner.commit(batch)
+        if mode == "after":
+            raise StorageError("injected: fsync failed after the write")
+        self.durable.add(batch.head.size)
+
+    def _reads(self) -> None:
+        if self.fail_reads:
+            raise StorageError("injected: read failed")
+
+    def read_head(self) -> TreeHead | None:
+        self._reads()
+        return self.inner.read_head()
+
+    def read_meta(self, name: str) -> bytes | None:
+        return self.inner.read_meta(name)
+
+    def write_meta(self, name: str, value: bytes) -> None:
+        if self.disk_full:
+            raise StorageError("injected: no space left on device")
+        self.inner.write_meta(name, value)
+
+    def read_entries(self, start: int, end: int) -> list[bytes]:
+        return self.inner.read_entries(start, end)
+
+    def read_entries_at(self, indices: Sequence[int]) -> list[bytes | None]:
+        return self.inner.read_entries_at(indices)
+
+    def read_hash_groups(self, keys: Sequence[HashGroupKey]) -> list[bytes | None]:
+        return self.inner.read_hash_groups(keys)
+
+    def leaf_candidates(self, leaf_hashes: Sequence[bytes]) -> list[list[int]]:
+        self._reads()
+        return self.inner.leaf_candidates(leaf_hashes)
+
+    def read_aux(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        return self.inner.read_aux(keys)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+Opener = Callable[[], Storage]
+
+
+@pytest.fixture(params=["memory", "rocks"])
+def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
+    """Opens the same store again after each close (a restart)."""
+    if request.param == "rocks":
+        return lambda: RocksStorage.open(tmp_path / "db")
+    holder: list[MemoryStorage] = []
+
+    def open_memory() -> Storage:
+        holder.append(holder[-1].reopen() if holder else MemoryStorage())
+        return holder[-1]
+
+    return open_memory
+
+
+class Watched:
+    """A log over a faulty store whose every signed checkpoint is checked to be durable when signed."""
+
+    def __init__(self, opener: Opener) -> None:
+        self.faulty = FaultyStorage(opener())
+        self.log = Log.open(self.faulty, SIGNER, CONFIG)
+        self.signed: list[SignedCheckpoint] = [self.log.latest()]
+        self.log.add_listener(self._on_checkpoint)
+
+    def _on_checkpoint(self, signed: SignedCheckpoint) -> None:
+        assert signed.checkpoint.size in self.faulty.durable, "signed a tree head that was not durable"
+        self.signed.append(signed)
+
+
+@pytest.fixture
+def watched(opener: Opener) -> Iterator[Watched]:
+    w = Watched(opener)
+    yield w
+    w.log.close()
+
+
+def _verify_whole_log(lg: Log, signed: list[SignedCheckpoint]) -> None:
+    """Every entry is proved in the final tree, which matches the naive root and extends every checkpoint."""
+    size = lg.size
+    entries = lg.entries(0, size)
+    leaves = [naive.leaf(e) for e in entries]
+    root = lg.root_at(size)
+    assert root == naive.mth(leaves)
+    for i, proof in enumerate(lg.inclusion_proofs(range(size), size)):
+        verify_inclusion(i, size, leaves[i], proof, root)
+    for s in signed:
+        cp = s.checkpoint
+        if cp.size > 0:
+            verify_consistency(cp.size, size, lg.consistency_proof(cp.size, size), cp.root, root)
+    sizes = [s.checkpoint.size for s in signed]
+    assert sizes == sorted(sizes)
+
+
+def _reopen_and_verify(w: Watched, opener: Opener) -> None:
+    final = w.log.latest()
+    w.log.close()
+    lg = Log.open(opener(), SIGNER, CONFIG)
+    try:
+        assert lg.latest().note == final.note
+        _verify_whole_log(lg, w.signed)
+    finally:
+        lg.close()
+    w.log = Log.open(opener(), SIGNER, CONFIG)  # for the fixture to close
+
+
+def test_commit_failed_and_not_saved(watched: Watched, opener: Opener) -> None:
+    lg, faulty = watched.log, watched.faulty
+    lg.add([b"a", b"b", b"c"])
+    before = lg.latest()
+    faulty.plan = ["before"]
+    with pytest.raises(UnavailableError):
+        lg.add([b"lost 1", b"lost 2"])
+    assert lg.latest() is before
+    assert lg.size == 3
+    assert faulty.inner.read_head() is not None and faulty.inner.read_head().size == 3  # type: ignore[union-attr]
+    got = lg.add([b"d", b"lost 1"])
+    assert got == [Appended(3, leaf_hash(b"d"), False), Appended(4, leaf_hash(b"lost 1"), False)]
+    assert lg.health()
+    _verify_whole_log(lg, watched.signed)
+    _reopen_and_verify(watched, opener)
+
+
+def test_commit_failed_but_was_saved(watched: Watched, opener: Opener) -> None:
+    lg, faulty = watched.log, watched.faulty
+    lg.add([b"a", b"b", b"c"])
+    faulty.plan = ["after"]
+    with pytest.raises(UnavailableError):
+        lg.add([b"landed 1", b"landed 2"])
+    # The batch landed: the sequencer made it durable with a barrier commit, then signed it.
+    assert lg.wait_for_size(5, timeout=5).result(5).checkpoint.size == 5
+    assert lg.health()
+    retry = lg.add([b"landed 1", b"landed 2", b"e"])
+    assert [(r.index, r.duplicate) for r in retry if isinstance(r, Appended)] == [(3, True), (4, True), (5, False)]
+    _verify_whole_log(lg, watched.signed)
+    _reopen_and_verify(watched, opener)
+
+
+def test_saved_batch_whose_barrier_also_fails_is_not_signed_until_storage_recovers(watched: Watched) -> None:
+    lg, faulty = watched.log, watched.faulty
+    lg.add([b"a"])
+    faulty.plan = ["after", "before"]  # the batch lands; the barrier that would make it durable fails
+    with pytest.raises(UnavailableError):
+        lg.add([b"b"])
+    assert lg.size == 1
+    assert not lg.health()
+    time.sleep(0.25)  # past the recovery back-off
+    got = lg.add([b"c"])
+    assert got == [Appended(2, leaf_hash(b"c"), False)]
+    assert [s.checkpoint.size for s in watched.signed] == [0, 1, 2, 3]
+    _verify_whole_log(lg, watched.signed)
+
+
+def test_full_disk_fails_writers_signs_nothing_and_recovers(watched: Watched) -> None:
+    lg, faulty = watched.log, watched.faulty
+    lg.add([b"a", b"b"])
+    before = lg.latest()
+    faulty.disk_full = True
+    for k in range(3):
+        with pytest.raises(UnavailableError):
+            lg.add([f"x{k}".encode()], timeout=5)
+    assert not lg.health()
+    assert lg.latest() is before
+    assert watched.signed[-1] is before
+    # Readers keep serving the signed tree meanwhile.
+    verify_inclusion(1, 2, leaf_hash(b"b"), lg.inclusion_proof(1, 2), before.checkpoint.root)
+    faulty.disk_full = False
+    time.sleep(0.25)
+    assert lg.add([b"x0"]) == [Appended(2, leaf_hash(b"x0"), False)]
+    assert lg.health()
+    _verify_whole_log(lg, watched.signed)
+
+
+def test_read_failure_during_integration_fails_the_batch_only(watched: Watched) -> None:
+    lg, faulty = watched.log, watched.faulty
+    faulty.fail_reads = True
+    with pytest.raises(UnavailableError):
+        lg.add([b"a"])
+    faulty.fail_reads = False
+    time.sleep(0.25)
+    assert lg.add([b"a"]) == [Appended(0, leaf_hash(b"a"), False)]
+    _verify_whole_log(lg, watched.signed)
+
+
+# ------------------------------------------------------------------ corrupted stores are refused at open
+
+
+def _filled_memory(n: int) -> MemoryStorage:
+    storage = MemoryStorage()
+    lg = Log.open(storage, SIGNER, CONFIG)
+    lg.add([f"c {i}".encode() for i in range(n)])
+    lg.close()
+    return storage.reopen()
+
+
+def test_tampered_partial_group_is_detected_at_open() -> None:
+    storage = _filled_memory(601)
+    key = (1, 1)  # level 1 holds 300 nodes: group 1 is partial (44 hashes)
+    value = storage._c.groups[key]
+    storage._c.groups[key] = value[:-1] + bytes([value[-1] ^ 1])
+    with pytest.raises(CorruptStorageError, match="children"):
+        Log.open(storage, SIGNER, CONFIG)
+    storage._c.groups[key] = value[:-32]
+    with pytest.raises(CorruptStorageError, match="needs"):
+        Log.open(storage, SIGNER, CONFIG)
+
+
+def test_tampered_edge_node_or_entry_is_detected_at_open() -> None:
+    storage = _filled_memory(601)
+    storage._c.entries[600] = b"forged"  # the odd last leaf is an edge node
+    with pytest.raises(CorruptStorageError, match="disagrees"):
+        Log.open(storage, SIGNER, CONFIG)
+    storage = _filled_memory(601)
+    head = storage._c.head
+    assert head is not None
+    storage._c.head = TreeHead(head.size, bytes(32), head.edge)
+    with pytest.raises(CorruptStorageError, match="root"):
+        Log.open(storage, SIGNER, CONFIG)
+
+
+def test_entry_beyond_the_tree_head_is_detected_at_open() -> None:
+    storage = _filled_memory(10)
+    storage._c.entries.append(b"stray")
+    with pytest.raises(CorruptStorageError, match="beyond"):
+        Log.open(storage, SIGNER, CONFIG)
+
+
+def test_store_behind_its_signed_checkpoint_is_refused() -> None:
+    """A rollback: the saved note signs more entries (or another root) than the store holds."""
+    big = _filled_memory(10)
+    note = big.read_meta("checkpoint")
+    assert note is not None
+    small = _filled_memory(6)
+    small.write_meta("checkpoint", note)
+    with pytest.raises(CorruptStorageError, match="lost"):
+        Log.open(small, SIGNER, CONFIG)
+    other = MemoryStorage()
+    lg = Log.open(other, SIGNER, CONFIG)
+    lg.add([f"other {i}".encode() for i in range(10)])
+    lg.close()
+    other = other.reopen()
+    other.write_meta("checkpoint", note)
+    with pytest.raises(CorruptStorageError, match="disagrees"):
+        Log.open(other, SIGNER, CONFIG)
+
+
+def _group_key(level: int, group: int) -> bytes:
+    return bytes((level,)) + group.to_bytes(8, "big")
+
+
+def test_rocks_missing_or_forged_hashes_are_detected(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    lg = Log.open(RocksStorage.open(path), SIGNER, CONFIG)
+    lg.add([f"r {i}".encode() for i in range(1100)])  # level 1: groups 0, 1 full, group 2 partial
+    lg.close()
+    storage = RocksStorage.open(path)
+    partial = storage._cf["hashes"][_group_key(1, 2)]
+    assert isinstance(partial, bytes)
+    del storage._cf["hashes"][_group_key(1, 2)]
+    storage.close()
+    with pytest.raises(CorruptStorageError, match="missing"):
+        Log.open(RocksStorage.open(path), SIGNER, CONFIG)
+    storage = RocksStorage.open(path)
+    storage._cf["hashes"][_group_key(1, 2)] = b"\x00" * len(partial)
+    storage.close()
+    with pytest.raises(CorruptStorageError, match="children"):
+        Log.open(RocksStorage.open(path), SIGNER, CONFIG)
+    # A full group is only read when a proof needs it: the reader refuses rather than guess.
+    storage = RocksStorage.open(path)
+    storage._cf["hashes"][_group_key(1, 2)] = partial
+    del storage._cf["hashes"][_group_key(1, 0)]
+    storage.close()
+    lg = Log.open(RocksStorage.open(path), SIGNER, CONFIG)
+    try:
+        verify_inclusion(1099, 1100, leaf_hash(b"r 1099"), lg.inclusion_proof(1099, 1100), lg.root_at(1100))
+        with pytest.raises(CorruptStorageError):
+            lg.inclusion_proof(0, 1100)
+    finally:
+        lg.close()
