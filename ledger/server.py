@@ -68,7 +68,7 @@ class LogLike(Protocol):
     """The part of ``ledger.log.Log`` the server uses (a fake in tests, the real log in production)."""
 
     def submit(self, entries: Sequence[bytes]) -> Future[Any]: ...
-    def latest(self) -> Any: ...
+    def latest(self) -> SignedCheckpointLike: ...
     def wait_for_size(self, size: int, timeout: float) -> Future[Any]: ...
     def add_listener(self, fn: Callable[[Any], None]) -> Callable[[], None]: ...
     def entries(self, start: int, end: int) -> Sequence[bytes]: ...
@@ -128,11 +128,6 @@ def _stream(
     return grpc.unary_stream_rpc_method_handler(handler)
 
 
-def _tree_size(requested: int, latest: int) -> int:
-    """A request's tree size: 0 means the latest checkpoint's size."""
-    return requested or latest
-
-
 class LogService:
     """The handlers of ``LogService``. Construct, then pass :meth:`generic_handler` to a server."""
 
@@ -150,7 +145,6 @@ class LogService:
         self._draining = False
         self._closing = asyncio.Event()
         self._watchers: set[asyncio.Event] = set()
-        self._latest_note: SignedCheckpointLike | None = None
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
         handlers = {
