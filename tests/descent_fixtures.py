@@ -1,0 +1,303 @@
+"""Test helpers for readers and descent: minimal writers for every format, and model generators.
+
+The writers are written from the format descriptions in client/readers/*.py, independently of
+the readers' code paths where it matters (pickle opcodes are emitted by hand; protobuf is
+encoded by hand), so tests do not need torch, onnx or llama.cpp.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import struct
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+Arr = npt.NDArray[np.generic]
+Model = dict[str, Arr]
+
+# ---------------------------------------------------------------- safetensors
+
+_ST = {"float32": "F32", "float16": "F16", "float64": "F64", "int8": "I8", "uint8": "U8", "int32": "I32",
+       "int64": "I64", "bool": "BOOL", "int16": "I16"}
+
+
+def write_safetensors(path: Path, tensors: Model, *, bf16: set[str] | None = None) -> None:
+    header: dict[str, object] = {"__metadata__": {"format": "pt"}}
+    blobs = []
+    off = 0
+    for name, arr in tensors.items():
+        a = np.ascontiguousarray(arr)
+        if bf16 and name in bf16:
+            raw = (a.astype(np.float32).view(np.uint32) >> 16).astype("<u2").tobytes()
+            dt = "BF16"
+        else:
+            raw = a.astype(a.dtype.newbyteorder("<")).tobytes()
+            dt = _ST[a.dtype.name]
+        header[name] = {"dtype": dt, "shape": list(a.shape), "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    path.write_bytes(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def write_sharded(folder: Path, tensors: Model, shards: int = 2) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    names = list(tensors)
+    weight_map = {}
+    for s in range(shards):
+        part = names[s::shards]
+        fname = f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
+        write_safetensors(folder / fname, {n: tensors[n] for n in part})
+        weight_map.update({n: fname for n in part})
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+
+
+# ---------------------------------------------------------------- PyTorch pickle (hand-emitted opcodes)
+
+_STORAGE = {"float32": "FloatStorage", "float16": "HalfStorage", "float64": "DoubleStorage", "int64": "LongStorage",
+            "int32": "IntStorage", "int8": "CharStorage", "uint8": "ByteStorage", "bool": "BoolStorage"}
+
+
+def _p_str(s: str) -> bytes:
+    b = s.encode()
+    return b"X" + struct.pack("<I", len(b)) + b
+
+
+def _p_int(i: int) -> bytes:
+    if 0 <= i < 1 << 31:
+        return b"J" + struct.pack("<i", i)
+    raw = i.to_bytes((i.bit_length() + 8) // 8, "little", signed=True)
+    return b"\x8a" + bytes([len(raw)]) + raw
+
+
+def _p_tuple(items: list[bytes]) -> bytes:
+    return b"(" + b"".join(items) + b"t" if items else b")"
+
+
+def _p_global(module: str, name: str) -> bytes:
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def _p_tensor(key: str, arr: Arr, *, parameter: bool = False) -> bytes:
+    pid = _p_tuple([_p_str("storage"), _p_global("torch", _STORAGE[arr.dtype.name]), _p_str(key), _p_str("cpu"),
+                    _p_int(arr.size)])
+    stride = [int(np.prod(arr.shape[i + 1:], dtype=np.int64)) for i in range(arr.ndim)]
+    hooks = _p_global("collections", "OrderedDict") + b")R"
+    t = _p_global("torch._utils", "_rebuild_tensor_v2") + _p_tuple([
+        pid + b"Q", _p_int(0), _p_tuple([_p_int(d) for d in arr.shape]), _p_tuple([_p_int(s) for s in stride]),
+        b"\x89", hooks,
+    ]) + b"R"
+    if parameter:
+        t = _p_global("torch._utils", "_rebuild_parameter") + _p_tuple([t, b"\x88", hooks]) + b"R"
+    return t
+
+
+def state_dict_pickle(tensors: Model, *, nested: bool = False) -> bytes:
+    items = b"".join(_p_str(n) + _p_tensor(str(i), a, parameter=i % 2 == 1) for i, (n, a) in enumerate(tensors.items()))
+    body = b"}(" + items + b"u"
+    if nested:
+        body = b"}(" + _p_str("state_dict") + body + _p_str("epoch") + _p_int(3) + b"u"
+    return b"\x80\x02" + body + b"."
+
+
+def write_torch_zip(path: Path, tensors: Model, *, pickle_bytes: bytes | None = None) -> None:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("archive/data.pkl", pickle_bytes if pickle_bytes is not None else state_dict_pickle(tensors))
+        zf.writestr("archive/byteorder", "little")
+        for i, a in enumerate(tensors.values()):
+            zf.writestr(f"archive/data/{i}", np.ascontiguousarray(a).tobytes())
+        zf.writestr("archive/version", "3\n")
+
+
+def write_torch_legacy(path: Path, tensors: Model, *, pickle_bytes: bytes | None = None) -> None:
+    out = [
+        pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2),
+        pickle.dumps(1001, protocol=2),
+        pickle.dumps({"protocol_version": 1001, "little_endian": True,
+                      "type_sizes": {"short": 2, "int": 4, "long": 4}}, protocol=2),
+        pickle_bytes if pickle_bytes is not None else state_dict_pickle(tensors, nested=True),
+        pickle.dumps([str(i) for i in range(len(tensors))], protocol=2),
+    ]
+    for a in tensors.values():
+        out.append(struct.pack("<q", a.size) + np.ascontiguousarray(a).tobytes())
+    path.write_bytes(b"".join(out))
+
+
+def malicious_pickle(command_file: Path) -> bytes:
+    """A pickle that, if loaded by plain pickle, would run ``os.system('touch FILE')``."""
+    return b"\x80\x02" + _p_global("os", "system") + _p_tuple([_p_str(f"touch {command_file}")]) + b"R."
+
+
+# ---------------------------------------------------------------- ONNX (hand-encoded protobuf)
+
+def _varint(v: int) -> bytes:
+    v &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        if v:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _f_varint(field: int, v: int) -> bytes:
+    return _varint(field << 3) + _varint(v)
+
+
+def _f_bytes(field: int, b: bytes) -> bytes:
+    return _varint(field << 3 | 2) + _varint(len(b)) + b
+
+
+_ONNX_TYPES = {"float32": 1, "uint8": 2, "int8": 3, "int32": 6, "int64": 7, "float16": 10, "float64": 11}
+
+
+def onnx_tensor(name: str, arr: Arr, *, typed: bool = False) -> bytes:
+    a = np.ascontiguousarray(arr)
+    body = b"".join(_f_varint(1, d) for d in a.shape) + _f_varint(2, _ONNX_TYPES[a.dtype.name])
+    body += _f_bytes(8, name.encode())
+    if typed and a.dtype == np.float32:
+        body += _f_bytes(4, a.astype("<f4").tobytes())  # packed float_data
+    else:
+        body += _f_bytes(9, a.tobytes())
+    return body
+
+
+def onnx_node(op: str, inputs: list[str], outputs: list[str], ints: dict[str, int] | None = None) -> bytes:
+    body = b"".join(_f_bytes(1, i.encode()) for i in inputs) + b"".join(_f_bytes(2, o.encode()) for o in outputs)
+    body += _f_bytes(4, op.encode())
+    for k, v in (ints or {}).items():
+        body += _f_bytes(7, _f_bytes(1, k.encode()) + _f_varint(3, v) + _f_varint(20, 2))
+    return body
+
+
+def write_onnx(path: Path, initializers: list[bytes], nodes: list[bytes]) -> None:
+    graph = b"".join(_f_bytes(1, n) for n in nodes) + _f_bytes(2, b"g") + b"".join(_f_bytes(5, t) for t in initializers)
+    model = _f_varint(1, 8) + _f_bytes(7, graph) + _f_bytes(8, _f_varint(2, 17))
+    path.write_bytes(model)
+
+
+def quantize_rows_int8(w: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float32]]:
+    """Symmetric int8 with one scale per row (axis 0)."""
+    scale = np.abs(w).max(axis=1) / 127.0
+    scale[scale == 0] = 1.0
+    q = np.clip(np.round(w / scale[:, None]), -127, 127).astype(np.int8)
+    return q, scale.astype(np.float32)
+
+
+def write_onnx_model(path: Path, tensors: Model, *, int8: bool = False, matmul_transposed: bool = True) -> None:
+    """Each 2-D tensor (out, in) becomes a MatMul weight stored (in, out) — or, with ``int8``,
+    an int8 initializer with per-row scales behind DequantizeLinear(axis=0) feeding MatMul
+    after a Transpose-free layout (stored (out, in), consumed by Gemm transB=1)."""
+    inits, nodes = [], []
+    for i, (name, a) in enumerate(tensors.items()):
+        if a.ndim == 2 and int8:
+            q, s = quantize_rows_int8(a.astype(np.float32))
+            inits += [onnx_tensor(name, q), onnx_tensor(name + "_scale", s)]
+            nodes.append(onnx_node("DequantizeLinear", [name, name + "_scale"], [name + "_dq"], {"axis": 0}))
+            nodes.append(onnx_node("Gemm", [f"x{i}", name + "_dq"], [f"y{i}"], {"transB": 1}))
+        elif a.ndim == 2 and matmul_transposed:
+            inits.append(onnx_tensor(name, np.ascontiguousarray(a.T)))
+            nodes.append(onnx_node("MatMul", [f"x{i}", name], [f"y{i}"]))
+        else:
+            inits.append(onnx_tensor(name, a, typed=i % 2 == 0))
+    write_onnx(path, inits, nodes)
+
+
+# ---------------------------------------------------------------- GGUF
+
+def _g_str(s: str) -> bytes:
+    b = s.encode()
+    return struct.pack("<Q", len(b)) + b
+
+
+def quantize_blocks(x: npt.NDArray[np.float32], kind: str) -> bytes:
+    """Reference quantizers for Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 (blocks of 32, float16 d and m)."""
+    b = x.astype(np.float32).reshape(-1, 32)
+    out = []
+    for blk in b:
+        if kind == "Q8_0":
+            d = np.abs(blk).max() / 127
+            q = np.round(blk / d).astype(np.int8) if d else np.zeros(32, np.int8)
+            out.append(np.float16(d).tobytes() + q.tobytes())
+            continue
+        bits = 4 if kind.startswith("Q4") else 5
+        if kind.endswith("_0"):
+            amax = blk[np.argmax(np.abs(blk))]
+            d = amax / -(1 << (bits - 1))
+            inv = 1 / d if d else 0.0
+            q = np.clip(np.trunc(blk * inv + (1 << (bits - 1)) + 0.5), 0, (1 << bits) - 1).astype(np.uint32)
+            head = np.float16(d).tobytes()
+        else:
+            lo, hi = blk.min(), blk.max()
+            d = (hi - lo) / ((1 << bits) - 1)
+            inv = 1 / d if d else 0.0
+            q = np.clip(np.trunc((blk - lo) * inv + 0.5), 0, (1 << bits) - 1).astype(np.uint32)
+            head = np.float16(d).tobytes() + np.float16(lo).tobytes()
+        qs = ((q[:16] & 0xF) | ((q[16:] & 0xF) << 4)).astype(np.uint8)
+        if bits == 5:
+            qh = 0
+            for j in range(16):
+                qh |= int((q[j] >> 4) & 1) << j
+                qh |= int((q[j + 16] >> 4) & 1) << (j + 16)
+            head += struct.pack("<I", qh)
+        out.append(head + qs.tobytes())
+    return b"".join(out)
+
+
+_GG_TYPES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q5_1": 7, "Q8_0": 8}
+
+
+def write_gguf(path: Path, tensors: Model, kinds: dict[str, str] | None = None, *, align: int = 32) -> None:
+    kinds = kinds or {}
+    kv = [_g_str("general.architecture") + struct.pack("<I", 8) + _g_str("test"),
+          _g_str("general.alignment") + struct.pack("<II", 4, align),
+          _g_str("test.list") + struct.pack("<IIQ", 9, 5, 2) + struct.pack("<ii", 1, 2)]
+    infos, blobs, off = [], [], 0
+    for name, a in tensors.items():
+        kind = kinds.get(name, "F32" if a.dtype != np.float16 else "F16")
+        if kind == "F32":
+            raw = a.astype("<f4").tobytes()
+        elif kind == "F16":
+            raw = a.astype("<f2").tobytes()
+        else:
+            raw = quantize_blocks(a.astype(np.float32), kind)
+        dims = list(reversed(a.shape))
+        infos.append(_g_str(name) + struct.pack("<I", len(dims)) + struct.pack(f"<{len(dims)}Q", *dims)
+                     + struct.pack("<IQ", _GG_TYPES[kind], off))
+        raw += b"\x00" * (-len(raw) % align)
+        blobs.append(raw)
+        off += len(raw)
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kv)) + b"".join(kv) + b"".join(infos)
+    head += b"\x00" * (-len(head) % align)
+    path.write_bytes(head + b"".join(blobs))
+
+
+# ---------------------------------------------------------------- models
+
+def base_model(seed: int, *, d: int = 128, h: int = 256, layers: int = 4, vocab: int = 512) -> Model:
+    """A small transformer-shaped model: embeddings, per layer attention + MLP + LayerNorms."""
+    r = np.random.default_rng(seed)
+
+    def w(o: int, i: int) -> npt.NDArray[np.float32]:
+        return (r.standard_normal((o, i)) / np.sqrt(i)).astype(np.float32)
+
+    t: Model = {"embed.weight": (r.standard_normal((vocab, d)) * 0.02).astype(np.float32)}
+    for layer in range(layers):
+        p = f"layers.{layer}."
+        t[p + "attn.qkv.weight"] = w(3 * d, d)
+        t[p + "attn.out.weight"] = w(d, d)
+        t[p + "mlp.up.weight"] = w(h, d)
+        t[p + "mlp.up.bias"] = np.zeros(h, np.float32)
+        t[p + "mlp.down.weight"] = w(d, h)
+        t[p + "ln1.weight"] = np.ones(d, np.float32)
+        t[p + "ln1.bias"] = np.zeros(d, np.float32)
+    t["final_ln.weight"] = np.ones(d, np.float32)
+    return t
