@@ -149,3 +149,14 @@ def test_sigterm_drains_and_exits_zero(tmp_path: Path) -> None:
         with srv.client() as c:
             for index, entry in acked:
                 assert c.entries(index, index + 1) == [entry]
+
+
+def test_sigint_also_drains_cleanly(tmp_path: Path) -> None:
+    with running_server(tmp_path / "data") as srv:
+        with srv.client() as c:
+            index = c.add_entries([b"before ctrl-c"]).entries[0].index
+        assert srv.stop(sig=signal.SIGINT) == 0, srv.log_text()
+        assert "stopped serving" in srv.log_text()
+        srv.restart()
+        with srv.client() as c:
+            assert c.entries(index, index + 1) == [b"before ctrl-c"]
