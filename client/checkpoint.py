@@ -94,13 +94,9 @@ class Checkpoint:
         origin, size_text, root_text, *extensions = lines
         if not _DECIMAL.fullmatch(size_text):
             raise FormatError(f"checkpoint size {size_text[:40]!r} is not a canonical decimal")
-        size = int(size_text)
-        if size > MAX_TREE_SIZE:
-            raise FormatError("checkpoint size is 2**63 or more")
         root = decode_base64(root_text, "checkpoint root")
-        if len(root) != ROOT_SIZE:
-            raise FormatError(f"checkpoint root is {len(root)} bytes, want {ROOT_SIZE}")
-        return cls(origin, size, root, tuple(extensions))
+        # The constructor checks the size range, the root length and the lines.
+        return cls(origin, int(size_text), root, tuple(extensions))
 
 
 @dataclass(frozen=True)
