@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 from references import require_go_sumdb
+from test_note import COSIGNED, CP_TEXT, GO_NOTE, GO_SKEY, GO_TEXT, GO_VKEY, LOG_SKEY, witness_signer
 
 from client import merkle
 from client.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
@@ -111,6 +112,19 @@ NAMES = [
 
 
 # --- notes ----------------------------------------------------------------------------------
+
+
+def test_golden_vectors_are_go_bytes(go: GoCheck) -> None:
+    """The golden notes in tests/test_note.py are what Go itself signs and opens."""
+    signed, opened = go.run(
+        [
+            {"cmd": "sign", "text": CP_TEXT, "signers": [LOG_SKEY, witness_signer().private_text()]},
+            {"cmd": "open", "note": b64(GO_NOTE), "verifiers": [GO_VKEY]},
+        ]
+    )
+    assert unb64(signed["note"]) == COSIGNED
+    assert opened["ok"] and opened["text"] == GO_TEXT
+    assert unb64(go.one({"cmd": "sign", "text": GO_TEXT, "signers": [GO_SKEY]})["note"]) == GO_NOTE
 
 
 def test_go_and_python_sign_identical_notes(go: GoCheck) -> None:
