@@ -42,6 +42,7 @@ _EXIT_FOR_ERROR: tuple[tuple[type[ProvenanceError], int], ...] = (
 # One module per command group; each has register(subparsers).
 COMMAND_MODULES: tuple[str, ...] = (
     "client.cli.log_cmds",
+    "client.cli.hash_cmd",
 )
 
 

@@ -1,0 +1,117 @@
+"""``provenance hash``: manifests of model folders and datasets (docs/manifest.md).
+
+    provenance hash PATH                       b3sum-style lines, then the manifest digest
+    provenance hash PATH --json                the manifest as JSON
+    provenance hash PATH --format oms          an OpenSSF Model Signing v1.0 in-toto statement
+    provenance hash PATH --output FILE         also write the canonical manifest bytes to FILE
+    provenance hash --verify MANIFEST PATH     re-hash and list every difference (exit 1 if any)
+
+Thin: parse flags, call :mod:`client.manifest`, print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from client.errors import InvalidInputError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("hash", help="hash a file or folder into a BLAKE3 manifest (files, chunks, tensors)")
+    p.add_argument("path", metavar="PATH", help="a file or a directory")
+    p.add_argument("--json", action="store_true", help="print the manifest (or the differences) as JSON")
+    p.add_argument("--format", choices=("manifest", "oms"), default="manifest", help="output format")
+    p.add_argument("--verify", metavar="MANIFEST", help="compare PATH against a manifest (JSON or canonical)")
+    p.add_argument("--output", metavar="FILE", help="write the canonical manifest bytes to FILE")
+    p.add_argument("--chunk-size", type=int, default=None, help="chunk size in bytes (default 4 MiB)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="worker threads")
+    p.add_argument("--allow-symlinks", action="store_true", help="record symlinks as links instead of refusing")
+    p.add_argument("--no-tensors", action="store_true", help="do not parse tensor formats (files and chunks only)")
+    p.add_argument("--no-progress", action="store_true", help="never draw a progress bar")
+    p.set_defaults(func=run)
+
+
+def _load_manifest(path: str) -> Any:
+    from client.manifest import codec, jsonform
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read(codec.MAX_ENCODED_SIZE + 1)
+    except OSError as e:
+        raise InvalidInputError(f"cannot read manifest {path!r}: {e.strerror}") from e
+    if data.startswith(codec.MAGIC):
+        return codec.decode(data)
+    try:
+        obj = json.loads(data)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise InvalidInputError(f"{path!r} is neither a canonical manifest nor manifest JSON") from e
+    return jsonform.from_json(obj)
+
+
+def run(args: argparse.Namespace) -> int:
+    from client.manifest import HashConfig, codec, hash_path, jsonform, oms
+    from client.manifest.diff import compare
+    from client.manifest.model import DEFAULT_CHUNK_SIZE
+    from client.manifest.progress import ProgressBar
+
+    expected = _load_manifest(args.verify) if args.verify else None
+    chunk_size = args.chunk_size or (expected.chunk_size if expected is not None else DEFAULT_CHUNK_SIZE)
+    if expected is not None and chunk_size != expected.chunk_size:
+        raise InvalidInputError(f"--chunk-size {chunk_size} differs from the manifest's {expected.chunk_size}")
+    config = HashConfig(
+        chunk_size=chunk_size,
+        threads=args.threads,
+        tensors=not args.no_tensors,
+        allow_symlinks=args.allow_symlinks,
+    )
+    total = None
+    if os.path.isfile(args.path):
+        total = os.path.getsize(args.path)
+    skipped: list[str] = []
+    bar = ProgressBar(sys.stderr, total_bytes=total) if not args.no_progress else None
+    try:
+        manifest = hash_path(args.path, config, progress=bar if bar is not None else _none, on_skip=skipped.append)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    if expected is not None:
+        diffs = compare(expected, manifest)
+        if args.json:
+            sys.stdout.write(json.dumps({"ok": not diffs, "differences": [d.to_json() for d in diffs]}) + "\n")
+        elif diffs:
+            for d in diffs:
+                print(d)
+            print(f"FAILED: {len(diffs)} differences in {len({d.path for d in diffs})} paths", file=sys.stderr)
+        else:
+            print(f"OK: {len(manifest.entries)} entries match manifest {codec.manifest_digest(expected).hex()}")
+        return 1 if diffs else 0
+
+    if args.output:
+        with open(args.output, "wb") as out:
+            out.write(codec.encode(manifest))
+    if args.format == "oms":
+        name = os.path.basename(os.path.normpath(os.path.abspath(args.path)))
+        single = os.path.isfile(args.path)
+        stmt = oms.statement(manifest, name, single_file=single, skipped=skipped)
+        sys.stdout.write(json.dumps(stmt, indent=2) + "\n")
+    elif args.json:
+        sys.stdout.write(json.dumps(jsonform.to_json(manifest)) + "\n")
+    else:
+        for f in manifest.files:
+            print(f"{f.blake3.hex()}  {f.path}")
+        for s in manifest.symlinks:
+            print(f"{'symlink':<64}  {s.path} -> {s.target}")
+        print(
+            f"manifest blake3:{codec.manifest_digest(manifest).hex()}  "
+            f"({len(manifest.files)} files, {manifest.total_size} bytes, chunk size {manifest.chunk_size})"
+        )
+    return 0
+
+
+def _none(_b: int, _f: int) -> None:
+    return None

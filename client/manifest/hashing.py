@@ -1,0 +1,438 @@
+"""Hash files into manifest entries: whole-file, chunk and tensor BLAKE3 digests.
+
+The file layer around the pure model. Two paths produce identical digests
+(tested across read sizes, thresholds and thread counts):
+
+* files up to ``mmap_threshold`` are read with ``os.read``/``readinto`` in
+  ``read_size`` pieces, and every piece feeds the whole-file, chunk and tensor
+  hashers in one pass (a file of at most one chunk is hashed once: its chunk
+  digest *is* its file digest);
+* larger files are memory-mapped read-only and split into independent jobs on
+  a shared thread pool: the whole-file digest (one sequential BLAKE3 stream,
+  identical to ``b3sum``), one job per chunk, and tensor jobs. The BLAKE3
+  binding releases the GIL, so jobs run in parallel without copies.
+
+Why three hashes cost three passes: BLAKE3 binds each 1 KiB block to its
+position (the chunk counter), so the digest of a chunk or tensor hashed on its
+own shares no compression with the whole-file tree, except for the first
+chunk. Without chaining-value access (the ``blake3`` binding exposes none) no
+work can be reused; see docs/manifest.md, "Performance".
+
+Memory: mapped pages are file-backed and reclaimable; anonymous memory is
+bounded by the pending-file window, never by the number or size of files.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import stat
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+
+import blake3
+
+from client.errors import InvalidInputError, ProvenanceError
+from client.manifest import tensors as tensor_layer
+from client.manifest.errors import TensorFormatError
+from client.manifest.model import (
+    DEFAULT_CHUNK_SIZE,
+    Entry,
+    FileEntry,
+    Manifest,
+    SymlinkEntry,
+    TensorEntry,
+    check_chunk_size,
+)
+from client.manifest.tensors import FormatRegistry, TensorRegion
+from client.manifest.walk import WalkItem, WalkPolicy, walk
+
+log = logging.getLogger(__name__)
+
+#: Bytes per update of the whole-file stream in the mmap path (progress granularity).
+_STREAM_SLICE = 64 << 20
+
+
+class FileChangedError(ProvenanceError):
+    """A file changed (size or mtime) while it was being hashed; its digests would be meaningless."""
+
+
+@dataclass(frozen=True)
+class HashConfig:
+    """How to hash. Only ``chunk_size`` changes digests (and is recorded in the manifest).
+
+    threads: worker threads (files and jobs in parallel); read_size: read buffer
+    of the read path; mmap_threshold: files larger than this are memory-mapped;
+    max_pending: files in flight (bounds memory); tensors: parse known tensor
+    formats; allow_symlinks: record symlinks as links instead of refusing them.
+    """
+
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    read_size: int = 1 << 20
+    mmap_threshold: int = 8 << 20
+    max_pending: int = 512
+    tensors: bool = True
+    allow_symlinks: bool = False
+
+    def __post_init__(self) -> None:
+        check_chunk_size(self.chunk_size)
+        if not 1 <= self.threads <= 1024:
+            raise InvalidInputError(f"threads must be in [1, 1024], got {self.threads}")
+        if not 1 <= self.read_size <= 1 << 30:
+            raise InvalidInputError(f"read size must be in [1, 2**30], got {self.read_size}")
+        if self.mmap_threshold < 0 or self.max_pending < 1:
+            raise InvalidInputError("mmap_threshold must be >= 0 and max_pending >= 1")
+
+
+Progress = Callable[[int, int], None]
+"""``progress(bytes, files)``: called (from worker threads) as bytes are hashed and files complete."""
+
+
+def _noop(_b: int, _f: int) -> None:
+    return None
+
+
+def _pread_exact(fd: int, offset: int, length: int) -> bytes:
+    parts: list[bytes] = []
+    while length:
+        b = os.pread(fd, length, offset)
+        if not b:
+            raise FileChangedError("file shrank while it was being read")
+        parts.append(b)
+        offset += len(b)
+        length -= len(b)
+    return b"".join(parts)
+
+
+def _swapped_digest(view: memoryview, itemsize: int) -> bytes:
+    import numpy as np
+
+    arr = np.frombuffer(view, dtype=np.dtype(f"V{itemsize}")).view(np.uint8).reshape(-1, itemsize)
+    return blake3.blake3(np.ascontiguousarray(arr[:, ::-1]).tobytes()).digest()
+
+
+def _region_digest(view: memoryview, r: TensorRegion) -> bytes:
+    if r.byteswap:
+        return _swapped_digest(view[r.start : r.end], r.byteswap)
+    return blake3.blake3(view[r.start : r.end]).digest()
+
+
+def _tensor_entries(regions: Sequence[TensorRegion], digests: Sequence[bytes]) -> tuple[TensorEntry, ...]:
+    entries = [
+        TensorEntry(name=r.name, dtype=r.dtype, shape=r.shape, start=r.start, end=r.end, blake3=d)
+        for r, d in zip(regions, digests, strict=True)
+    ]
+    return tuple(sorted(entries, key=lambda t: t.name))
+
+
+class Hasher:
+    """Hashes walk items on a thread pool; use as a context manager.
+
+    Requires the config validated (HashConfig does it). Thread-safe for one
+    caller at a time; results come back in submission order.
+    """
+
+    def __init__(self, config: HashConfig, registry: FormatRegistry | None = None, progress: Progress = _noop) -> None:
+        self.config = config
+        self.registry = registry if registry is not None else tensor_layer.REGISTRY
+        self.progress = progress
+        self._pool = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="manifest-hash")
+        self._local = threading.local()
+
+    def __enter__(self) -> Hasher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    # -- tensor detection -------------------------------------------------------------------
+
+    def _regions(
+        self, name: str, head: bytes, read_at: tensor_layer.ReadAt, size: int
+    ) -> tuple[str, list[TensorRegion]]:
+        if not self.config.tensors:
+            return "", []
+        fmt = self.registry.detect(name, head)
+        if fmt is None:
+            return "", []
+        try:
+            regions = list(fmt.regions(read_at, size))
+        except TensorFormatError as e:
+            log.warning("%s: not parsed as %s, hashed as plain bytes: %s", name, fmt.name, e)
+            return "", []
+        for r in regions:
+            if r.end > size:
+                raise TensorFormatError(f"{name}: {fmt.name} reader returned a region past the file end")
+        return fmt.name, regions
+
+    # -- read path ------------------------------------------------------------------------
+
+    def _buffer(self) -> bytearray:
+        buf: bytearray | None = getattr(self._local, "buf", None)
+        if buf is None or len(buf) != self.config.read_size:
+            buf = bytearray(self.config.read_size)
+            self._local.buf = buf
+        return buf
+
+    def _read_file(self, item: WalkItem) -> FileEntry:
+        fd = os.open(item.abspath, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise FileChangedError(f"{item.path!r} is no longer a regular file")
+            if st.st_size > self.config.mmap_threshold:
+                return self._mapped_file(item, fd, st)
+            return self._read_small(item, fd, st.st_size)
+        finally:
+            os.close(fd)
+
+    def _read_small(self, item: WalkItem, fd: int, size: int) -> FileEntry:
+        cs = self.config.chunk_size
+        if size <= self.config.read_size:
+            data = os.read(fd, size + 1)
+            while len(data) < size + 1:
+                more = os.read(fd, size + 1 - len(data))
+                if not more:
+                    break
+                data += more
+            if len(data) != size:
+                raise FileChangedError(f"{item.path!r} changed size while it was being read")
+            return self._from_bytes(item.path, data)
+        # Streaming one pass: whole-file, chunk and tensor hashers fed from the same buffer.
+        head = _pread_exact(fd, 0, min(size, tensor_layer.HEAD_BYTES))
+        fmt, regions = self._regions(item.path, head, lambda o, n: _pread_exact(fd, o, n), size)
+        whole = blake3.blake3()
+        chunk = blake3.blake3()
+        chunks: list[bytes] = []
+        plain = [r for r in regions if not r.byteswap]
+        thashers = [blake3.blake3() for _ in plain]
+        buf = self._buffer()
+        view = memoryview(buf)
+        offset = 0
+        os.lseek(fd, 0, os.SEEK_SET)
+        while offset < size:
+            n = os.readv(fd, [view[: min(len(buf), size - offset)]])
+            if n == 0:
+                raise FileChangedError(f"{item.path!r} shrank while it was being read")
+            piece = view[:n]
+            whole.update(piece)
+            pos = 0
+            while pos < n:
+                take = min(n - pos, cs - (offset + pos) % cs)
+                chunk.update(piece[pos : pos + take])
+                pos += take
+                if (offset + pos) % cs == 0 or offset + pos == size:
+                    chunks.append(chunk.digest())
+                    chunk = blake3.blake3()
+            for r, h in zip(plain, thashers, strict=True):
+                lo, hi = max(r.start, offset), min(r.end, offset + n)
+                if lo < hi:
+                    h.update(piece[lo - offset : hi - offset])
+            offset += n
+            self.progress(n, 0)
+        if os.read(fd, 1):
+            raise FileChangedError(f"{item.path!r} grew while it was being read")
+        digests = dict(zip((r.name for r in plain), (h.digest() for h in thashers), strict=True))
+        for r in regions:
+            if r.byteswap:
+                digests[r.name] = _swapped_digest(memoryview(_pread_exact(fd, r.start, r.end - r.start)), r.byteswap)
+        tens = _tensor_entries(regions, [digests[r.name] for r in regions])
+        self.progress(0, 1)
+        return FileEntry(item.path, size, whole.digest(), tuple(chunks), fmt, tens)
+
+    def _from_bytes(self, path: str, data: bytes) -> FileEntry:
+        size, cs = len(data), self.config.chunk_size
+        view = memoryview(data)
+        digest = blake3.blake3(data).digest()
+        if size == 0:
+            chunks: tuple[bytes, ...] = ()
+        elif size <= cs:
+            chunks = (digest,)
+        else:
+            chunks = tuple(blake3.blake3(view[o : o + cs]).digest() for o in range(0, size, cs))
+
+        def read_at(o: int, n: int) -> bytes:
+            if o + n > size:
+                raise TensorFormatError("read past the end of the file")
+            return data[o : o + n]
+
+        fmt, regions = self._regions(path, data[: tensor_layer.HEAD_BYTES], read_at, size)
+        tens = _tensor_entries(regions, [_region_digest(view, r) for r in regions])
+        self.progress(size, 1)
+        return FileEntry(path, size, digest, chunks, fmt, tens)
+
+    # -- mmap path ------------------------------------------------------------------------
+
+    def _mapped_file(self, item: WalkItem, fd: int, st: os.stat_result) -> FileEntry:
+        """Runs in a worker; fans the file out as independent jobs and waits for them."""
+        size, cs = st.st_size, self.config.chunk_size
+        head = _pread_exact(fd, 0, tensor_layer.HEAD_BYTES)
+        fmt, regions = self._regions(item.path, head, lambda o, n: _pread_exact(fd, o, n), size)
+        mm = mmap.mmap(fd, size, prot=mmap.PROT_READ)
+        view = memoryview(mm)
+        batches = _batches(regions, cs)
+        jobs: list[Callable[[], object]] = [partial(self._stream_digest, view)]
+        jobs += [partial(self._batch_digests, view, b) for b in batches]
+        jobs += [partial(self._chunk_digest, view, o, cs) for o in range(0, size, cs)]
+        try:
+            results = _JobSet(jobs).run(self._pool, self.config.threads - 1)
+        finally:
+            view.release()
+            mm.close()
+        digest = _as_bytes(results[0])
+        tdigests = [_as_bytes(d) for r in results[1 : 1 + len(batches)] for d in _as_list(r)]
+        chunks = tuple(_as_bytes(r) for r in results[1 + len(batches) :])
+        after = os.fstat(fd)
+        if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+            raise FileChangedError(f"{item.path!r} changed while it was being hashed")
+        batched = [r for batch in batches for r in batch]
+        tens = _tensor_entries(batched, tdigests)
+        self.progress(0, 1)
+        return FileEntry(item.path, size, digest, chunks, fmt, tens)
+
+    def _stream_digest(self, view: memoryview) -> bytes:
+        h = blake3.blake3()
+        for o in range(0, len(view), _STREAM_SLICE):
+            piece = view[o : o + _STREAM_SLICE]
+            h.update(piece)
+            self.progress(len(piece), 0)
+        return h.digest()
+
+    @staticmethod
+    def _chunk_digest(view: memoryview, offset: int, cs: int) -> bytes:
+        return blake3.blake3(view[offset : offset + cs]).digest()
+
+    @staticmethod
+    def _batch_digests(view: memoryview, batch: Sequence[TensorRegion]) -> list[bytes]:
+        return [_region_digest(view, r) for r in batch]
+
+    # -- orchestration --------------------------------------------------------------------
+
+    def _entry(self, item: WalkItem) -> Entry:
+        if item.is_symlink:
+            self.progress(0, 1)
+            return SymlinkEntry(item.path, item.target)
+        return self._read_file(item)
+
+    def entries(self, items: Iterator[WalkItem]) -> Iterator[Entry]:
+        """Hash ``items`` in parallel; yield entries in the items' order, at most max_pending in flight.
+
+        A large file's worker works through its own jobs and enlists idle workers
+        as helpers (:class:`_JobSet`), so no worker ever blocks on a queued job.
+        """
+        pending: deque[Future[Entry]] = deque()
+        for item in items:
+            pending.append(self._pool.submit(self._entry, item))
+            while len(pending) >= self.config.max_pending:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+class _JobSet:
+    """Jobs of one file, run by the calling worker plus up to ``helpers`` pool workers.
+
+    The caller runs jobs too, so this never deadlocks even on a one-thread pool;
+    helpers that start late find the queue empty and return at once.
+    """
+
+    def __init__(self, jobs: Sequence[Callable[[], object]]) -> None:
+        self._jobs = jobs
+        self._results: list[object] = [None] * len(jobs)
+        self._next = 0
+        self._done = 0
+        self._error: BaseException | None = None
+        self._cond = threading.Condition()
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                if self._next >= len(self._jobs) or self._error is not None:
+                    return
+                i = self._next
+                self._next += 1
+            try:
+                r = self._jobs[i]()
+            except BaseException as e:  # noqa: BLE001 - handed to the caller of run()
+                with self._cond:
+                    self._error = self._error or e
+                    self._done += 1
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._results[i] = r
+                self._done += 1
+                self._cond.notify_all()
+
+    def run(self, pool: ThreadPoolExecutor, helpers: int) -> list[object]:
+        for _ in range(min(helpers, len(self._jobs) - 1)):
+            pool.submit(self._work)
+        self._work()
+        with self._cond:
+            self._cond.wait_for(lambda: self._done >= self._next)
+            if self._error is not None:
+                raise self._error
+        return self._results
+
+
+def _as_bytes(x: object) -> bytes:
+    assert isinstance(x, bytes)
+    return x
+
+
+def _as_list(x: object) -> list[object]:
+    assert isinstance(x, list)
+    return x
+
+
+def _batches(regions: Sequence[TensorRegion], target: int) -> list[list[TensorRegion]]:
+    """Group tensor regions (in offset order) into jobs of about ``target`` bytes each."""
+    out: list[list[TensorRegion]] = []
+    cur: list[TensorRegion] = []
+    acc = 0
+    for r in sorted(regions, key=lambda r: (r.start, r.end, r.name)):
+        cur.append(r)
+        acc += r.end - r.start
+        if acc >= target:
+            out.append(cur)
+            cur, acc = [], 0
+    if cur:
+        out.append(cur)
+    return out
+
+
+def iter_entries(
+    root: str,
+    config: HashConfig,
+    *,
+    progress: Progress = _noop,
+    on_skip: Callable[[str], None] | None = None,
+    registry: FormatRegistry | None = None,
+) -> Iterator[Entry]:
+    """Stream the entries of ``root`` in canonical order (bounded memory; see module docstring)."""
+    items = walk(root, WalkPolicy(allow_symlinks=config.allow_symlinks), on_skip=on_skip)
+    with Hasher(config, registry=registry, progress=progress) as h:
+        yield from h.entries(items)
+
+
+def hash_path(
+    root: str,
+    config: HashConfig | None = None,
+    *,
+    progress: Progress = _noop,
+    on_skip: Callable[[str], None] | None = None,
+    registry: FormatRegistry | None = None,
+) -> Manifest:
+    """The manifest of a file or directory. Raises WalkError for refused or empty input."""
+    cfg = config if config is not None else HashConfig()
+    entries = tuple(iter_entries(root, cfg, progress=progress, on_skip=on_skip, registry=registry))
+    return Manifest(chunk_size=cfg.chunk_size, entries=entries)
