@@ -79,6 +79,11 @@ class Env:
     registry: Registry
     log: Log
     storage: MemoryStorage
+    log_signer: Signer
+
+    @property
+    def log_key(self) -> str:
+        return self.log_signer.verifier().text()
 
     def close(self) -> None:
         self.log.close()
@@ -88,7 +93,21 @@ class Env:
 def open_env(policy: Policy | None = None) -> Env:
     storage = MemoryStorage()
     registry = Registry(policy or Policy(), read_manifest)
-    log = Log.open(storage, Signer.generate("example.com/registry-test"), LogConfig("example.com/registry-test"),
-                   hook=registry.hook)
+    signer = Signer.generate("example.com/registry-test")
+    log = Log.open(storage, signer, LogConfig("example.com/registry-test"), hook=registry.hook)
     registry.attach(log)
-    return Env(registry, log, storage)
+    return Env(registry, log, storage, signer)
+
+
+def story(env: Env) -> dict[str, SignedRecord]:
+    """Two labs, a dataset, a base checkpoint, a fine-tuned child and a quantized grandchild."""
+    a, b = Lab("lab-a"), Lab("lab-b")
+    out = env.registry.register([a.register(), b.register()])
+    assert all(not isinstance(r, Exception) for r in out), out
+    ds_sub, ds = a.dataset("web")
+    base_sub, base = a.checkpoint("base", 1000, datasets=((ds.id, "pretraining"),))
+    ft_sub, ft = b.checkpoint("chat", 10, parents=((base.id, "fine-tune"),))
+    q_sub, q = b.checkpoint("chat-q4", 10, parents=((ft.id, "quantization"),))
+    out = env.registry.register([ds_sub, base_sub, ft_sub, q_sub])
+    assert all(not isinstance(r, Exception) for r in out), out
+    return {"dataset": ds, "base": base, "child": ft, "grandchild": q}
