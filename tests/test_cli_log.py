@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from client import merkle
-from client.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from client.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint, sign_checkpoint
 from client.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 from client.note import Signer, Verifier
 from tests.servers import ServerProcess, running_server
@@ -197,3 +197,23 @@ def test_state_dir_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     monkeypatch.setenv("HOME", str(tmp_path))
     assert _state_path(None) == tmp_path / ".config" / "provenance" / "audit-state.json"
     assert os.fspath(_state_path(tmp_path / "x.json")) == os.fspath(tmp_path / "x.json")
+
+
+def test_audit_catches_a_root_that_does_not_match_the_entries(capfd: pytest.CaptureFixture[str]) -> None:
+    from tests.fake_log import FakeLog, in_process_server
+
+    class LyingLog(FakeLog):
+        def latest(self):  # type: ignore[no-untyped-def]
+            honest = super().latest().checkpoint
+            cp = Checkpoint(honest.origin, honest.size, merkle.leaf_hash(b"a root of some other tree"))
+            return SignedCheckpoint(cp, sign_checkpoint(cp, self.signer))
+
+    log = LyingLog()
+    log.submit([b"x", b"y", b"z"])
+    with in_process_server(log) as (address, _):
+        code, out, err = run(capfd, "audit", "--server", address)
+    assert code == EXIT_FAILED, out + err
+    evidence = lines(out)[0]
+    assert evidence["ok"] is False and "different root" in str(evidence["error"])
+    honest_root = merkle.root_from_leaf_hashes([merkle.leaf_hash(e) for e in (b"x", b"y", b"z")])
+    assert evidence["computed_root"] == b64(honest_root)

@@ -302,7 +302,8 @@ def _audit(args: argparse.Namespace) -> int:
             _print_evidence(str(err), old_note=err.old_note, new_note=err.new_note, proof=err.proof)
             return 1
         except audit.RootMismatchError as err:
-            _print_evidence(str(err), new_note=err.note, computed_root=err.computed_root)
+            old_note = previous.note if previous else None
+            _print_evidence(str(err), new_note=err.note, old_note=old_note, computed_root=err.computed_root)
             return 1
         except VerificationError as err:  # e.g. the checkpoint's signature: show what was served
             if previous is None:
