@@ -307,7 +307,7 @@ def _check_text(text: str) -> bytes:
 
 
 def sign_note(text: str, signers: Sequence[Signer]) -> bytes:
-    """Sign ``text`` with every signer: ``text || "\\n" || one signature line per signer``.
+    """Sign ``text`` with every signer: ``text || "\\n" || one signature line per signer`` (signed-note, "Format").
 
     Requires at least one signer, distinct (name, key ID) pairs, and a text that
     ends in a newline with no control characters other than newline. The result
