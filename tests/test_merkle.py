@@ -40,7 +40,12 @@ from client.merkle import (
     verify_inclusion,
 )
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "merkle"
+# The vectors live in the team's shared folder; a copy in tests/testdata/merkle (with its LICENSE) wins.
+_HERE = Path(__file__).resolve().parent
+VECTORS = next(
+    (p for p in [_HERE / "testdata" / "merkle", _HERE.parents[1] / "shared" / "testdata" / "merkle"] if p.is_dir()),
+    _HERE.parents[1] / "shared" / "testdata" / "merkle",
+)
 VECTOR_FILES = sorted(VECTORS.rglob("*.json"))
 # The eight leaves behind the vector trees (testdata/merkle/README.md).
 VECTOR_LEAVES = [
