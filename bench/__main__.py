@@ -12,7 +12,7 @@ import sys
 
 from bench.machine import describe
 
-BENCHMARKS: tuple[str, ...] = ()
+BENCHMARKS: tuple[str, ...] = ("log",)
 
 
 def main(argv: list[str] | None = None) -> int:
