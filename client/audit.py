@@ -9,9 +9,10 @@ the state file. Everything it decides is decided here:
   presents now (trust on first use, remembered from then on).
 * :class:`TreeRebuilder`: recomputes every leaf hash and the root from the
   entries, remembering the root at the previously audited size too.
-* :func:`check_root`, :func:`check_consistency`: compare with the signed
-  checkpoint and the one kept from last time; failures carry the evidence
-  (both signed notes, the proof, the roots).
+* :func:`check_root`, :func:`check_old_root`: compare the recomputed tree with
+  the signed checkpoint and with the one kept from last time; failures carry the
+  evidence (both signed notes, the roots). The consistency proof itself is
+  checked by :class:`client.trust.TrustState`, the one home of that rule.
 * :class:`AuditState` and :func:`parse_states` / :func:`format_states`: the
   small JSON state, keyed by origin.
 """
@@ -25,8 +26,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from client.checkpoint import SignedCheckpoint
-from client.errors import FormatError, InconsistencyError, ProofError, SignatureError, VerificationError
-from client.merkle import CompactRange, leaf_hash, verify_consistency
+from client.errors import FormatError, InconsistencyError, SignatureError, VerificationError
+from client.merkle import CompactRange, leaf_hash
 from client.note import Verifier
 
 STATE_VERSION = 1
@@ -153,47 +154,20 @@ def check_root(signed: SignedCheckpoint, rebuilt: TreeRebuilder) -> None:
         )
 
 
-def consistency_needed(previous: AuditState | None, signed: SignedCheckpoint) -> bool:
-    """Whether a consistency proof from the previous checkpoint must be fetched."""
-    return previous is not None and 0 < previous.size < signed.checkpoint.size
+def check_old_root(previous: AuditState | None, signed: SignedCheckpoint, rebuilt: TreeRebuilder) -> None:
+    """The entries served now must hash, at the previously trusted size, to the previously trusted root.
 
-
-def check_consistency(
-    previous: AuditState | None,
-    signed: SignedCheckpoint,
-    proof: list[bytes],
-    rebuilt: TreeRebuilder,
-) -> None:
-    """The new checkpoint must extend the one kept from last time.
-
-    Checks, in order: the tree never shrinks; at equal sizes the roots are equal;
-    otherwise the served consistency ``proof`` verifies (RFC 9162 2.1.4.2) and the
-    root recomputed from the entries at the old size equals the old root. Any failure
-    raises :class:`InconsistencyError` carrying both signed notes and the proof.
+    Complements the consistency proof (checked by :meth:`client.trust.TrustState.advance`):
+    an auditor holding every entry needs no proof to see a rewritten prefix. Raises
+    :class:`InconsistencyError` with both signed notes (and no proof) on a mismatch.
     """
     if previous is None or previous.size == 0:
         return
-    new = signed.checkpoint
-
-    def fail(why: str) -> InconsistencyError:
-        return InconsistencyError(why, old_note=previous.note, new_note=signed.note, proof=list(proof))
-
-    if new.size < previous.size:
-        raise fail(f"the log shrank from size {previous.size} to {new.size} (rollback)")
-    if new.size == previous.size:
-        if new.root != previous.root:
-            raise fail(f"two different roots signed for tree size {new.size} (fork)")
-        return
-    try:
-        verify_consistency(previous.size, new.size, proof, previous.root, new.root)
-    except ProofError as err:
-        raise fail(f"checkpoint of size {new.size} is not consistent with size {previous.size}: {err}") from err
     local = rebuilt.roots.get(previous.size)
     if local is not None and local != previous.root:
-        raise fail(f"the entries served hash to a different root at the old size {previous.size} (fork)")
-
-
-def next_state(verifier: Verifier, signed: SignedCheckpoint) -> AuditState:
-    """The state to keep after a successful audit."""
-    cp = signed.checkpoint
-    return AuditState(cp.origin, verifier.text(), cp.size, cp.root, signed.note)
+        raise InconsistencyError(
+            f"the entries served hash to a different root at the trusted size {previous.size} (fork)",
+            old_note=previous.note,
+            new_note=signed.note,
+            proof=[],
+        )

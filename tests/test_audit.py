@@ -22,7 +22,8 @@ def signed(size: int, root: bytes | None = None) -> SignedCheckpoint:
 
 
 def state(size: int, root: bytes | None = None) -> audit.AuditState:
-    return audit.next_state(SIGNER.verifier(), signed(size, root))
+    s = signed(size, root)
+    return audit.AuditState(ORIGIN, SIGNER.verifier().text(), size, s.checkpoint.root, s.note)
 
 
 def rebuilt(size: int, remember: int = 0) -> audit.TreeRebuilder:
@@ -41,13 +42,11 @@ def proof(size1: int, size2: int) -> list[bytes]:
 def test_honest_growth_passes() -> None:
     new = signed(13)
     audit.check_root(new, rebuilt(13, 5))
-    assert audit.consistency_needed(state(5), new)
-    audit.check_consistency(state(5), new, proof(5, 13), rebuilt(13, 5))
+    audit.check_old_root(state(5), new, rebuilt(13, 5))
 
 
-def test_first_audit_needs_no_proof() -> None:
-    assert not audit.consistency_needed(None, signed(13))
-    audit.check_consistency(None, signed(13), [], rebuilt(13))
+def test_first_audit_has_no_old_root() -> None:
+    audit.check_old_root(None, signed(13), rebuilt(13))
 
 
 def test_root_mismatch_carries_evidence() -> None:
@@ -57,31 +56,27 @@ def test_root_mismatch_carries_evidence() -> None:
     assert info.value.note == bad.note and info.value.computed_root == rebuilt(13).root()
 
 
-def test_rollback_is_inconsistent() -> None:
-    with pytest.raises(InconsistencyError, match="shrank") as info:
-        audit.check_consistency(state(13), signed(5), [], rebuilt(5))
-    assert info.value.old_note == state(13).note and info.value.new_note == signed(5).note
+def test_size_mismatch_is_a_root_mismatch() -> None:
+    with pytest.raises(audit.RootMismatchError):
+        audit.check_root(signed(13), rebuilt(12))
 
 
-def test_fork_at_equal_size() -> None:
-    with pytest.raises(InconsistencyError, match="fork"):
-        audit.check_consistency(state(5, merkle.leaf_hash(b"other")), signed(5), [], rebuilt(5))
-
-
-def test_bad_consistency_proof_carries_the_proof() -> None:
-    forged = proof(5, 13)
-    forged[0] = bytes(32)
-    with pytest.raises(InconsistencyError) as info:
-        audit.check_consistency(state(5), signed(13), forged, rebuilt(13, 5))
-    assert info.value.proof == forged
-
-
-def test_served_entries_disagree_with_old_root() -> None:
-    # The proof checks out, but the entries served now hash to another root at the old size.
+def test_rewritten_prefix_is_a_fork_even_with_a_valid_proof() -> None:
+    # The entries served now hash to another root at the trusted size.
     other = audit.TreeRebuilder([5])
     other.add([b"x"] * 5 + ENTRIES[5:13])
-    with pytest.raises(InconsistencyError, match="old size"):
-        audit.check_consistency(state(5), signed(13), proof(5, 13), other)
+    with pytest.raises(InconsistencyError, match="trusted size 5") as info:
+        audit.check_old_root(state(5), signed(13), other)
+    assert info.value.old_note == state(5).note and info.value.new_note == signed(13).note
+
+
+def test_trust_state_reads_what_audit_writes() -> None:
+    from client.trust import TrustState
+
+    trust = TrustState.from_text(audit.format_states({ORIGIN: state(5)}))
+    assert trust.proof_needed(signed(13)) == (5, 13)
+    advanced, _ = trust.advance(SIGNER.verifier(), signed(13).note, proof(5, 13))
+    assert audit.parse_states(advanced.to_text())[ORIGIN].size == 13
 
 
 def test_choose_verifier_tofu_pinned_and_remembered() -> None:

@@ -191,12 +191,12 @@ def test_serve_refuses_another_origin_for_the_data_dir(
 
 
 def test_state_dir_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from client.cli.log_cmds import _state_path
+    from client.cli.log_cmds import state_path
 
     monkeypatch.delenv("PROVENANCE_STATE_DIR", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert _state_path(None) == tmp_path / ".config" / "provenance" / "audit-state.json"
-    assert os.fspath(_state_path(tmp_path / "x.json")) == os.fspath(tmp_path / "x.json")
+    assert state_path(None) == tmp_path / ".config" / "provenance" / "audit-state.json"
+    assert os.fspath(state_path(tmp_path / "x.json")) == os.fspath(tmp_path / "x.json")
 
 
 def test_audit_catches_a_root_that_does_not_match_the_entries(capfd: pytest.CaptureFixture[str]) -> None:

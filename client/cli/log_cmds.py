@@ -257,7 +257,8 @@ def _append(args: argparse.Namespace) -> int:
 # -- audit -----------------------------------------------------------------------------------------
 
 
-def _state_path(explicit: Path | None) -> Path:
+def state_path(explicit: Path | None = None) -> Path:
+    """The trust/audit state file: ``explicit``, else ``$PROVENANCE_STATE_DIR`` or ``~/.config/provenance``."""
     if explicit is not None:
         return explicit
     base = os.environ.get("PROVENANCE_STATE_DIR")
@@ -278,26 +279,25 @@ def _audit(args: argparse.Namespace) -> int:
     from client import audit
     from client.checkpoint import SignedCheckpoint
     from client.errors import InconsistencyError
+    from client.trust import TrustState
 
-    state_path = _state_path(args.state)
-    states = audit.parse_states(state_path.read_text(encoding="utf-8")) if state_path.exists() else {}
+    path = state_path(args.state)
+    trust = TrustState.from_text(path.read_text(encoding="utf-8")) if path.exists() else TrustState()
     with _client(args) as c:
         info = c.log_info()
-        previous = states.get(info.origin)
+        previous = trust.trusted(info.origin)
         verifier = audit.choose_verifier(info.origin, info.verifier_key, _pinned_key(args.log_key), previous)
         note = c.checkpoint()
         try:
             signed = SignedCheckpoint.open(note, verifier)
             rebuilt = audit.TreeRebuilder([previous.size] if previous else [])
-            size = signed.checkpoint.size
-            if not (previous and size < previous.size):
-                rebuilt.add(c.iter_entries(0, size))
+            if not (previous and signed.checkpoint.size < previous.size):  # a rollback fails in advance()
+                rebuilt.add(c.iter_entries(0, signed.checkpoint.size))
                 audit.check_root(signed, rebuilt)
-            proof: list[bytes] = []
-            if audit.consistency_needed(previous, signed):
-                assert previous is not None
-                proof = list(c.consistency_proof(previous.size, size).hashes)
-            audit.check_consistency(previous, signed, proof, rebuilt)
+            sizes = trust.proof_needed(signed)
+            proof = list(c.consistency_proof(*sizes).hashes) if sizes else []
+            trust, _ = trust.advance(verifier, note, proof)
+            audit.check_old_root(previous, signed, rebuilt)
         except InconsistencyError as err:
             _print_evidence(str(err), old_note=err.old_note, new_note=err.new_note, proof=err.proof)
             return 1
@@ -310,17 +310,17 @@ def _audit(args: argparse.Namespace) -> int:
                 raise
             _print_evidence(str(err), old_note=previous.note, new_note=note, proof=[])
             return 1
-    states[signed.checkpoint.origin] = audit.next_state(verifier, signed)
-    state_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = state_path.with_suffix(".tmp")
-    tmp.write_text(audit.format_states(states), encoding="utf-8")
-    os.replace(tmp, state_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(trust.to_text(), encoding="utf-8")
+    os.replace(tmp, path)
+    cp = signed.checkpoint
     _print_json(
         {
             "ok": True,
-            "origin": signed.checkpoint.origin,
-            "tree_size": signed.checkpoint.size,
-            "root": _b64(signed.checkpoint.root),
+            "origin": cp.origin,
+            "tree_size": cp.size,
+            "root": _b64(cp.root),
             "previous_size": previous.size if previous else None,
         }
     )
