@@ -37,6 +37,7 @@ class ServerConfig:
     max_concurrent_streams: int = 1024  # HTTP/2 streams per connection
     drain_seconds: float = 30.0  # SIGTERM: how long in-flight calls may take to finish
     checkpoint_wait_seconds: float = 30.0  # AddEntries wait_for_checkpoint timeout
+    allowlist: Path | None = None  # registry policy: None = open registration, else the allowlist file
 
     def __post_init__(self) -> None:
         host, sep, port = self.listen.rpartition(":")

@@ -14,7 +14,9 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from client.errors import InvalidInputError, ProvenanceError
 from ledger.config import DEFAULT_ORIGIN, ORIGIN_FILE, PUBLIC_KEY_FILE, ServerConfig
@@ -90,20 +92,25 @@ def run(config: ServerConfig) -> int:
         max_batch_entries=config.max_batch_entries,
         max_range=config.max_range,
     )
+    from ledger.registry.setup import registry_for, registry_service
+
+    registry = registry_for(config.allowlist)
     storage = RocksStorage.open(config.store_path)
     try:
-        log = Log.open(storage, signer, log_config)
+        log = Log.open(storage, signer, log_config, hook=registry.hook)
     except BaseException:
         storage.close()
         raise
+    registry.attach(log)
     try:
-        return asyncio.run(_serve(log, config, verifier_key))
+        return asyncio.run(_serve(log, config, verifier_key, [registry_service(registry, log, verifier_key)]))
     finally:
         log.close(drain=True)
+        registry.close()
 
 
-async def _serve(log: LogLike, config: ServerConfig, verifier_key: str) -> int:
-    server = LedgerServer(log, config, verifier_key)
+async def _serve(log: LogLike, config: ServerConfig, verifier_key: str, extra: Sequence[Any] = ()) -> int:
+    server = LedgerServer(log, config, verifier_key, extra)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

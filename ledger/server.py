@@ -287,10 +287,12 @@ class LogService:
 class LedgerServer:
     """A ``grpc.aio`` server with the log service, health and reflection; drains on :meth:`stop`."""
 
-    def __init__(self, log: LogLike, config: ServerConfig, verifier_key: str) -> None:
+    def __init__(self, log: LogLike, config: ServerConfig, verifier_key: str, extra: Sequence[Any] = ()) -> None:
+        """``extra``: more services (the registry), each with ``name``, ``generic_handler()``, ``start_draining()``."""
         self._log = log
         self._config = config
         self.service = LogService(log, config, verifier_key)
+        self._extra = list(extra)
         self.health = health_aio.HealthServicer()
         self._server = grpc.aio.server(
             options=[
@@ -300,10 +302,13 @@ class LedgerServer:
                 ("grpc.so_reuseport", 0),
             ]
         )
-        self._server.add_generic_rpc_handlers((self.service.generic_handler(),))
+        self._server.add_generic_rpc_handlers(
+            (self.service.generic_handler(), *(x.generic_handler() for x in self._extra))
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            (SERVICE_NAME, *(x.name for x in self._extra),
+             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             self._server,
         )
         self._health_task: asyncio.Task[None] | None = None
@@ -343,6 +348,8 @@ class LedgerServer:
             self._health_task.cancel()
         await self.health.enter_graceful_shutdown()
         self.service.start_draining()
+        for x in self._extra:
+            x.start_draining()
         await self._server.stop(self._config.drain_seconds)
 
     async def wait_for_termination(self) -> None:

@@ -257,11 +257,14 @@ def test_raw_log_entries_are_checked_too(env: Env) -> None:
     bad = sub.entry[:-1] + bytes([sub.entry[-1] ^ 1])
     (r,) = env.log.add([bad])
     assert isinstance(r, SignatureError)
-    (r,) = env.log.add([b"not a record at all, just bytes......................................................"])
+    (r,) = env.log.add([b"PLR" + b"\x01" * 80])
     assert isinstance(r, FormatError)
     (r,) = env.log.add([sub.entry])
     assert isinstance(r, ManifestMissingError)
     assert env.log.size == 1
+    # Entries that do not claim to be records are opaque log entries: logged, not indexed.
+    (r,) = env.log.add([b"an opaque log entry"])
+    assert isinstance(r, Appended) and env.log.size == 2
 
 
 def test_not_found(env: Env) -> None:

@@ -69,6 +69,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--max-batch-entries", type=_size_arg, default=None, metavar="N")
     p.add_argument("--max-receive-bytes", type=_size_arg, default=None, metavar="N")
     p.add_argument("--drain-seconds", type=float, default=None, metavar="S")
+    p.add_argument("--allowlist", type=Path, default=None, metavar="FILE",
+                   help="registry: only these 'NAME ed25519:KEY' lines may register (default: open registration)")
     p.set_defaults(func=_serve)
 
     p = subparsers.add_parser("checkpoint", help="print the latest signed checkpoint exactly as signed")
@@ -129,6 +131,7 @@ def _serve(args: argparse.Namespace) -> int:
             ("max_batch_entries", args.max_batch_entries),
             ("max_receive_message_bytes", args.max_receive_bytes),
             ("drain_seconds", args.drain_seconds),
+            ("allowlist", args.allowlist),
         )
         if value is not None
     }

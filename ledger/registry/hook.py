@@ -28,6 +28,7 @@ from client.records import (
     parse_entry,
     record_id,
 )
+from client.records.encoding import MAGIC
 from client.records.signing import key_text
 from ledger.registry import keys as K
 from ledger.registry import postings
@@ -105,8 +106,12 @@ class RegistryHook:
     def admit_at(self, entry: bytes, index: int, get: Get) -> list[tuple[bytes, bytes]]:
         """Check the record logged as ``entry`` at ``index`` and return its index writes.
 
-        ``get`` reads the aux store including earlier entries of the same batch.
+        ``get`` reads the aux store including earlier entries of the same batch. Entries that do not
+        start with the record magic are opaque log entries (the log stays a general log): admitted
+        with no index writes. Anything that claims to be a record must be a valid one.
         """
+        if not entry.startswith(MAGIC):
+            return []
         with self._lock:
             prepared = self._prepared.pop(record_id(entry), None)
         if prepared is None:

@@ -66,6 +66,14 @@ class _LogReader:
         return self._log.entries(start, end)
 
 
+def _chain(src: Future[list[Any]], dst: Future[list[Any]]) -> None:
+    exc = src.exception()
+    if exc is not None:
+        dst.set_exception(exc)
+    else:
+        dst.set_result(src.result())
+
+
 class Registry:
     """See the module docstring."""
 
@@ -122,17 +130,31 @@ class Registry:
         return out
 
     def prepare_many(self, subs: Sequence[Submission]) -> list[Prepared | ProvenanceError]:
-        """:meth:`prepare` each, in parallel; a refusal is returned in place of its record."""
+        """:meth:`prepare` each, in parallel chunks on the pool; a refusal is returned in place of its record."""
         if len(subs) <= PREPARE_CHUNK:
             return self._prepare_chunk(subs)
         chunks = [subs[i : i + PREPARE_CHUNK] for i in range(0, len(subs), PREPARE_CHUNK)]
         return [p for part in self._pool.map(self._prepare_chunk, chunks) for p in part]
 
     def submit(self, subs: Sequence[Submission]) -> Future[list[Any]]:
-        """Register records. The future's list has, per submission in order, the log's ``Appended``
-        or the :class:`ProvenanceError` that refused it (the log is untouched by refused records)."""
-        prepared = self.prepare_many(subs)
-        return self.submit_prepared(prepared)
+        """Register records without blocking. The future's list has, per submission in order, the log's
+        ``Appended`` or the :class:`ProvenanceError` that refused it (refused records never touch the log).
+
+        The batch is prepared on one pool thread and reaches the sequencer in order, so a record may
+        reference one earlier in the same batch. Concurrent calls are prepared in parallel.
+        """
+        out: Future[list[Any]] = Future()
+
+        def task() -> None:
+            try:
+                inner = self.submit_prepared(self._prepare_chunk(subs))
+            except BaseException as err:  # delivered to the caller through the future
+                out.set_exception(err)
+                return
+            inner.add_done_callback(lambda f: _chain(f, out))
+
+        self._pool.submit(task)
+        return out
 
     def submit_prepared(self, prepared: Sequence[Prepared | ProvenanceError]) -> Future[list[Any]]:
         ok = [p for p in prepared if isinstance(p, Prepared)]

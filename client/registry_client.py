@@ -1,0 +1,153 @@
+"""A synchronous client for ``provenance.registry.v1.RegistryService``. Thin; nothing it returns is trusted.
+
+Records come back as their exact entry bytes and are parsed here (format only);
+callers verify signatures, or better, ask for a proof bundle and verify it with
+:mod:`client.bundle`. Status codes map back to :mod:`client.errors` classes via
+:func:`client.remote.error_from_rpc`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+
+from client._pb.provenance.registry.v1 import registry_pb2 as pb
+from client.errors import FormatError
+from client.records import Kind, SignedRecord, parse_entry, record_id
+from client.remote import DEFAULT_SERVER, DEFAULT_TIMEOUT, MAX_MESSAGE_BYTES, error_from_rpc
+
+_SERVICE = "/provenance.registry.v1.RegistryService/"
+Resp = TypeVar("Resp")
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteRecord:
+    index: int
+    signed: SignedRecord
+
+    @property
+    def id(self) -> bytes:
+        return self.signed.id
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    id: bytes
+    index: int
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteEdge:
+    child: bytes
+    parent: bytes
+    relation: str
+    depth: int
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    name: str
+    key: bytes
+    status: str
+    events: tuple[RemoteRecord, ...]
+
+
+def _record(r: Any) -> RemoteRecord:
+    signed = parse_entry(bytes(r.entry))
+    if signed.id != bytes(r.id) or record_id(bytes(r.entry)) != signed.id:
+        raise FormatError("server returned a record whose id does not match its bytes")
+    return RemoteRecord(int(r.index), signed)
+
+
+class RegistryClient:
+    """One channel to a ledger's registry service. Use as a context manager, or call :meth:`close`."""
+
+    def __init__(self, address: str = DEFAULT_SERVER, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._channel = grpc.insecure_channel(
+            address,
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ],
+        )
+        self._methods: dict[str, Callable[..., Any]] = {}
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _unary(self, name: str, req: Any, resp_cls: type[Resp]) -> Resp:
+        method = self._methods.get(name)
+        if method is None:
+            method = self._channel.unary_unary(
+                _SERVICE + name,
+                request_serializer=type(req).SerializeToString,
+                response_deserializer=resp_cls.FromString,  # type: ignore[attr-defined]
+            )
+            self._methods[name] = method
+        try:
+            resp: Resp = method(req, timeout=self.timeout)
+        except grpc.RpcError as err:
+            raise error_from_rpc(err) from err
+        return resp
+
+    def register(self, records: Sequence[tuple[bytes, bytes | None]]) -> list[Registered]:
+        """Register ``(entry, manifest or None)`` pairs in order; raises the first refusal."""
+        req = pb.RegisterRequest(records=[pb.Submission(entry=e, manifest=m or b"") for e, m in records])
+        resp = self._unary("Register", req, pb.RegisterResponse)
+        return [Registered(bytes(r.id), int(r.index), bool(r.duplicate)) for r in resp.records]
+
+    def by_id(self, rid: bytes) -> RemoteRecord:
+        return _record(self._unary("GetRecord", pb.GetRecordRequest(id=rid), pb.GetRecordResponse).record)
+
+    def at(self, index: int) -> RemoteRecord:
+        return _record(self._unary("GetRecord", pb.GetRecordRequest(index=index), pb.GetRecordResponse).record)
+
+    def by_name(self, kind: Kind, name: str, version: str) -> RemoteRecord:
+        nv = pb.NameVersion(kind=kind.value, name=name, version=version)  # type: ignore[arg-type]
+        req = pb.GetRecordRequest(name=nv)
+        return _record(self._unary("GetRecord", req, pb.GetRecordResponse).record)
+
+    def by_signer(self, key: bytes, limit: int = 0) -> list[RemoteRecord]:
+        resp = self._unary("ListBySigner", pb.ListBySignerRequest(key=key, limit=limit), pb.ListRecordsResponse)
+        return [_record(r) for r in resp.records]
+
+    def about(self, rid: bytes, limit: int = 0) -> list[RemoteRecord]:
+        resp = self._unary("ListAbout", pb.ListAboutRequest(id=rid, limit=limit), pb.ListRecordsResponse)
+        return [_record(r) for r in resp.records]
+
+    def lineage(self, rid: bytes, depth: int, descendants: bool = False) -> tuple[list[RemoteRecord], list[RemoteEdge]]:
+        req = pb.GetLineageRequest(id=rid, depth=depth, descendants=descendants)
+        resp = self._unary("GetLineage", req, pb.GetLineageResponse)
+        edges = [RemoteEdge(bytes(e.child), bytes(e.parent), e.relation, e.depth) for e in resp.edges]
+        return [_record(r) for r in resp.records], edges
+
+    def find(self, digest: bytes, kinds: Sequence[str] = (), limit: int = 0) -> list[tuple[str, RemoteRecord]]:
+        req = pb.FindDigestRequest(digest=digest, kinds=list(kinds), limit=limit)
+        resp = self._unary("FindDigest", req, pb.FindDigestResponse)
+        return [(m.kind, _record(m.record)) for m in resp.matches]
+
+    def manifest(self, digest: bytes) -> bytes:
+        return bytes(self._unary("GetManifest", pb.GetManifestRequest(digest=digest), pb.GetManifestResponse).manifest)
+
+    def identity(self, *, key: bytes | None = None, name: str | None = None) -> Identity:
+        req = pb.GetIdentityRequest(key=key) if key is not None else pb.GetIdentityRequest(name=name or "")
+        resp = self._unary("GetIdentity", req, pb.GetIdentityResponse)
+        return Identity(resp.name, bytes(resp.key), resp.status, tuple(_record(r) for r in resp.events))
+
+    def prove(self, rid: bytes, lineage_to: bytes | None = None) -> bytes:
+        """The bundle bytes (unverified: check them with :func:`client.bundle.verify_bundle`)."""
+        req = pb.ProveRequest(id=rid, lineage_to=lineage_to or b"")
+        return bytes(self._unary("Prove", req, pb.ProveResponse).bundle)

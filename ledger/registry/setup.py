@@ -1,0 +1,37 @@
+"""Build the registry for ``provenance serve`` from its config (the entry point's only registry I/O)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from client.errors import InvalidInputError
+from ledger.registry.manifests import read_manifest
+from ledger.registry.policy import Policy, parse_allowlist
+from ledger.registry.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+def load_policy(allowlist: Path | None) -> Policy:
+    """Open registration, or the allowlist in ``allowlist`` (docs/registry.md)."""
+    if allowlist is None:
+        return Policy()
+    try:
+        text = allowlist.read_text(encoding="utf-8")
+    except OSError as err:
+        raise InvalidInputError(f"cannot read the allowlist {allowlist}: {err}") from err
+    return parse_allowlist(text)
+
+
+def registry_for(allowlist: Path | None) -> Registry:
+    policy = load_policy(allowlist)
+    log.info("registry policy: %s", policy.describe())
+    return Registry(policy, read_manifest)
+
+
+def registry_service(registry: Registry, log_: Any, verifier_key: str) -> Any:
+    from ledger.registry_server import RegistryService
+
+    return RegistryService(registry, log_, verifier_key)
