@@ -191,15 +191,28 @@ class TreeReader:
         seen: dict[int, bytes] = {}  # groups this call has looked up, keyed level << 56 | group
         group_of = self._group
         mask = GROUP_WIDTH - 1
-        proofs: list[list[bytes]] = []
-        for index in indices:
+        proofs: list[list[bytes]] = [[] for _ in indices]
+        # In index order, two neighbours' paths agree from the first level where their node
+        # indices agree: (a ^ b).bit_length() upwards (the branch taken at each level depends
+        # only on index >> level and size). So each path reuses its predecessor's tail.
+        prev = -1
+        prev_proof: list[bytes] = []
+        prev_starts: list[int] = []
+        for pos in sorted(range(len(indices)), key=indices.__getitem__):
+            index = indices[pos]
+            if index == prev:
+                proofs[pos] = list(prev_proof)
+                continue
+            shared = (index ^ prev).bit_length() if prev >= 0 else top
             sib = index ^ 1
             proof = [leaves[sib]] if sib < size else []
+            starts = [0] * (top + 1)  # starts[level]: where that level's element (if any) goes
             split = (index ^ last).bit_length() - 1
             # Above level 0, bottom-up: perfect siblings below the split; at the split the
             # right sibling (perhaps the imperfect right edge); above it left siblings
             # wherever index has a one bit.
-            for level in range(1, top):
+            for level in range(1, min(shared, top)):
+                starts[level] = len(proof)
                 node = index >> level
                 if level < split:
                     sib = node ^ 1
@@ -221,7 +234,14 @@ class TreeReader:
                 if len(h) != HASH_SIZE:
                     raise CorruptStorageError(f"hash of node ({level}, {sib}) is missing from its group")
                 proof.append(h)
-            proofs.append(proof)
+            if shared < top:
+                base = len(proof) - prev_starts[shared]
+                starts[shared:] = [base + s for s in prev_starts[shared:]]
+                proof += prev_proof[prev_starts[shared] :]
+            else:
+                starts[top] = len(proof)
+            proofs[pos] = proof
+            prev, prev_proof, prev_starts = index, proof, starts
         return proofs
 
     def _group(self, level: int, group: int) -> bytes:

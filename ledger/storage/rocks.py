@@ -32,6 +32,7 @@ from rocksdict import (
     DBCompressionType,
     Options,
     Rdict,
+    ReadOptions,
     WriteBatch,
     WriteOptions,
 )
@@ -107,6 +108,8 @@ def _options(cache: Cache, *, compress: bool, bloom: bool, write_buffer: int) ->
     table.set_block_cache(cache)
     if bloom:
         table.set_bloom_filter(10, False)
+        opts.set_memtable_whole_key_filtering(True)  # most dedup lookups are misses, most in the memtable
+        opts.set_memtable_prefix_bloom_ratio(0.1)
     opts.set_block_based_table_factory(table)
     opts.set_compression_type(DBCompressionType.lz4() if compress else DBCompressionType.none())
     opts.set_write_buffer_size(write_buffer)
@@ -125,6 +128,8 @@ class RocksStorage:
         self._sync = WriteOptions()
         self._sync.sync = True
         self._nosync = WriteOptions()
+        self._scattered = ReadOptions()
+        self._scattered.fill_cache(False)  # type: ignore[call-arg]  # the .pyi omits the argument
         self._closed = False
         self._lock = threading.Lock()
 
@@ -180,11 +185,13 @@ class RocksStorage:
         log.info("opened log store", extra={"path": str(path), "fresh": fresh})
         return store
 
-    def _get(self, family: str, keys: list[bytes]) -> list[Any]:
+    def _get(self, family: str, keys: list[bytes], read_opt: ReadOptions | None = None) -> list[Any]:
         if self._closed:
             raise StorageError("storage is closed")
+        get = self._cf[family].get
         try:
-            values: list[Any] = self._cf[family].get(keys)  # type: ignore[arg-type, assignment]
+            # One get per key: rocksdict's multi-get (get(list)) measured 2-3x slower per key.
+            values: list[Any] = [get(k, None, read_opt) for k in keys]
         except Exception as e:
             raise StorageError(f"read from {family} failed: {e}") from e
         return values
@@ -211,7 +218,8 @@ class RocksStorage:
         return got
 
     def read_entries_at(self, indices: Sequence[int]) -> list[bytes | None]:
-        return self._get("entries", [_index_key(i) for i in indices])
+        # Scattered reads (proof leaves, dedup checks): keep them from churning the block cache.
+        return self._get("entries", [_index_key(i) for i in indices], self._scattered)
 
     def read_hash_groups(self, keys: Sequence[HashGroupKey]) -> list[bytes | None]:
         return self._get("hashes", [_group_key(k) for k in keys])
