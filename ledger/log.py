@@ -170,6 +170,8 @@ class Log:
             raise InvalidInputError(f"signing key is named {signer.name!r}, the log is {config.origin!r}")
         head = storage.read_head()
         if head is None:
+            if storage.read_meta("origin") is not None or storage.read_entries_at([0])[0] is not None:
+                raise CorruptStorageError("the store holds log data but no tree head")
             head = TreeHead(0, EMPTY_ROOT, ())
             storage.commit(Batch(0, (), (), {}, head, meta={"origin": config.origin.encode()}))
         stored_origin = storage.read_meta("origin")

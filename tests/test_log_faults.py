@@ -270,6 +270,13 @@ def test_tampered_edge_node_or_entry_is_detected_at_open() -> None:
         Log.open(storage, SIGNER, CONFIG)
 
 
+def test_store_with_data_but_no_tree_head_is_refused() -> None:
+    storage = _filled_memory(3)
+    storage._c.head = None
+    with pytest.raises(CorruptStorageError, match="no tree head"):
+        Log.open(storage, SIGNER, CONFIG)
+
+
 def test_entry_beyond_the_tree_head_is_detected_at_open() -> None:
     storage = _filled_memory(10)
     storage._c.entries.append(b"stray")
