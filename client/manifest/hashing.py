@@ -275,7 +275,7 @@ class Hasher:
     def _mapped_file(self, item: WalkItem, fd: int, st: os.stat_result) -> FileEntry:
         """Runs in a worker; fans the file out as independent jobs and waits for them."""
         size, cs = st.st_size, self.config.chunk_size
-        head = _pread_exact(fd, 0, tensor_layer.HEAD_BYTES)
+        head = _pread_exact(fd, 0, min(size, tensor_layer.HEAD_BYTES))
         fmt, regions = self._regions(item.path, head, lambda o, n: _pread_exact(fd, o, n), size)
         mm = mmap.mmap(fd, size, prot=mmap.PROT_READ)
         view = memoryview(mm)

@@ -48,6 +48,11 @@ class ProgressBar:
             self._bytes += nbytes
             self._files += nfiles
 
+    @property
+    def drawn(self) -> bool:
+        """Whether the bar has been drawn at least once."""
+        return self._drawn
+
     def line(self) -> str:
         with self._lock:
             b, f = self._bytes, self._files

@@ -83,6 +83,8 @@ def parse_header(header: bytes, data_size: int) -> list[TensorRegion]:
         raise TensorFormatError("safetensors header must start with '{'")
     try:
         text = header.decode("utf-8").rstrip(" ")
+        if not text.endswith("}"):
+            raise TensorFormatError("safetensors header must end with '}' and only spaces may pad it")
         obj = json.loads(text, object_pairs_hook=_no_duplicates)
     except (UnicodeDecodeError, ValueError) as e:
         raise TensorFormatError(f"safetensors header is not UTF-8 JSON: {e}") from e
