@@ -36,5 +36,9 @@ proto: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench
 
+# The registry story end to end (ledger, two labs, dataset, model family, lineage, court bundle); < 1 min.
+demo: $(STAMP)
+	$(PY) deploy/demo.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis

@@ -43,6 +43,8 @@ _EXIT_FOR_ERROR: tuple[tuple[type[ProvenanceError], int], ...] = (
 COMMAND_MODULES: tuple[str, ...] = (
     "client.cli.log_cmds",
     "client.cli.hash_cmd",
+    "client.cli.registry_cmds",
+    "client.cli.registry_query_cmds",
 )
 
 

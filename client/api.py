@@ -1,0 +1,161 @@
+"""Python API for registering datasets, checkpoints and claims, e.g. from a training loop.
+
+Example::
+
+    from client.api import Registrar
+    from client.records import RecordSigner
+
+    signer = RecordSigner.from_pem(open("lab.key", "rb").read())
+    with Registrar(signer, server="127.0.0.1:50051") as reg:
+        base = reg.register_dataset("data/web", name="web", version="2024-06")
+        for step in range(...):
+            train(); save("ckpt/step-%d" % step)
+            # Returns at once: hashing and registration happen on a background thread.
+            fut = reg.register_checkpoint_async("ckpt/step-%d" % step, model="m", step=step,
+                                                datasets=[(base.id, "pretraining")])
+        reg.wait()   # every queued checkpoint is registered (or its error is raised)
+
+Every record is signed here, with the caller's key; the server checks it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from client.errors import InvalidInputError
+from client.records import (
+    Attestation,
+    Checkpoint,
+    Claim,
+    Dataset,
+    DatasetParent,
+    DatasetRelation,
+    DatasetRole,
+    Digest,
+    Dispute,
+    Identity,
+    IdentityEvent,
+    ModelParent,
+    ModelRelation,
+    Record,
+    RecordSigner,
+    SignedRecord,
+    Statement,
+    TrainingData,
+    sign_record,
+)
+from client.registry_client import Registered, RegistryClient
+from client.remote import DEFAULT_SERVER
+
+log = logging.getLogger(__name__)
+
+
+def hash_manifest(path: str | Path, threads: int | None = None) -> tuple[bytes, bytes, int, str]:
+    """Hash ``path``: (canonical manifest bytes, manifest digest, total size, tensor format or "")."""
+    from client.manifest import HashConfig, encode, hash_path, manifest_digest
+
+    config = HashConfig() if threads is None else HashConfig(threads=threads)
+    m = hash_path(str(path), config)
+    formats = sorted({f.tensor_format for f in m.files if f.tensor_format})
+    return encode(m), manifest_digest(m), m.total_size, ",".join(formats)
+
+
+class Registrar:
+    """Signs records with one key and registers them on a ledger. Thread-safe; close when done."""
+
+    def __init__(self, signer: RecordSigner, server: str = DEFAULT_SERVER, *, hash_threads: int | None = None,
+                 client: RegistryClient | None = None) -> None:
+        self.signer = signer
+        self.client = client or RegistryClient(server)
+        self._hash_threads = hash_threads
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="registrar")
+        self._pending: list[Future[Registered]] = []
+
+    def __enter__(self) -> Registrar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Wait for background registrations, then close the connection."""
+        self._background.shutdown(wait=True)
+        self.client.close()
+
+    def sign(self, statement: Statement) -> SignedRecord:
+        return sign_record(Record(statement, self.signer.public_key, int(time.time())), self.signer)
+
+    def submit(self, signed: SignedRecord, manifest: bytes | None = None) -> Registered:
+        (got,) = self.client.register([(signed.entry, manifest)])
+        if got.id != signed.id:
+            raise InvalidInputError("the server returned another id than the record's")
+        log.info("registered record", extra={"record_id": signed.id.hex(), "index": got.index})
+        return got
+
+    # --- identities ---------------------------------------------------------------------------
+
+    def register_identity(self, name: str) -> Registered:
+        return self.submit(self.sign(Identity(IdentityEvent.REGISTER, name, self.signer.public_key)))
+
+    def rotate_identity(self, name: str, new: RecordSigner) -> Registered:
+        """Sign ``new`` in as ``name``'s key (signed by the current key); later records use ``new``."""
+        got = self.submit(self.sign(Identity(IdentityEvent.ROTATE, name, new.public_key)))
+        self.signer = new
+        return got
+
+    def revoke_identity(self, name: str, key: bytes | None = None) -> Registered:
+        """Revoke ``key`` (default: this registrar's own key) under ``name``."""
+        return self.submit(self.sign(Identity(IdentityEvent.REVOKE, name, key or self.signer.public_key)))
+
+    # --- datasets and checkpoints ----------------------------------------------------------------
+
+    def dataset_record(self, manifest_digest: bytes, size: int, *, name: str, version: str = "1", license: str = "",
+                       sources: Sequence[str] = (), parents: Sequence[tuple[bytes, str]] = ()) -> SignedRecord:
+        ps = tuple(DatasetParent(p, DatasetRelation.parse(r)) for p, r in parents)
+        return self.sign(Dataset(name, version, manifest_digest, size, license, tuple(sources), ps))
+
+    def register_dataset(self, path: str | Path, **fields: object) -> Registered:
+        """Hash ``path`` and register it as a dataset (fields as :meth:`dataset_record`)."""
+        encoded, digest, size, _ = hash_manifest(path, self._hash_threads)
+        return self.submit(self.dataset_record(digest, size, **fields), encoded)  # type: ignore[arg-type]
+
+    def checkpoint_record(self, manifest_digest: bytes, *, model: str, step: int, run: str = "", format: str = "",
+                          parents: Sequence[tuple[bytes, str]] = (), datasets: Sequence[tuple[bytes, str]] = (),
+                          config: Digest | None = None, metadata: dict[str, str] | None = None) -> SignedRecord:
+        ps = tuple(ModelParent(p, ModelRelation.parse(r)) for p, r in parents)
+        ds = tuple(TrainingData(d, DatasetRole.parse(r)) for d, r in datasets)
+        meta = Checkpoint.sorted_metadata(metadata or {})
+        return self.sign(Checkpoint(model, run, step, manifest_digest, format, ds, ps, config, meta))
+
+    def register_checkpoint(self, path: str | Path, **fields: object) -> Registered:
+        """Hash ``path`` and register it as a checkpoint (fields as :meth:`checkpoint_record`)."""
+        encoded, digest, _, fmt = hash_manifest(path, self._hash_threads)
+        fields.setdefault("format", fmt)
+        return self.submit(self.checkpoint_record(digest, **fields), encoded)  # type: ignore[arg-type]
+
+    def register_checkpoint_async(self, path: str | Path, **fields: object) -> Future[Registered]:
+        """Queue a checkpoint folder: hashed and registered on a background thread, in order.
+
+        Returns at once; the folder must not change until the future is done.
+        """
+        fut = self._background.submit(self.register_checkpoint, path, **fields)
+        self._pending.append(fut)
+        return fut
+
+    def wait(self, timeout: float | None = None) -> list[Registered]:
+        """Block until every queued registration is done; raises the first failure."""
+        done, self._pending = self._pending, []
+        return [f.result(timeout) for f in done]
+
+    # --- claims ----------------------------------------------------------------------------------
+
+    def attest(self, claim: str, subject: bytes, obj: bytes, *, evidence: Digest | None = None,
+               summary: str = "") -> Registered:
+        return self.submit(self.sign(Attestation(Claim.parse(claim), subject, obj, evidence, summary)))
+
+    def dispute(self, target: bytes, reason: str, *, evidence: Digest | None = None) -> Registered:
+        return self.submit(self.sign(Dispute(target, reason, evidence)))

@@ -1,0 +1,116 @@
+"""Shared pieces of the registry commands: flags, key files, record references, trust state, output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from client.errors import InvalidInputError, NotFoundError, ProvenanceError
+from client.records import Kind, RecordSigner
+from client.registry_client import RegistryClient
+from client.remote import DEFAULT_SERVER, LedgerClient
+
+
+def add_common(p: argparse.ArgumentParser, *, key: bool = False) -> None:
+    p.add_argument("--server", default=DEFAULT_SERVER, metavar="HOST:PORT", help=f"default {DEFAULT_SERVER}")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    if key:
+        p.add_argument("--key", type=Path, required=True, metavar="FILE", help="private key (provenance keygen)")
+
+
+def print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=True))
+
+
+def load_signer(path: Path) -> RecordSigner:
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise InvalidInputError(f"cannot read key file {path}: {err}") from err
+    return RecordSigner.from_pem(data)
+
+
+def write_private_key(path: Path, signer: RecordSigner) -> None:
+    """Write the PEM with mode 0600; never overwrite."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise InvalidInputError(f"{path} exists; refusing to overwrite a key") from None
+    with os.fdopen(fd, "wb") as f:
+        f.write(signer.to_pem())
+
+
+def resolve_ref(reg: RegistryClient, text: str) -> bytes:
+    """A record id from REF: 64 hex digits, ``@INDEX``, or ``NAME@VERSION`` (a checkpoint, else a dataset)."""
+    if len(text) == 64:
+        try:
+            return bytes.fromhex(text)
+        except ValueError:
+            pass
+    if text.startswith("@") and text[1:].isdigit():
+        return reg.at(int(text[1:])).id
+    name, sep, version = text.rpartition("@")
+    if sep and name:
+        for kind in (Kind.CHECKPOINT, Kind.DATASET):
+            try:
+                return reg.by_name(kind, name, version).id
+            except NotFoundError:
+                continue
+        raise NotFoundError(f"no checkpoint or dataset {name!r} version {version!r}")
+    raise InvalidInputError(f"record reference {text!r} is not a 64-hex id, @INDEX or NAME@VERSION")
+
+
+def split_ref(text: str, allowed: set[str], default: str) -> tuple[str, str]:
+    """``REF[:QUALIFIER]`` -> (REF, QUALIFIER); the qualifier must be one of ``allowed``."""
+    ref, sep, qual = text.rpartition(":")
+    if not sep:
+        return text, default
+    if qual not in allowed:
+        raise InvalidInputError(f"{qual!r} in {text!r} is not one of: {', '.join(sorted(allowed))}")
+    return ref, qual
+
+
+def read_log_key(value: str) -> str:
+    """A verifier key given as text or as a file holding it."""
+    path = Path(value)
+    if "+" not in value or path.is_file():
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except OSError as err:
+            raise InvalidInputError(f"cannot read log key file {value}: {err}") from err
+    return value.strip()
+
+
+def trusted_key_and_advance(address: str, note: bytes, pinned: str | None, state: Path | None) -> str:
+    """Trust ``note`` (a checkpoint the server just gave us) per the client trust state, and keep it.
+
+    The log key is the pinned one, else the one remembered for the log, else the server's (first use).
+    A checkpoint inconsistent with the last one trusted raises InconsistencyError with the evidence.
+    """
+    from client import audit
+    from client.cli.log_cmds import state_path
+    from client.trust import TrustState
+
+    path = state_path(state)
+    trust = TrustState.from_text(path.read_text(encoding="utf-8")) if path.exists() else TrustState()
+    with LedgerClient(address) as c:
+        info = c.log_info()
+        verifier = audit.choose_verifier(info.origin, info.verifier_key, pinned, trust.trusted(info.origin))
+        from client.checkpoint import SignedCheckpoint
+
+        signed = SignedCheckpoint.open(note, verifier)
+        sizes = trust.proof_needed(signed)
+        proof = list(c.consistency_proof(*sizes).hashes) if sizes else []
+    trust, _ = trust.advance(verifier, note, proof)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(trust.to_text(), encoding="utf-8")
+    os.replace(tmp, path)
+    return verifier.text()
+
+
+def fail_json(err: ProvenanceError) -> dict[str, Any]:
+    return {"ok": False, "error": str(err), "part": getattr(err, "part", None), "type": type(err).__name__}

@@ -1,0 +1,190 @@
+"""Registry read commands: ``show``, ``lineage``, ``find``, ``prove``, ``verify`` (offline). Thin."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from client.cli._registry_common import (
+    add_common,
+    fail_json,
+    print_json,
+    read_log_key,
+    resolve_ref,
+    trusted_key_and_advance,
+)
+from client.errors import VerificationError
+from client.records.jsonform import describe, record_json, short
+from client.records.model import Checkpoint, Dataset
+from client.registry_client import RegistryClient, RemoteRecord
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser("show", help="show a record (REF: id, @INDEX or NAME@VERSION)")
+    p.add_argument("ref")
+    add_common(p)
+    p.set_defaults(func=_show)
+
+    p = subparsers.add_parser("lineage", help="a record's ancestors (or descendants) as a tree")
+    p.add_argument("ref")
+    p.add_argument("--depth", type=int, default=10)
+    p.add_argument("--descendants", action="store_true")
+    add_common(p)
+    p.set_defaults(func=_lineage)
+
+    p = subparsers.add_parser("find", help="records containing a manifest, file, tensor or chunk digest")
+    p.add_argument("digest", help="64 hex digits (BLAKE3), optionally prefixed blake3:")
+    p.add_argument("--kind", action="append", choices=["manifest", "file", "tensor", "chunk"], default=[])
+    add_common(p)
+    p.set_defaults(func=_find)
+
+    p = subparsers.add_parser("prove", help="write a self-contained proof bundle for a record")
+    p.add_argument("ref")
+    p.add_argument("--lineage-to", default=None, metavar="ANCESTOR", help="include the lineage path to ANCESTOR")
+    p.add_argument("-o", "--output", type=Path, default=None, metavar="FILE", help="default: stdout")
+    p.add_argument("--format", choices=["json", "tlog-proof"], default="json")
+    p.add_argument("--log-key", default=None, metavar="KEY|FILE", help="pin the log key (default: trust state)")
+    p.add_argument("--state", type=Path, default=None, metavar="FILE", help="trust state file")
+    add_common(p)
+    p.set_defaults(func=_prove)
+
+    p = subparsers.add_parser("verify", help="verify a proof bundle offline")
+    p.add_argument("bundle", type=Path)
+    p.add_argument("--log-key", required=True, metavar="KEY|FILE", help="the log's verifier key")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_verify)
+
+
+def _label(r: RemoteRecord) -> str:
+    s = r.signed.record.statement
+    if isinstance(s, Checkpoint):
+        return f"{s.model} {s.version} [{short(r.id)}]"
+    if isinstance(s, Dataset):
+        return f"{s.name} {s.version} [{short(r.id)}]"
+    return f"{s.KIND.label} [{short(r.id)}]"
+
+
+def _record_obj(r: RemoteRecord) -> dict[str, Any]:
+    return {"id": r.id.hex(), "index": r.index, "record": record_json(r.signed.record),
+            "description": describe(r.signed.record.statement)}
+
+
+def _show(args: argparse.Namespace) -> int:
+    with RegistryClient(args.server) as reg:
+        r = reg.by_id(resolve_ref(reg, args.ref))
+        r.signed.verify()
+        signer = reg.identity(key=r.signed.record.signer)
+        about = reg.about(r.id)
+    if args.json:
+        obj = _record_obj(r)
+        obj["signer"] = {"name": signer.name, "status": signer.status}
+        obj["about"] = [_record_obj(a) for a in about]
+        print_json(obj)
+        return 0
+    print(f"{_label(r)} at index {r.index}")
+    print(f"  {describe(r.signed.record.statement)}")
+    print(f"  id {r.id.hex()}")
+    print(f"  signed by {signer.name!r} (key {signer.status}); signature verified")
+    for a in about:
+        print(f"  claim at index {a.index}: {describe(a.signed.record.statement)}")
+    return 0
+
+
+def _lineage(args: argparse.Namespace) -> int:
+    with RegistryClient(args.server) as reg:
+        rid = resolve_ref(reg, args.ref)
+        nodes, edges = reg.lineage(rid, args.depth, descendants=args.descendants)
+    if args.json:
+        print_json({"records": [_record_obj(n) for n in nodes],
+                    "edges": [{"child": e.child.hex(), "parent": e.parent.hex(), "relation": e.relation,
+                               "depth": e.depth} for e in edges]})
+        return 0
+    by_id = {n.id: n for n in nodes}
+    below: dict[bytes, list[tuple[bytes, str]]] = {}
+    for e in edges:
+        a, b = (e.child, e.parent) if not args.descendants else (e.parent, e.child)
+        below.setdefault(a, []).append((b, e.relation))
+    shown: set[bytes] = set()
+
+    def walk(node: bytes, prefix: str) -> None:
+        kids = below.get(node, [])
+        for i, (kid, rel) in enumerate(kids):
+            last = i == len(kids) - 1
+            again = " (shown above)" if kid in shown else ""
+            print(f"{prefix}{'└── ' if last else '├── '}{rel}: {_label(by_id[kid])}{again}")
+            if not again:
+                shown.add(kid)
+                walk(kid, prefix + ("    " if last else "│   "))
+
+    print(_label(by_id[rid]))
+    shown.add(rid)
+    walk(rid, "")
+    return 0
+
+
+def _find(args: argparse.Namespace) -> int:
+    from client.records import Digest
+
+    text = args.digest if ":" in args.digest else "blake3:" + args.digest
+    digest = Digest.parse(text).value
+    with RegistryClient(args.server) as reg:
+        matches = reg.find(digest, args.kind)
+    if args.json:
+        print_json([{"kind": k, **_record_obj(r)} for k, r in matches])
+        return 0
+    if not matches:
+        print("no record contains this digest")
+        return 0
+    for i, (kind, r) in enumerate(matches):
+        first = " (first registration)" if i == 0 else ""
+        print(f"index {r.index}: {_label(r)} contains it as a {kind}{first}")
+    return 0
+
+
+def _prove(args: argparse.Namespace) -> int:
+    from client.bundle import format_tlog_proof, parse, verify_bundle
+    from client.bundle.tlog_proof import TlogProof
+
+    with RegistryClient(args.server) as reg:
+        rid = resolve_ref(reg, args.ref)
+        ancestor = resolve_ref(reg, args.lineage_to) if args.lineage_to else None
+        data = reg.prove(rid, ancestor)
+    bundle = parse(data)
+    pinned = read_log_key(args.log_key) if args.log_key else None
+    key = trusted_key_and_advance(args.server, bundle.checkpoint, pinned, args.state)
+    verify_bundle(data, key)  # never hand out a bundle that does not verify
+    if args.format == "tlog-proof":
+        r = bundle.records[0]
+        data = format_tlog_proof(TlogProof(r.leaf, r.index, r.inclusion_proof, bundle.checkpoint))
+    if args.output is None:
+        sys.stdout.buffer.write(data)
+    else:
+        args.output.write_bytes(data)
+        if args.json:
+            print_json({"bundle": str(args.output), "subject": rid.hex(), "records": len(bundle.records)})
+        else:
+            print(f"wrote {args.output}: {len(bundle.records)} records, verified against log key {key}")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from client.bundle import report_json, report_text, verify_bundle, verify_tlog_proof
+    from client.bundle.tlog_proof import HEADER
+
+    key = read_log_key(args.log_key)
+    data = args.bundle.read_bytes()
+    check = verify_tlog_proof if data.startswith(HEADER.encode() + b"\n") else verify_bundle
+    try:
+        report = check(data, key)
+    except VerificationError as err:
+        if args.json:
+            print_json(fail_json(err))
+        print(f"NOT VERIFIED: {err}", file=sys.stderr)
+        return 1
+    if args.json:
+        print_json(report_json(report))
+    else:
+        print(report_text(report), end="")
+    return 0
