@@ -31,7 +31,7 @@ from client.merkle import (
     verify_inclusion,
 )
 from client.note import Signer
-from ledger._tree import GROUP_WIDTH, TreeReader
+from ledger._tree import GROUP_WIDTH, GroupCache, TreeReader
 from ledger.errors import KeyFileError, WaitTimeoutError
 from ledger.keys import load_or_create_signer
 from ledger.log import Appended, AuxView, Log, LogConfig
@@ -434,3 +434,28 @@ def test_log_with_key_file_end_to_end(tmp_path: Path) -> None:
 def test_refusals_are_provenance_errors(mem_log: Log) -> None:
     assert issubclass(KeyFileError, ProvenanceError)
     assert issubclass(WaitTimeoutError, UnavailableError)
+
+
+def test_group_cache_is_bounded_by_bytes_and_least_recently_used() -> None:
+    cache = GroupCache(3 * 100)
+    for g in range(3):
+        cache.put((1, g), bytes(100))
+    assert cache.get((1, 0)) is not None  # refresh: (1, 1) is now the least recently used
+    cache.put((1, 3), bytes(100))
+    assert cache.get((1, 1)) is None
+    assert all(cache.get((1, g)) is not None for g in (0, 2, 3))
+    assert cache.size_bytes == 300
+    cache.put((1, 4), bytes(1000))  # larger than the whole budget: not kept
+    assert cache.get((1, 4)) is None and cache.size_bytes == 300
+
+
+def test_key_creation_never_logs_key_material(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG")
+    signer = load_or_create_signer(tmp_path / "log.key", ORIGIN)
+    lg = Log.open(MemoryStorage(), signer, CONFIG)
+    lg.add([b"x"])
+    lg.close()
+    secret = signer.private_text().rsplit("+", 1)[1]
+    assert caplog.records
+    for record in caplog.records:
+        assert secret not in record.getMessage() and "PRIVATE" not in str(record.__dict__)
