@@ -301,3 +301,89 @@ def base_model(seed: int, *, d: int = 128, h: int = 256, layers: int = 4, vocab:
         t[p + "ln1.bias"] = np.zeros(d, np.float32)
     t["final_ln.weight"] = np.ones(d, np.float32)
     return t
+
+
+# ---------------------------------------------------------------- derivations of a model
+
+def _mats(t: Model) -> list[str]:
+    return [k for k, v in t.items() if v.ndim == 2]
+
+
+def noisy(t: Model, eps: float, seed: int = 1) -> Model:
+    """Continued training stand-in: every matrix gets i.i.d. noise of ``eps`` times its own std."""
+    r = np.random.default_rng(seed)
+    return {k: (v + eps * v.std() * r.standard_normal(v.shape)).astype(v.dtype) if v.ndim == 2 else v
+            for k, v in t.items()}
+
+
+def cast(t: Model, dtype: str) -> Model:
+    return {k: v.astype(dtype) for k, v in t.items()}
+
+
+def prune(t: Model, fraction: float) -> Model:
+    """Magnitude pruning: the smallest ``fraction`` of each matrix's entries set to zero."""
+    out = dict(t)
+    for k in _mats(t):
+        v = t[k].copy()
+        v[np.abs(v) < np.quantile(np.abs(v), fraction)] = 0
+        out[k] = v
+    return out
+
+
+def low_rank_merge(t: Model, rank: int, scale: float, seed: int = 2) -> Model:
+    """W + U V^T with ||U V^T||_F = scale * ||W||_F (a merged LoRA adapter)."""
+    r = np.random.default_rng(seed)
+    out = dict(t)
+    for k in _mats(t):
+        w = t[k]
+        delta = r.standard_normal((w.shape[0], rank)) @ r.standard_normal((rank, w.shape[1]))
+        out[k] = (w + delta * (scale * np.linalg.norm(w) / np.linalg.norm(delta))).astype(w.dtype)
+    return out
+
+
+def drop_layers(t: Model, keep: set[int]) -> Model:
+    out = {}
+    for k, v in t.items():
+        if k.startswith("layers."):
+            layer = int(k.split(".")[1])
+            if layer not in keep:
+                continue
+            k = f"layers.{sorted(keep).index(layer)}." + k.split(".", 2)[2]
+        out[k] = v
+    return out
+
+
+def permute_hidden(t: Model, seed: int = 3) -> Model:
+    """Function-preserving permutation of every layer's MLP hidden units and attention value units,
+    plus renaming of every tensor."""
+    r = np.random.default_rng(seed)
+    out = dict(t)
+    layers = sorted({int(k.split(".")[1]) for k in t if k.startswith("layers.")})
+    for layer in layers:
+        p = f"layers.{layer}."
+        h = r.permutation(t[p + "mlp.up.weight"].shape[0])
+        out[p + "mlp.up.weight"] = t[p + "mlp.up.weight"][h]
+        out[p + "mlp.up.bias"] = t[p + "mlp.up.bias"][h]
+        out[p + "mlp.down.weight"] = t[p + "mlp.down.weight"][:, h]
+        d = t[p + "attn.out.weight"].shape[1]
+        v = r.permutation(d)
+        qkv = t[p + "attn.qkv.weight"].copy()
+        qkv[2 * d:] = qkv[2 * d:][v]
+        out[p + "attn.qkv.weight"] = qkv
+        out[p + "attn.out.weight"] = t[p + "attn.out.weight"][:, v]
+    return {f"renamed.{i}": out[k] for i, k in enumerate(sorted(out))}
+
+
+def ensemble(a: Model, b: Model) -> Model:
+    return {**{"member0." + k: v for k, v in a.items()}, **{"member1." + k: v for k, v in b.items()}}
+
+
+def fresh_init(seed: int) -> Model:
+    """Same architecture as base_model, another initialisation (LayerNorm ones, zero biases)."""
+    return base_model(seed)
+
+
+def fingerprint_of(t: Model) -> object:
+    from client.descent.fingerprint import build
+
+    return build(t.items())

@@ -43,6 +43,7 @@ _EXIT_FOR_ERROR: tuple[tuple[type[ProvenanceError], int], ...] = (
 COMMAND_MODULES: tuple[str, ...] = (
     "client.cli.log_cmds",
     "client.cli.hash_cmd",
+    "client.cli.compare_cmd",
     "client.cli.registry_cmds",
     "client.cli.registry_query_cmds",
 )

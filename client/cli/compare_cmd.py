@@ -1,0 +1,128 @@
+"""Descent commands: ``compare A B`` and ``fingerprint MODEL`` (offline).
+
+Thin: read models or fingerprints, call :mod:`client.descent`, print. A fingerprint file
+(``provenance fingerprint`` output, starting with ``PLFP``) is accepted wherever a model is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from client.errors import InvalidInputError
+
+log = logging.getLogger(__name__)
+
+FINGERPRINT_SUFFIX = ".plfp"
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("compare", help="does one model descend from another? (offline)",
+                       description="Compare two models (or fingerprints): identical, related, independent "
+                                   "or inconclusive, with the p-value and the evidence.")
+    p.add_argument("a", type=Path, help="model file/folder or fingerprint (A)")
+    p.add_argument("b", type=Path, help="model file/folder or fingerprint (B)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--alpha", type=float, default=0.01, help="significance level (default 0.01)")
+    p.set_defaults(func=_compare)
+
+    f = sub.add_parser("fingerprint", help="write a compact fingerprint of a model (offline)",
+                       description="Write the model's fingerprint: tensor digests and permutation-invariant "
+                                   "sketches from which `compare` runs without the weights.")
+    f.add_argument("model", type=Path, help="model file or folder")
+    f.add_argument("-o", "--output", type=Path, help=f"output file (default: MODEL name + {FINGERPRINT_SUFFIX})")
+    f.add_argument("--json", action="store_true", help="print the summary as JSON")
+    f.set_defaults(func=_fingerprint)
+
+
+def load_fingerprint(path: Path) -> Any:
+    """A Fingerprint from a fingerprint file, or computed from a model file or folder."""
+    from client.descent import fingerprint as fpmod
+    from client.readers import open_model
+
+    if path.is_file():
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+        if magic == fpmod.MAGIC:
+            return fpmod.decode(path.read_bytes(), source=str(path))
+    return fpmod.build(open_model(path).tensors(), source=str(path))
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from client.descent.compare import compare
+
+    if not 0 < args.alpha < 1:
+        raise InvalidInputError("--alpha must be between 0 and 1")
+    result = compare(load_fingerprint(args.a), load_fingerprint(args.b), alpha=args.alpha)
+    if args.json:
+        out = result.to_json()
+        out["a"], out["b"] = str(args.a), str(args.b)
+        sys.stdout.write(json.dumps(out, default=_json_default) + "\n")
+        return 0
+    w = sys.stdout.write
+    w(f"verdict: {result.verdict} ({result.basis} evidence)\n" if result.basis != "none"
+      else f"verdict: {result.verdict}\n")
+    w(f"p-value: {_fmt_p(result.log10_p)} (alpha {result.alpha}; Bonferroni over {result.candidates} candidate "
+      f"tensor pairs, {result.tested} tested)\n")
+    w(f"byte-identical: {result.shared_a_in_b:.1%} of A's parameters are in B, "
+      f"{result.shared_b_in_a:.1%} of B's are in A "
+      f"(informative tensors only: {result.informative_shared_a_in_b:.1%} / "
+      f"{result.informative_shared_b_in_a:.1%})\n")
+    if result.evidence:
+        w("strongest evidence:\n")
+    for e in result.evidence:
+        detail = ""
+        if e.rows is not None or e.cols is not None:
+            parts = [f"{lbl} {r.agreements}/{r.matched} agree" for lbl, r in (("rows", e.rows), ("cols", e.cols))
+                     if r is not None]
+            detail = " (" + ", ".join(parts) + f"), p {_fmt_p(e.log10_p)}"
+        w(f"  A {e.a}  ~  B {e.b}: {e.how}{detail}\n")
+    w("note: weights alone cannot tell parent from sibling; the ledger's registration order speaks to direction.\n")
+    return 0
+
+
+def _fingerprint(args: argparse.Namespace) -> int:
+    fp = load_fingerprint(args.model)
+    data = fp.encode()
+    out = args.output or Path(args.model.name + FINGERPRINT_SUFFIX)
+    out.write_bytes(data)
+    model_bytes = sum(e.numel * _itemsize(e.dtype) for e in fp.entries)
+    summary = {"fingerprint": str(out), "digest": fp.digest(), "bytes": len(data), "tensors": len(fp.entries),
+               "sketched": sum(1 for e in fp.entries if e.sketch is not None), "parameters": fp.numel,
+               "model_bytes": model_bytes}
+    if args.json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+    else:
+        ratio = len(data) / model_bytes if model_bytes else 0.0
+        sys.stdout.write(f"{out}: {fp.digest()}\n{len(data)} bytes ({ratio:.2%} of {model_bytes} bytes of weights), "
+                         f"{summary['tensors']} tensors, {summary['sketched']} sketched\n")
+    return 0
+
+
+def _itemsize(dtype: str) -> int:
+    import numpy as np
+
+    try:
+        return int(np.dtype(dtype).itemsize)
+    except TypeError:
+        return 4
+
+
+def _fmt_p(log10_p: float) -> str:
+    if log10_p == -math.inf:
+        return "0"
+    if log10_p > -4:
+        return f"{10 ** log10_p:.4g}"
+    exp = math.floor(log10_p)
+    return f"{10 ** (log10_p - exp):.2f}e{exp}"
+
+
+def _json_default(o: object) -> object:
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    return str(o)
