@@ -15,10 +15,11 @@ from client.cli._registry_common import (
     resolve_ref,
     trusted_key_and_advance,
 )
-from client.errors import VerificationError
+from client.errors import InconsistencyError, VerificationError
 from client.records.jsonform import describe, record_json, short
 from client.records.model import Checkpoint, Dataset
 from client.registry_client import RegistryClient, RemoteRecord
+from client.trust import evidence_text
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -153,7 +154,11 @@ def _prove(args: argparse.Namespace) -> int:
         data = reg.prove(rid, ancestor)
     bundle = parse(data)
     pinned = read_log_key(args.log_key) if args.log_key else None
-    key = trusted_key_and_advance(args.server, bundle.checkpoint, pinned, args.state)
+    try:
+        key = trusted_key_and_advance(args.server, bundle.checkpoint, pinned, args.state)
+    except InconsistencyError as err:
+        sys.stderr.write(evidence_text(err))
+        return 1
     verify_bundle(data, key)  # never hand out a bundle that does not verify
     if args.format == "tlog-proof":
         r = bundle.records[0]
