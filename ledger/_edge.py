@@ -25,11 +25,15 @@ class Extension:
     writes: dict[HashGroupKey, bytes]
     """Groups to store: every group that became full, and every partial group that grew."""
     full: dict[HashGroupKey, bytes]
-    """The groups that became full (immutable from now on: safe to cache)."""
+    """The groups that became full (immutable from now on: safe to cache), level 0 included."""
 
 
 class RightEdge:
-    """Compact range of the tree plus, for each level >= 1, the hashes of its last, partial group."""
+    """Compact range of the tree plus, for each level, the hashes of its last, partial group.
+
+    Level 0 (leaf hashes) is tracked too, so full level-0 groups can be cached for
+    proofs, but it is never written: storage keeps the entries instead.
+    """
 
     __slots__ = ("_range", "_partial")
 
@@ -60,7 +64,7 @@ class RightEdge:
         touched: set[int] = set()
         append = compact.append
         for leaf in leaf_hashes:
-            for node, h in append(leaf)[1:]:
+            for node, h in append(leaf):
                 level = node.level
                 buf = partial.get(level)
                 if buf is None:
@@ -71,9 +75,10 @@ class RightEdge:
                     full[(level, node.index >> GROUP_BITS)] = bytes(buf)
                     buf.clear()
         edge = RightEdge(compact, {level: bytes(buf) for level, buf in partial.items()})
-        writes = dict(full)
+        # Level-0 groups are kept in memory only (cached for proofs); storage has the entries.
+        writes = {key: value for key, value in full.items() if key[0]}
         for key, value in edge.partial_groups().items():
-            if key[0] in touched:
+            if key[0] and key[0] in touched:
                 writes[key] = value
         return Extension(edge, writes, full)
 
@@ -101,6 +106,9 @@ def load_edge(storage: Storage, head: TreeHead, reader: TreeReader) -> RightEdge
             got = "missing" if value is None else f"{len(value)} bytes"
             raise CorruptStorageError(f"hash group {key} is {got}, tree size {size} needs {want} bytes")
         partial[key[0]] = value
+    first_leaf = size >> GROUP_BITS << GROUP_BITS
+    if first_leaf < size:
+        partial[0] = b"".join(reader.leaf_hashes(list(range(first_leaf, size))).values())
     if storage.read_entries_at([size])[0] is not None:
         raise CorruptStorageError(f"the store holds an entry beyond its tree head (size {size})")
     edge = RightEdge(compact, partial)
@@ -111,6 +119,8 @@ def load_edge(storage: Storage, head: TreeHead, reader: TreeReader) -> RightEdge
         if stored[node] != want_hash:
             raise CorruptStorageError(f"stored hash of node {node} disagrees with the tree head of size {size}")
     for level, hashes in partial.items():
+        if level == 0:
+            continue  # hashed from the entries just above
         _check_partial_group(reader, level, (size >> level) >> GROUP_BITS << GROUP_BITS, hashes)
     return edge
 

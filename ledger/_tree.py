@@ -2,7 +2,8 @@
 
 Stored layout (decided here, kept by any :class:`~ledger.storage.Storage`): level-0
 (leaf) hashes are not stored -- a level-0 node is the hash of its entry, which is
-stored anyway. Nodes of level >= 1 are stored in groups of :data:`GROUP_WIDTH`
+stored anyway (the sequencer does cache level-0 groups in memory as they fill, so
+proofs over recent entries skip the entry read). Nodes of level >= 1 are stored in groups of :data:`GROUP_WIDTH`
 consecutive nodes of one level, key ``(level, index // GROUP_WIDTH)``, value the
 32-byte hashes concatenated. A full group never changes again, so it is cached in a
 byte-bounded LRU; the partial group at the right edge of each level is held in
@@ -117,13 +118,27 @@ class TreeReader:
         return found
 
     def leaf_hashes(self, indices: Sequence[int]) -> dict[int, bytes]:
-        """Level-0 node hashes, by hashing the stored entries."""
-        got = self._storage.read_entries_at(indices)
+        """Level-0 node hashes: from a level-0 group in memory if there is one, else by hashing the entry.
+
+        Level-0 groups are never stored; the sequencer caches them as they fill.
+        """
         out: dict[int, bytes] = {}
-        for i, entry in zip(indices, got, strict=True):
-            if entry is None:
-                raise CorruptStorageError(f"entry {i} is missing from the store")
-            out[i] = sha256(b"\x00" + entry).digest()
+        missing: list[int] = []
+        partial = self._partial
+        cache_get = self._cache.get
+        for i in indices:
+            key = (0, i >> GROUP_BITS)
+            group = partial.get(key) or cache_get(key)
+            off = (i & (GROUP_WIDTH - 1)) << 5
+            if group is not None and len(group) >= off + HASH_SIZE:
+                out[i] = group[off : off + HASH_SIZE]
+            else:
+                missing.append(i)
+        if missing:
+            for i, entry in zip(missing, self._storage.read_entries_at(missing), strict=True):
+                if entry is None:
+                    raise CorruptStorageError(f"entry {i} is missing from the store")
+                out[i] = sha256(b"\x00" + entry).digest()
         return out
 
     def node_hashes(self, nodes: Iterable[Node]) -> dict[Node, bytes]:
