@@ -21,11 +21,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from hashlib import sha256
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from client.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint, sign_checkpoint
 from client.errors import (
@@ -99,6 +99,13 @@ class AuxView:
             return value
         return self._storage.read_aux([key])[0]
 
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """:meth:`get` for many keys, with one storage read for those not written by this batch."""
+        pending = self.pending
+        missing = [k for k in keys if k not in pending]
+        stored = dict(zip(missing, self._storage.read_aux(missing), strict=True)) if missing else {}
+        return [pending[k] if k in pending else stored[k] for k in keys]
+
 
 class IntegrationHook(Protocol):
     """Lets a personality (the registry) admit entries and index them in the same atomic batch."""
@@ -112,6 +119,7 @@ class IntegrationHook(Protocol):
 
 
 Result = Appended | ProvenanceError
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -120,7 +128,8 @@ class _Request:
     future: Future[list[Result]]
 
 
-def _resolve(fut: Future[SignedCheckpoint], value: SignedCheckpoint | BaseException) -> None:
+def _settle(fut: Future[T], value: T | BaseException) -> None:
+    """Complete ``fut`` unless its owner cancelled it (or it is already done)."""
     if fut.done():
         return
     try:
@@ -128,7 +137,7 @@ def _resolve(fut: Future[SignedCheckpoint], value: SignedCheckpoint | BaseExcept
             fut.set_exception(value)
         else:
             fut.set_result(value)
-    except Exception:  # noqa: S110 - cancelled by its owner meanwhile
+    except InvalidStateError:  # cancelled by its owner meanwhile
         pass
 
 
@@ -364,7 +373,7 @@ class Log:
         with self._cond:
             waiters, self._waiters = self._waiters, []
         for _, _, fut in waiters:
-            _resolve(fut, UnavailableError("the log closed"))
+            _settle(fut, UnavailableError("the log closed"))
         self._storage.close()
         log.info("log closed", extra={"origin": self._config.origin, "tree_size": self.size})
 
@@ -375,7 +384,7 @@ class Log:
         while self._queue:
             req = self._queue.popleft()
             self._pending -= len(req.entries)
-            req.future.set_exception(err)
+            _settle(req.future, err)
 
     def _take(self) -> list[_Request] | None:
         """Block for queued requests; None when it is time to stop."""
@@ -396,9 +405,12 @@ class Log:
             count = 0
             while self._queue and (not taken or count + len(self._queue[0].entries) <= limit):
                 req = self._queue.popleft()
-                taken.append(req)
-                count += len(req.entries)
-            self._pending -= count
+                self._pending -= len(req.entries)
+                # A request whose future was cancelled while queued is dropped, never logged;
+                # once running, its owner can no longer cancel it.
+                if req.future.set_running_or_notify_cancel():
+                    taken.append(req)
+                    count += len(req.entries)
             return taken
 
     def _expire_waiters(self) -> None:
@@ -409,7 +421,7 @@ class Log:
         keep = []
         for w in self._waiters:
             if w[1] <= now:
-                _resolve(w[2], WaitTimeoutError(f"no checkpoint of size >= {w[0]} in time"))
+                _settle(w[2], WaitTimeoutError(f"no checkpoint of size >= {w[0]} in time"))
             elif not w[2].done():
                 keep.append(w)
         self._waiters = keep
@@ -426,7 +438,7 @@ class Log:
             if self._broken and reqs:
                 err = UnavailableError("log storage is failing; retry later")
                 for req in reqs:
-                    req.future.set_exception(err)
+                    _settle(req.future, err)
             if self._broken or not reqs:
                 continue
             self._busy_since = time.monotonic()
@@ -438,8 +450,7 @@ class Log:
                 err = UnavailableError("the log could not make these entries durable; retry")
                 err.__cause__ = e
                 for req in reqs:
-                    if not req.future.done():
-                        req.future.set_exception(err)
+                    _settle(req.future, err)
                 self._broken = True
                 last_attempt = time.monotonic()
                 self._recover()
@@ -473,7 +484,7 @@ class Log:
         pos = 0
         for req in reqs:
             n = len(req.entries)
-            req.future.set_result(results[pos : pos + n])
+            _settle(req.future, results[pos : pos + n])
             pos += n
 
     def _admit(self, entries: list[bytes], hashes: list[bytes], existing: dict[bytes, int], start: int,
@@ -519,7 +530,7 @@ class Log:
                 self._waiters = [w for w in self._waiters if w[0] > head.size]
             listeners = list(self._listeners.values())
         for _, _, fut in ready:
-            _resolve(fut, signed)
+            _settle(fut, signed)
         for fn in listeners:
             try:
                 fn(signed)

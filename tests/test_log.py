@@ -459,3 +459,23 @@ def test_key_creation_never_logs_key_material(tmp_path: Path, caplog: pytest.Log
     assert caplog.records
     for record in caplog.records:
         assert secret not in record.getMessage() and "PRIVATE" not in str(record.__dict__)
+
+
+def test_a_request_cancelled_while_queued_is_never_logged() -> None:
+    gate = Gate()
+    lg = Log.open(MemoryStorage(), SIGNER, CONFIG, gate)
+    try:
+        busy = lg.submit([b"first"])
+        assert gate.entered.wait(5)
+        dropped = lg.submit([b"dropped"])
+        kept = lg.submit([b"kept"])
+        assert dropped.cancel()
+        gate.release.set()
+        assert busy.result(5)[0] == Appended(0, leaf_hash(b"first"), False)
+        assert kept.result(5)[0] == Appended(1, leaf_hash(b"kept"), False)
+        assert not busy.cancel()  # running or done futures cannot be cancelled
+        assert lg.entries(0, 2) == [b"first", b"kept"]
+        assert lg.health()
+    finally:
+        gate.release.set()
+        lg.close()
