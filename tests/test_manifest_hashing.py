@@ -26,6 +26,8 @@ SIZES = [0, 1, 1023, 1024, 1025, 2048, 5000, 70_001]
 def _tree(root: Path) -> Path:
     for n in SIZES:
         kit.write(root / "plain" / f"f{n:06d}", os.urandom(n))
+    for i, n in enumerate([5000, 10, 6000, 0, 20, 7000, 7001, 1, 2, 3, 8000]):  # large and small interleaved
+        kit.write(root / "mixed" / f"m{i:02d}", os.urandom(n))
     kit.model_folder(root / "model")
     kit.write(root / "big.safetensors", kit.safetensors_bytes({
         "a": kit.tensor("F32", [1000], 1), "b": kit.tensor("U8", [3001], 2), "c": kit.tensor("F16", [1500], 3),
@@ -41,6 +43,9 @@ def _naive(content: bytes, cs: int) -> tuple[bytes, tuple[bytes, ...]]:
 
 CONFIGS = [
     HashConfig(chunk_size=CS, threads=1, read_size=1, mmap_threshold=1 << 30),
+    HashConfig(chunk_size=CS, threads=2, read_size=100, mmap_threshold=1 << 30, inline_size=0),
+    HashConfig(chunk_size=CS, threads=2, mmap_threshold=3000, inline_size=1500, max_pending=2),
+    HashConfig(chunk_size=CS, threads=2, mmap_threshold=0, inline_size=1 << 30),
     HashConfig(chunk_size=CS, threads=1, read_size=7, mmap_threshold=1 << 30),
     HashConfig(chunk_size=CS, threads=2, read_size=1000, mmap_threshold=2048),
     HashConfig(chunk_size=CS, threads=4, read_size=1 << 20, mmap_threshold=0),

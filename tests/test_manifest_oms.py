@@ -24,13 +24,12 @@ def _reference(path: Path) -> dict[str, Any]:
     config = hashing.Config()  # type: ignore[no-untyped-call]
     manifest = config.use_file_serialization(hashing_algorithm="blake3").hash(path)
     out: dict[str, Any] = json_format.MessageToDict(signing.Payload(manifest).statement.pb)
-    assert isinstance(out, dict)
     return out
 
 
 def _normalise(stmt: dict[str, Any]) -> dict[str, Any]:
     # model-signing lists ignore_paths in frozenset (hash-randomised) order: compare as a set.
-    s = json.loads(json.dumps(stmt))
+    s: dict[str, Any] = json.loads(json.dumps(stmt))
     s["predicate"]["serialization"]["ignore_paths"] = sorted(s["predicate"]["serialization"]["ignore_paths"])
     return s
 

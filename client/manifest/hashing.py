@@ -54,6 +54,8 @@ from client.manifest.walk import WalkItem, WalkPolicy, walk
 
 log = logging.getLogger(__name__)
 
+#: Walk items per pool task: amortises the executor's per-task cost over many files.
+_BATCH = 8
 #: Bytes per update of the whole-file stream in the mmap path (progress granularity).
 _STREAM_SLICE = 64 << 20
 
@@ -68,8 +70,10 @@ class HashConfig:
 
     threads: worker threads (files and jobs in parallel); read_size: read buffer
     of the read path; mmap_threshold: files larger than this are memory-mapped;
-    max_pending: files in flight (bounds memory); tensors: parse known tensor
-    formats; allow_symlinks: record symlinks as links instead of refusing them.
+    max_pending: files in flight (bounds memory); inline_size: files up to this
+    size are hashed by the walking thread itself (their cost is Python overhead
+    under the GIL, which a hand-off to another thread only adds to); tensors:
+    parse known tensor formats; allow_symlinks: record symlinks as links.
     """
 
     chunk_size: int = DEFAULT_CHUNK_SIZE
@@ -77,6 +81,7 @@ class HashConfig:
     read_size: int = 1 << 20
     mmap_threshold: int = 8 << 20
     max_pending: int = 512
+    inline_size: int = 64 << 10
     tensors: bool = True
     allow_symlinks: bool = False
 
@@ -183,15 +188,26 @@ class Hasher:
             self._local.buf = buf
         return buf
 
-    def _read_file(self, item: WalkItem) -> FileEntry:
-        fd = os.open(item.abspath, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    def _open(self, item: WalkItem) -> tuple[int, os.stat_result]:
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise FileChangedError(f"{item.path!r} is no longer a regular file")
-            if st.st_size > self.config.mmap_threshold:
-                return self._mapped_file(item, fd, st)
-            return self._read_small(item, fd, st.st_size)
+            fd = os.open(item.abspath, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        except OSError as e:
+            raise FileChangedError(f"cannot open {item.path!r}: {e.strerror}") from e
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise FileChangedError(f"{item.path!r} is no longer a regular file")
+        return fd, st
+
+    def _hash_open(self, item: WalkItem, fd: int, st: os.stat_result) -> FileEntry:
+        if st.st_size > self.config.mmap_threshold:
+            return self._mapped_file(item, fd, st)
+        return self._read_small(item, fd, st.st_size)
+
+    def _read_file(self, item: WalkItem) -> FileEntry:
+        fd, st = self._open(item)
+        try:
+            return self._hash_open(item, fd, st)
         finally:
             os.close(fd)
 
@@ -329,13 +345,43 @@ class Hasher:
         A large file's worker works through its own jobs and enlists idle workers
         as helpers (:class:`_JobSet`), so no worker ever blocks on a queued job.
         """
-        pending: deque[Future[Entry]] = deque()
+        pending: deque[list[Entry] | Future[list[Entry]]] = deque()
+        in_flight = 0
+        batch: list[WalkItem] = []
         for item in items:
-            pending.append(self._pool.submit(self._entry, item))
-            while len(pending) >= self.config.max_pending:
-                yield pending.popleft().result()
+            ready: Entry | None = None
+            if item.is_symlink:
+                ready = self._entry(item)
+            else:
+                fd, st = self._open(item)
+                try:
+                    if st.st_size <= self.config.inline_size:
+                        # Python-bound work: done here, one GIL holder, no task or thread hand-off.
+                        ready = self._hash_open(item, fd, st)
+                    else:
+                        batch.append(item)
+                finally:
+                    os.close(fd)
+            if ready is not None:
+                if batch:  # keep canonical order: earlier items go first
+                    pending.append(self._pool.submit(self._batch, batch))
+                    batch = []
+                pending.append([ready])
+            in_flight += 1
+            if batch and (len(batch) >= _BATCH or in_flight >= self.config.max_pending):
+                pending.append(self._pool.submit(self._batch, batch))
+                batch = []
+            while pending and (in_flight >= self.config.max_pending or _ready(pending[0])):
+                done = _take(pending.popleft())
+                in_flight -= len(done)
+                yield from done
+        if batch:
+            pending.append(self._pool.submit(self._batch, batch))
         while pending:
-            yield pending.popleft().result()
+            yield from _take(pending.popleft())
+
+    def _batch(self, items: Sequence[WalkItem]) -> list[Entry]:
+        return [self._entry(item) for item in items]
 
 
 class _JobSet:
@@ -382,6 +428,14 @@ class _JobSet:
             if self._error is not None:
                 raise self._error
         return self._results
+
+
+def _ready(p: list[Entry] | Future[list[Entry]]) -> bool:
+    return isinstance(p, list) or p.done()
+
+
+def _take(p: list[Entry] | Future[list[Entry]]) -> list[Entry]:
+    return p if isinstance(p, list) else p.result()
 
 
 def _as_bytes(x: object) -> bytes:

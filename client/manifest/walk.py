@@ -74,8 +74,16 @@ def _listing(abs_dir: str, rel_dir: str, on_skip: Callable[[str], None] | None) 
                     if on_skip is not None:
                         on_skip(rel)
                     continue
-                mode = de.stat(follow_symlinks=False).st_mode
-                key = de.name + "/" if stat.S_ISDIR(mode) else de.name
+                # d_type from the directory listing: no stat per entry (hashing fstats what it opens).
+                if de.is_symlink():
+                    mode = stat.S_IFLNK
+                elif de.is_dir(follow_symlinks=False):
+                    mode = stat.S_IFDIR
+                elif de.is_file(follow_symlinks=False):
+                    mode = stat.S_IFREG
+                else:
+                    mode = de.stat(follow_symlinks=False).st_mode
+                key = de.name + "/" if mode == stat.S_IFDIR else de.name
                 out.append((key, rel, de.path, mode))
     except OSError as e:
         raise WalkError(f"cannot list {abs_dir!r}: {e.strerror}") from e
