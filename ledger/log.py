@@ -507,6 +507,11 @@ class Log:
                 except ProvenanceError as refusal:
                     results.append(refusal)
                     continue
+                except Exception:
+                    # A hook bug must not turn one entry into a poison pill for its whole batch.
+                    log.exception("integration hook failed; refusing the entry", extra={"leaf_hash": h.hex()})
+                    results.append(UnavailableError("the log could not admit this entry"))
+                    continue
                 view.pending.update(writes)
             index = start + len(new_entries)
             assigned[h] = index

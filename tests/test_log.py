@@ -479,3 +479,22 @@ def test_a_request_cancelled_while_queued_is_never_logged() -> None:
     finally:
         gate.release.set()
         lg.close()
+
+
+class Buggy:
+    def admit(self, entry: bytes, view: AuxView) -> list[tuple[bytes, bytes]]:
+        if entry == b"boom":
+            raise RuntimeError("hook bug")
+        return []
+
+
+def test_a_hook_bug_refuses_that_entry_alone() -> None:
+    lg = Log.open(MemoryStorage(), SIGNER, CONFIG, Buggy())
+    try:
+        got = lg.add([b"a", b"boom", b"b"])
+        assert got[0] == Appended(0, leaf_hash(b"a"), False)
+        assert isinstance(got[1], UnavailableError)
+        assert got[2] == Appended(1, leaf_hash(b"b"), False)
+        assert lg.health()
+    finally:
+        lg.close()
