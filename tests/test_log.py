@@ -498,3 +498,21 @@ def test_a_hook_bug_refuses_that_entry_alone() -> None:
         assert lg.health()
     finally:
         lg.close()
+
+
+@pytest.mark.slow
+def test_disk_overhead_per_300_byte_entry_stays_under_100_bytes(tmp_path: Path) -> None:
+    """The storage budget: after compaction, a 300-byte entry costs under 100 bytes beyond itself."""
+    path = tmp_path / "db"
+    lg = Log.open(RocksStorage.open(path), SIGNER, CONFIG)
+    n, chunk = 60_000, 4000
+    for start in range(0, n, chunk):
+        lg.add([i.to_bytes(8, "big") + os.urandom(292) for i in range(start, start + chunk)])
+    lg.close()
+    storage = RocksStorage.open(path)
+    storage.compact()
+    storage.close()
+    data = sum(f.stat().st_size for f in path.iterdir() if not f.name.startswith(("LOG", "OPTIONS")))
+    overhead = data / n - 300
+    print(f"disk overhead: {overhead:.1f} bytes per 300-byte entry")
+    assert overhead < 100, f"{overhead:.1f} bytes of overhead per entry"
