@@ -148,7 +148,9 @@ def _with_store(data: Path, change: Callable[[RocksStorage], None]) -> None:
 
 def _forged_root(data: Path) -> None:
     def change(s: RocksStorage) -> None:
-        head = decode_head(bytes(s._cf["meta"][b"head"]))
+        raw = s._cf["meta"][b"head"]
+        assert isinstance(raw, bytes)
+        head = decode_head(raw)
         s._cf["meta"][b"head"] = encode_head(TreeHead(head.size, bytes(32), head.edge))
 
     _with_store(data, change)
