@@ -7,6 +7,7 @@ and recovers (or reports itself unhealthy) without a restart.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -336,3 +337,82 @@ def test_rocks_missing_or_forged_hashes_are_detected(tmp_path: Path) -> None:
             lg.inclusion_proof(0, 1100)
     finally:
         lg.close()
+
+
+# ------------------------------------------------------------------ crashes and random fault schedules
+
+
+def test_saved_but_refused_batch_survives_a_crash_consistently(opener: Opener) -> None:
+    """The writer was told "failed" but the batch landed; after a crash it is logged, signed, consistent.
+
+    What a crash can add: entries whose writer saw an error. They sit at the next indices and
+    a resubmission finds them (duplicate, same index). Nothing signed before is contradicted.
+    """
+    w = Watched(opener)
+    lg, faulty = w.log, w.faulty
+    lg.add([b"a"])
+    faulty.plan = ["after", "before"]  # the batch lands; the barrier that would make it durable fails
+    with pytest.raises(UnavailableError):
+        lg.add([b"b"])
+    faulty.disk_full = True  # keep the sequencer from recovering before the "crash"
+    before = lg.latest()
+    assert before.checkpoint.size == 1
+    lg.close(drain=False)
+    after = Log.open(opener(), SIGNER, CONFIG)
+    try:
+        assert after.size == 2 and after.entries(1, 2) == [b"b"]
+        cp = after.latest().checkpoint
+        verify_consistency(1, 2, after.consistency_proof(1, 2), before.checkpoint.root, cp.root)
+        assert after.add([b"b"]) == [Appended(1, leaf_hash(b"b"), True)]
+        _verify_whole_log(after, [before, after.latest()])
+    finally:
+        after.close()
+
+
+def _healthy_within(lg: Log, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not lg.health():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+@pytest.mark.parametrize("seed", [1])
+def test_random_fault_schedule_keeps_every_promise(opener: Opener, seed: int) -> None:
+    """Commits fail at random (unsaved, saved, full disk) under a stream of adds and resubmissions.
+
+    Every checkpoint is durable when signed (``Watched``), every acknowledged entry keeps its
+    index (also when resubmitted, and after a reopen), and the final log verifies end to end.
+    """
+    rng = random.Random(seed)
+    w = Watched(opener)
+    index_of: dict[bytes, int] = {}
+    failures = 0
+    try:
+        for step in range(30):
+            w.faulty.plan = [rng.choice([None, None, "before", "after"]) for _ in range(rng.randint(0, 2))]
+            w.faulty.disk_full = rng.random() < 0.1
+            batch = [f"s{seed}.{step}.{j}".encode() for j in range(rng.randint(1, 6))]
+            if index_of and rng.random() < 0.3:
+                batch.append(rng.choice(list(index_of)))
+            try:
+                results = w.log.add(batch, timeout=10)
+            except UnavailableError:
+                failures += 1
+                results = None
+            w.faulty.disk_full = False
+            w.faulty.plan = []
+            if results is not None:
+                for entry, r in zip(batch, results, strict=True):
+                    assert isinstance(r, Appended)
+                    assert index_of.setdefault(entry, r.index) == r.index, f"{entry!r} moved"
+            assert _healthy_within(w.log, 3.0), "the log did not recover once storage worked again"
+        assert failures >= 3, "the schedule injected too few faults to mean anything"
+        entries = w.log.entries(0, w.log.size)
+        for entry, index in index_of.items():
+            assert entries[index] == entry
+        _verify_whole_log(w.log, w.signed)
+        _reopen_and_verify(w, opener)
+    finally:
+        w.log.close()
