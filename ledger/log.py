@@ -113,7 +113,8 @@ class IntegrationHook(Protocol):
     def admit(self, entry: bytes, view: AuxView) -> list[tuple[bytes, bytes]]:
         """Accept ``entry`` (return its aux writes) or raise a :class:`ProvenanceError` to refuse it alone.
 
-        Called on the sequencer thread, only for entries not already logged, in index order.
+        Called on the sequencer thread, only for entries not already logged, in index order;
+        ``view.index`` is the index the entry gets if admitted.
         """
         ...
 

@@ -258,7 +258,11 @@ def test_full_queue_pushes_back() -> None:
 class Registry:
     """A toy personality: refuses entries starting with b"bad"; indexes names; refuses a name taken."""
 
+    def __init__(self) -> None:
+        self.offered: dict[bytes, int] = {}
+
     def admit(self, entry: bytes, view: AuxView) -> list[tuple[bytes, bytes]]:
+        self.offered[entry] = view.index
         if entry.startswith(b"bad"):
             raise InvalidInputError("bad entry")
         name = b"name:" + entry.split(b"=")[0]
@@ -268,7 +272,8 @@ class Registry:
 
 
 def test_hook_refuses_entries_alone_and_indexes_in_the_same_batch() -> None:
-    lg = Log.open(MemoryStorage(), SIGNER, CONFIG, Registry())
+    registry = Registry()
+    lg = Log.open(MemoryStorage(), SIGNER, CONFIG, registry)
     try:
         got = lg.add([b"x=1", b"bad", b"y=1", b"x=2", b"y=1"])
         assert isinstance(got[0], Appended) and got[0].index == 0
@@ -282,6 +287,7 @@ def test_hook_refuses_entries_alone_and_indexes_in_the_same_batch() -> None:
         assert isinstance(later[0], InvalidInputError)
         assert later[1] == Appended(2, leaf_hash(b"z=1"), False)
         assert lg.entries(0, 3) == [b"x=1", b"y=1", b"z=1"]
+        assert registry.offered == {b"x=1": 0, b"bad": 1, b"y=1": 1, b"x=2": 2, b"x=3": 2, b"z=1": 2}
     finally:
         lg.close()
 
