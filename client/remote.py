@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -106,22 +107,65 @@ class LogInfo:
     max_proofs_per_call: int
 
 
+@dataclass(frozen=True, slots=True)
+class TlsOptions:
+    """A TLS channel: ``ca`` PEM to trust (None: the system roots); ``cert`` and ``key`` for mutual TLS.
+
+    ``server_name`` overrides the name checked against the server's certificate.
+    """
+
+    ca: bytes | None = None
+    cert: bytes | None = None
+    key: bytes | None = None
+    server_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.cert is None) != (self.key is None):
+            raise InvalidInputError("a client certificate needs its key, and a key its certificate")
+
+    def __repr__(self) -> str:
+        return f"TlsOptions(ca={'<set>' if self.ca else None}, cert={'<set>' if self.cert else None}, " \
+               f"key={'<hidden>' if self.key else None}, server_name={self.server_name!r})"
+
+    @classmethod
+    def from_files(cls, ca: Path | None = None, cert: Path | None = None, key: Path | None = None,
+                   server_name: str | None = None) -> TlsOptions:
+        def read(path: Path | None) -> bytes | None:
+            if path is None:
+                return None
+            try:
+                return Path(path).read_bytes()
+            except OSError as err:
+                raise InvalidInputError(f"cannot read {path}: {err.strerror}") from None
+
+        return cls(read(ca), read(cert), read(key), server_name)
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(self.ca, self.key, self.cert)
+
+    def channel_options(self) -> list[tuple[str, str]]:
+        return [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
+
+
 Resp = TypeVar("Resp")
 
 
 class LedgerClient:
     """One channel to a ledger server. Use as a context manager, or call :meth:`close`."""
 
-    def __init__(self, address: str = DEFAULT_SERVER, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, address: str = DEFAULT_SERVER, *, timeout: float = DEFAULT_TIMEOUT,
+                 tls: TlsOptions | None = None) -> None:
+        """``tls``: connect over TLS (mutual TLS when it carries a client certificate); None: plaintext."""
         self.address = address
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(
-            address,
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ],
-        )
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ]
+        if tls is None:
+            self._channel = grpc.insecure_channel(address, options=options)
+        else:
+            self._channel = grpc.secure_channel(address, tls.credentials(), options=options + tls.channel_options())
         self._methods: dict[str, Callable[..., Any]] = {}
 
     def __enter__(self) -> LedgerClient:

@@ -1,8 +1,10 @@
 """Entry point of ``provenance serve``: the only place that reads the data dir, sets up logging and signals.
 
-Startup: resolve the origin (the data dir remembers it; a different ``--origin``
-is refused), load or create the signing key, open RocksDB and the log, then serve
-until SIGTERM or SIGINT. Shutdown drains: health goes NOT_SERVING, new calls are
+Startup: configure logging (text or JSON), resolve the origin (the data dir
+remembers it; a different ``--origin`` is refused), load or create the signing key
+(a different key for a log that already has one is refused unless ``--rotate-key``),
+open RocksDB and the log, start the metrics endpoint if asked, then serve until
+SIGTERM or SIGINT. Shutdown drains: health goes NOT_SERVING, new calls are
 refused, in-flight calls finish, the sequencer commits what it accepted, RocksDB
 closes, and the process exits 0.
 """
@@ -19,8 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from client.errors import InvalidInputError, ProvenanceError
-from ledger.config import DEFAULT_ORIGIN, ORIGIN_FILE, PUBLIC_KEY_FILE, ServerConfig
-from ledger.server import LedgerServer, LogLike
+from ledger.config import DEFAULT_ORIGIN, KEY_HISTORY_FILE, ORIGIN_FILE, PUBLIC_KEY_FILE, ServerConfig
+from ledger.errors import KeyFileError
+from ledger.logjson import configure_logging as _configure
+from ledger.metrics import ServerMetrics, TimedStorage
+from ledger.progress import WatchedLog
+from ledger.server import LedgerServer
 
 _log = logging.getLogger(__name__)
 
@@ -46,34 +52,74 @@ def resolve_origin(data_dir: Path, requested: str | None) -> str:
     return origin
 
 
-def _write_public_key(path: Path, verifier_key: str) -> None:
-    """Keep ``DATA/log.pub`` (the verifier key, public) for ``provenance log-key --data``."""
-    if path.exists() and path.read_text(encoding="utf-8").strip() == verifier_key:
+def _stored_public_key(data_dir: Path) -> str | None:
+    path = data_dir / PUBLIC_KEY_FILE
+    return path.read_text(encoding="utf-8").strip() if path.exists() else None
+
+
+def check_key_continuity(config: ServerConfig) -> None:
+    """Refuse to silently start a log that already has a key under a new one.
+
+    A missing key file for a data dir whose ``log.pub`` exists would otherwise be
+    replaced by a fresh key, and every client pinned to the old one would see a
+    different log. Rotation is explicit: ``--rotate-key``.
+    """
+    stored = _stored_public_key(config.data_dir)
+    path = config.signer_key_path
+    if stored is not None and not path.exists() and not config.rotate_key:
+        raise KeyFileError(f"the log in {config.data_dir} has a verifier key but its signing key {path} is "
+                           "missing; restore it from a backup, or pass --rotate-key to start a new key")
+
+
+def record_public_key(data_dir: Path, verifier_key: str, rotate: bool) -> None:
+    """Keep ``DATA/log.pub`` (the current verifier key) and ``DATA/log-keys`` (every key the log used).
+
+    A key different from the stored one is refused unless ``rotate``; then the old
+    key stays in ``log-keys`` so checkpoints it signed remain verifiable.
+    """
+    path = data_dir / PUBLIC_KEY_FILE
+    history = data_dir / KEY_HISTORY_FILE
+    stored = _stored_public_key(data_dir)
+    if stored is not None and stored != verifier_key:
+        if not rotate:
+            raise KeyFileError(f"the signing key's verifier key differs from {path} (the key this log has "
+                               "signed with); pass --rotate-key to hand the log over to the new key")
+        _log.warning("log key rotated", extra={"old_key_id": stored.rsplit("+", 2)[-2],
+                                               "new_key_id": verifier_key.rsplit("+", 2)[-2]})
+    known = history.read_text(encoding="utf-8").split() if history.exists() else []
+    added = [k for k in (stored, verifier_key) if k is not None and k not in known]
+    if added:
+        with open(history, "a", encoding="utf-8") as f:
+            f.write("".join(k + "\n" for k in added))
+    if stored == verifier_key:
         return
     tmp = path.with_suffix(".tmp")
     tmp.write_text(verifier_key + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    """Log to stderr, one line per event; per-call events are at DEBUG (never on the hot path at INFO)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
+def configure_logging(fmt: str = "text", level: str = "INFO") -> None:
+    """Log to stderr in ``fmt`` ("text" or "json", one object per line); per-call events are at DEBUG."""
+    _configure(fmt, level, sys.stderr)
 
 
 def build_config(
-    data_dir: Path, listen: str, origin: str | None, key_path: Path | None, **limits: int | float
+    data_dir: Path, listen: str, origin: str | None, key_path: Path | None, **options: Any
 ) -> ServerConfig:
-    """Flags to a validated :class:`ServerConfig` (reads and, on first start, writes ``DATA/origin``)."""
+    """Flags to a validated :class:`ServerConfig` (reads and, on first start, writes ``DATA/origin``).
+
+    ``options`` are further :class:`ServerConfig` fields (limits, TLS files, metrics, logging).
+    """
+    fields = ServerConfig.__dataclass_fields__
+    unknown = sorted(set(options) - set(fields))
+    if unknown:
+        raise InvalidInputError(f"unknown server options {unknown}")
     return ServerConfig(
         data_dir=data_dir,
         listen=listen,
         origin=resolve_origin(data_dir, origin),
         key_path=key_path,
-        **limits,  # type: ignore[arg-type]
+        **options,
     )
 
 
@@ -83,9 +129,10 @@ def run(config: ServerConfig) -> int:
     from ledger.log import Log, LogConfig
     from ledger.storage.rocks import RocksStorage
 
+    check_key_continuity(config)
     signer = load_or_create_signer(config.signer_key_path, config.origin)
     verifier_key = signer.verifier().text()
-    _write_public_key(config.data_dir / PUBLIC_KEY_FILE, verifier_key)
+    record_public_key(config.data_dir, verifier_key, config.rotate_key)
     log_config = LogConfig(
         origin=config.origin,
         max_entry_bytes=config.max_entry_bytes,
@@ -95,29 +142,38 @@ def run(config: ServerConfig) -> int:
     from ledger.registry.setup import registry_for, registry_service
 
     registry = registry_for(config.allowlist)
+    metrics = ServerMetrics()
     storage = RocksStorage.open(config.store_path)
     try:
-        log = Log.open(storage, signer, log_config, hook=registry.hook)
+        log = Log.open(TimedStorage(storage, metrics), signer, log_config,
+                       hook=registry.hook)
     except BaseException:
         storage.close()
         raise
-    registry.attach(log)
+    watched = WatchedLog(log)  # the registry's writes count for the stuck-sequencer health check too
+    registry.attach(watched)
     try:
-        return asyncio.run(_serve(log, config, verifier_key, [registry_service(registry, log, verifier_key)]))
+        return asyncio.run(_serve(watched, config, verifier_key, [registry_service(registry, log, verifier_key)],
+                                  metrics))
     finally:
         log.close(drain=True)
         registry.close()
 
 
-async def _serve(log: LogLike, config: ServerConfig, verifier_key: str, extra: Sequence[Any] = ()) -> int:
-    server = LedgerServer(log, config, verifier_key, extra)
+async def _serve(log: Any, config: ServerConfig, verifier_key: str, extra: Sequence[Any] = (),
+                 metrics: ServerMetrics | None = None) -> int:
+    server = LedgerServer(log, config, verifier_key, extra, metrics=metrics)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     port = await server.start()
     host = config.listen.rpartition(":")[0]
-    _log.info("serving origin=%s listen=%s:%d data=%s", config.origin, host, port, config.data_dir)
+    _log.info("serving origin=%s listen=%s:%d data=%s", config.origin, host, port, config.data_dir,
+              extra={"origin": config.origin, "port": port, "tree_size": log.size,
+                     "transport": "mtls" if config.client_ca else "tls" if config.tls else "plaintext",
+                     "metrics_port": server.metrics_port,
+                     "rate_limit_per_second": config.rate_limit_per_second or None})
     await stop.wait()
     _log.info("draining: refusing new calls, finishing in-flight ones (up to %.0fs)", config.drain_seconds)
     await server.stop()
@@ -126,7 +182,7 @@ async def _serve(log: LogLike, config: ServerConfig, verifier_key: str, extra: S
 
 
 def main(config: ServerConfig) -> int:
-    configure_logging()
+    configure_logging(config.log_format, config.log_level)
     try:
         return run(config)
     except ProvenanceError as err:

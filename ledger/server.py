@@ -10,6 +10,11 @@ itself (so malformed protobuf is INVALID_ARGUMENT, not INTERNAL) and maps any
 
 Read handlers call the log directly on the event loop (its reads are short and
 cached); writes await the sequencer's futures, so no thread is parked per call.
+
+The same wrapper times each call into ``ledger/metrics.py`` (one ``perf_counter``
+pair and one histogram observe) and, when a per-peer rate limit is configured,
+checks the caller's token bucket (``ledger/limits.py``). Services registered next
+to the log (the registry) get the same treatment from :class:`_Instrumented`.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Future
+from time import perf_counter
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -30,10 +37,14 @@ from grpc_reflection.v1alpha import reflection
 from client._pb.provenance.ledger.v1 import ledger_pb2 as pb
 from client.errors import InvalidInputError, NotFoundError, OutOfRangeError, ProvenanceError, UnavailableError
 from ledger.config import ServerConfig
+from ledger.limits import PeerRateLimit, TokenBuckets, grpc_server_options
+from ledger.metrics import CallMetrics, MetricsEndpoint, ServerMetrics
+from ledger.progress import ProgressWatch, WatchedLog, track
 from ledger.status import code_for
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LogService"].full_name
-HEALTH_POLL_SECONDS = 0.5
+HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+STATUS_LOG_SECONDS = 60.0  # an INFO line with the tree size this often (never per call)
 
 _log = logging.getLogger(__name__)
 
@@ -94,6 +105,10 @@ def _parse(cls: type[Req], raw: bytes) -> Req:
     return msg
 
 
+def _code(err: Exception) -> grpc.StatusCode:
+    return code_for(err) if isinstance(err, ProvenanceError) else grpc.StatusCode.INTERNAL
+
+
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], err: Exception) -> None:
     if isinstance(err, ProvenanceError):
         await context.abort(code_for(err), str(err) or type(err).__name__)
@@ -102,13 +117,38 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], err: Exception) ->
 
 
 def _unary(
-    req_cls: type[Req], fn: Callable[[Req], Awaitable[Resp]]
+    req_cls: type[Req],
+    fn: Callable[[Req], Awaitable[Resp]],
+    calls: CallMetrics | None = None,
+    limit: PeerRateLimit | None = None,
 ) -> grpc.RpcMethodHandler[bytes, bytes]:
+    """A unary handler: parse, call ``fn``, serialize; errors through the one table; timed into ``calls``."""
+    if calls is None:
+
+        async def plain(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+            try:
+                out: bytes = (await fn(_parse(req_cls, raw))).SerializeToString()  # type: ignore[attr-defined]
+                return out
+            except Exception as err:  # the one place errors become statuses
+                await _abort(context, err)
+                raise  # unreachable: abort raises
+
+        return grpc.unary_unary_rpc_method_handler(plain)
+
+    observe, error = calls.seconds.observe, calls.error
+    check = limit.check if limit is not None else None
+
     async def handler(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        began = perf_counter()
         try:
+            if check is not None:
+                check(context.peer())
             out: bytes = (await fn(_parse(req_cls, raw))).SerializeToString()  # type: ignore[attr-defined]
+            observe(perf_counter() - began)
             return out
         except Exception as err:  # the one place errors become statuses
+            observe(perf_counter() - began)
+            error(_code(err).name)
             await _abort(context, err)
             raise  # unreachable: abort raises
 
@@ -116,24 +156,83 @@ def _unary(
 
 
 def _stream(
-    req_cls: type[Req], fn: Callable[[Req], AsyncIterator[Resp]]
+    req_cls: type[Req],
+    fn: Callable[[Req], AsyncIterator[Resp]],
+    calls: CallMetrics | None = None,
+    limit: PeerRateLimit | None = None,
 ) -> grpc.RpcMethodHandler[bytes, bytes]:
+    """A server-streaming handler; like :func:`_unary`, but only errors are counted (streams are long)."""
+    check = limit.check if limit is not None else None
+
     async def handler(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[bytes]:
         try:
+            if check is not None:
+                check(context.peer())
             async for msg in fn(_parse(req_cls, raw)):
                 yield msg.SerializeToString()  # type: ignore[attr-defined]
         except Exception as err:
+            if calls is not None:
+                calls.error(_code(err).name)
             await _abort(context, err)
 
     return grpc.unary_stream_rpc_method_handler(handler)
 
 
+class _Instrumented(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc is untyped here
+    """Another service's handlers, timed and rate limited like the log's (wrapped once per method)."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler, metrics: ServerMetrics, limit: PeerRateLimit | None) -> None:
+        self._inner = inner
+        self._metrics = metrics
+        self._limit = limit
+        self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any] | None] = {}
+
+    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any] | None:
+        method: str = details.method
+        try:
+            return self._wrapped[method]
+        except KeyError:
+            pass
+        found = self._inner.service(details)
+        if found is not None and found.unary_unary is not None:
+            service, _, name = method.strip("/").partition("/")
+            found = found._replace(  # a namedtuple
+                unary_unary=self._wrap(found.unary_unary, self._metrics.call(service, name)))
+        self._wrapped[method] = found
+        return found
+
+    def _wrap(self, behavior: Callable[..., Awaitable[Any]], calls: CallMetrics) -> Callable[..., Awaitable[Any]]:
+        observe, error, limit = calls.seconds.observe, calls.error, self._limit
+
+        async def handler(raw: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            began = perf_counter()
+            try:
+                if limit is not None:
+                    try:
+                        limit.check(context.peer())
+                    except ProvenanceError as err:
+                        await _abort(context, err)
+                return await behavior(raw, context)
+            finally:
+                observe(perf_counter() - began)
+                code = context.code()
+                if code is not None and code != grpc.StatusCode.OK and code != 0:
+                    error(code.name if isinstance(code, grpc.StatusCode) else grpc.StatusCode(code).name)
+
+        return handler
+
+
 class LogService:
     """The handlers of ``LogService``. Construct, then pass :meth:`generic_handler` to a server."""
 
-    def __init__(self, log: LogLike, config: ServerConfig, verifier_key: str) -> None:
+    def __init__(self, log: LogLike, config: ServerConfig, verifier_key: str,
+                 metrics: ServerMetrics | None = None, limit: PeerRateLimit | None = None,
+                 watch: ProgressWatch | None = None) -> None:
         self._log = log
+        self._watch = watch if watch is not None else ProgressWatch()
         self._config = config
+        self._metrics = metrics
+        self._limit = limit
         self._info = pb.GetLogInfoResponse(
             origin=config.origin,
             verifier_key=verifier_key,
@@ -147,15 +246,23 @@ class LogService:
         self._watchers: set[asyncio.Event] = set()
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
+        metrics, limit = self._metrics, self._limit
+
+        def unary(name: str, req_cls: type[Req], fn: Callable[[Req], Awaitable[Resp]]) -> Any:
+            return _unary(req_cls, fn, metrics.call(SERVICE_NAME, name) if metrics else None, limit)
+
         handlers = {
-            "AddEntries": _unary(pb.AddEntriesRequest, self.add_entries),
-            "GetCheckpoint": _unary(pb.GetCheckpointRequest, self.get_checkpoint),
-            "GetEntries": _unary(pb.GetEntriesRequest, self.get_entries),
-            "GetInclusionProof": _unary(pb.GetInclusionProofRequest, self.get_inclusion_proof),
-            "GetInclusionProofs": _unary(pb.GetInclusionProofsRequest, self.get_inclusion_proofs),
-            "GetConsistencyProof": _unary(pb.GetConsistencyProofRequest, self.get_consistency_proof),
-            "WatchCheckpoints": _stream(pb.WatchCheckpointsRequest, self.watch_checkpoints),
-            "GetLogInfo": _unary(pb.GetLogInfoRequest, self.get_log_info),
+            "AddEntries": unary("AddEntries", pb.AddEntriesRequest, self.add_entries),
+            "GetCheckpoint": unary("GetCheckpoint", pb.GetCheckpointRequest, self.get_checkpoint),
+            "GetEntries": unary("GetEntries", pb.GetEntriesRequest, self.get_entries),
+            "GetInclusionProof": unary("GetInclusionProof", pb.GetInclusionProofRequest, self.get_inclusion_proof),
+            "GetInclusionProofs": unary("GetInclusionProofs", pb.GetInclusionProofsRequest,
+                                        self.get_inclusion_proofs),
+            "GetConsistencyProof": unary("GetConsistencyProof", pb.GetConsistencyProofRequest,
+                                         self.get_consistency_proof),
+            "WatchCheckpoints": _stream(pb.WatchCheckpointsRequest, self.watch_checkpoints,
+                                        metrics.call(SERVICE_NAME, "WatchCheckpoints") if metrics else None, limit),
+            "GetLogInfo": unary("GetLogInfo", pb.GetLogInfoRequest, self.get_log_info),
         }
         return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
@@ -172,7 +279,7 @@ class LogService:
         if self._draining:
             raise UnavailableError("the server is draining; retry against another instance")
         entries = list(req.entries)
-        results = await asyncio.wrap_future(self._log.submit(entries))
+        results = await asyncio.wrap_future(track(self._watch, self._log.submit, entries))
         for result in results:
             if isinstance(result, ProvenanceError):
                 # Entries of the batch that did land are durable; resubmitting is safe (duplicates keep their index).
@@ -181,6 +288,10 @@ class LogService:
         add = resp.entries.add
         for a in results:
             add(index=a.index, leaf_hash=a.leaf_hash, duplicate=a.duplicate)
+        if _log.isEnabledFor(logging.DEBUG):
+            for a in results:
+                _log.debug("entry added", extra={"index": a.index, "record_id": a.leaf_hash.hex(),
+                                                 "duplicate": a.duplicate})
         if req.wait_for_checkpoint and results:
             needed = max(a.index for a in results) + 1
             signed = await asyncio.wrap_future(
@@ -270,6 +381,8 @@ class LogService:
 
         self._watchers.add(wake)
         unsubscribe = self._log.add_listener(on_checkpoint)
+        # Server-side cap on how long one stream holds a slot; the client reopens it (docs/operations.md).
+        ends = loop.time() + self._config.max_stream_seconds
         try:
             sent = -1
             while not self._closing.is_set():
@@ -277,7 +390,11 @@ class LogService:
                 if signed.checkpoint.size > sent:
                     sent = signed.checkpoint.size
                     yield pb.WatchCheckpointsResponse(checkpoint=pb.SignedCheckpoint(note=signed.note))
-                await wake.wait()
+                left = ends - loop.time()
+                if left <= 0:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), left)
                 wake.clear()
         finally:
             unsubscribe()
@@ -285,72 +402,137 @@ class LogService:
 
 
 class LedgerServer:
-    """A ``grpc.aio`` server with the log service, health and reflection; drains on :meth:`stop`."""
+    """A ``grpc.aio`` server with the log service, health and reflection; drains on :meth:`stop`.
 
-    def __init__(self, log: LogLike, config: ServerConfig, verifier_key: str, extra: Sequence[Any] = ()) -> None:
-        """``extra``: more services (the registry), each with ``name``, ``generic_handler()``, ``start_draining()``."""
+    Also owns the metrics (exposed on ``config.metrics_listen`` when set), the per-peer
+    rate limit (when ``config.rate_limit_per_second`` > 0), TLS (when ``config.tls_cert``
+    is set; ``tls`` may pass already-read material instead) and the health watch:
+    NOT_SERVING while ``log.health()`` is false or writes have waited ``stuck_seconds``
+    without progress.
+    """
+
+    def __init__(self, log: LogLike, config: ServerConfig, verifier_key: str, extra: Sequence[Any] = (),
+                 metrics: ServerMetrics | None = None, tls: Any = None) -> None:
+        """``extra``: more services (the registry), each with ``name``, ``generic_handler()``, ``start_draining()``.
+
+        ``log`` may already be a :class:`~ledger.progress.WatchedLog` (the entry point wraps it
+        so that the registry's writes are watched too); otherwise a fresh watch counts this server's writes.
+        """
+        watched: object = log
+        if isinstance(watched, WatchedLog):
+            log, self._watch = watched.inner, watched.watch
+        else:
+            self._watch = ProgressWatch()
+            log.add_listener(self._watch.progressed)
         self._log = log
         self._config = config
-        self.service = LogService(log, config, verifier_key)
+        self.metrics = metrics if metrics is not None else ServerMetrics()
+        self.metrics.watch_log(log.size, log.add_listener)
+        self.metrics.writes_in_flight.set_function(lambda: self._watch.outstanding)
+        self.limit: PeerRateLimit | None = None
+        if config.rate_limit_per_second > 0:
+            buckets = TokenBuckets(config.rate_limit_per_second, config.rate_burst, time.monotonic)
+            self.limit = PeerRateLimit(buckets, self.metrics.rate_limited.inc)
+        self.service = LogService(log, config, verifier_key, self.metrics, self.limit, self._watch)
         self._extra = list(extra)
+        self._tls = tls
         self.health = health_aio.HealthServicer()
-        self._server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", config.max_receive_message_bytes),
-                ("grpc.max_send_message_length", config.max_send_message_bytes),
-                ("grpc.max_concurrent_streams", config.max_concurrent_streams),
-                ("grpc.so_reuseport", 0),
-            ]
-        )
+        self._server = grpc.aio.server(options=grpc_server_options(config))
         self._server.add_generic_rpc_handlers(
-            (self.service.generic_handler(), *(x.generic_handler() for x in self._extra))
+            (self.service.generic_handler(),
+             *(_Instrumented(x.generic_handler(), self.metrics, self.limit) for x in self._extra))
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, *(x.name for x in self._extra),
-             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            (SERVICE_NAME, *(x.name for x in self._extra), HEALTH_SERVICE_NAME, reflection.SERVICE_NAME),
             self._server,
         )
         self._health_task: asyncio.Task[None] | None = None
+        self._metrics_endpoint: MetricsEndpoint | None = None
         self.port = 0
 
+    @property
+    def metrics_port(self) -> int | None:
+        return self._metrics_endpoint.port if self._metrics_endpoint is not None else None
+
+    def _credentials(self) -> grpc.ServerCredentials | None:
+        tls = self._tls
+        if tls is None and self._config.tls_cert is not None and self._config.tls_key is not None:
+            from ledger.tls import load_tls
+
+            tls = load_tls(self._config.tls_cert, self._config.tls_key, self._config.client_ca)
+        if tls is None:
+            return None
+        creds: grpc.ServerCredentials = tls.server_credentials()
+        return creds
+
     async def start(self) -> int:
-        """Bind and start serving; returns the bound port."""
+        """Bind and start serving (and the metrics endpoint, if configured); returns the bound port."""
+        listen = self._config.listen
+        creds = self._credentials()
         try:
-            self.port = self._server.add_insecure_port(self._config.listen)
+            if creds is None:
+                self.port = self._server.add_insecure_port(listen)
+            else:
+                self.port = self._server.add_secure_port(listen, creds)
         except RuntimeError as err:  # grpc's way of saying the address is taken or invalid
-            raise UnavailableError(f"cannot listen on {self._config.listen}: {err}") from err
+            raise UnavailableError(f"cannot listen on {listen}: {err}") from err
         if self.port == 0:
-            raise UnavailableError(f"cannot listen on {self._config.listen}")
-        await self._set_health(self._log.health())
+            raise UnavailableError(f"cannot listen on {listen}")
+        if self._config.metrics_listen is not None:
+            self._metrics_endpoint = self.metrics.serve(self._config.metrics_listen)
+        self._healthy = self._check_health()
+        await self._set_health(self._healthy)
         await self._server.start()
         self._health_task = asyncio.create_task(self._watch_health())
         return self.port
 
+    def _check_health(self) -> bool:
+        if not self._log.health():
+            return False
+        return bool(self._watch.stalled_for() < self._config.stuck_seconds)
+
     async def _set_health(self, ok: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
-        for name in ("", SERVICE_NAME):
+        self.metrics.healthy.set(1 if ok else 0)
+        for name in ("", SERVICE_NAME, *(x.name for x in self._extra)):
             await self.health.set(name, status)
 
     async def _watch_health(self) -> None:
-        last = True
+        last_status_log = time.monotonic()
         while True:
-            await asyncio.sleep(HEALTH_POLL_SECONDS)
-            ok = self._log.health()
-            if ok != last:
-                _log.warning("log health changed", extra={"healthy": ok})
+            await asyncio.sleep(self._config.health_poll_seconds)
+            ok = self._check_health()
+            if ok != self._healthy:
+                stalled = self._watch.stalled_for()
+                fields = {"healthy": ok, "tree_size": self._log.size, "log_health": self._log.health(),
+                          "writes_waiting": self._watch.outstanding, "stalled_seconds": round(stalled, 3)}
+                if ok:
+                    _log.warning("health: SERVING again", extra=fields)
+                else:
+                    _log.error("health: NOT_SERVING (sequencer stopped, failing or stuck)", extra=fields)
                 await self._set_health(ok)
-                last = ok
+                self._healthy = ok
+            now = time.monotonic()
+            if now - last_status_log >= STATUS_LOG_SECONDS:
+                last_status_log = now
+                _log.info("log status", extra={"tree_size": self._log.size, "healthy": ok,
+                                               "writes_waiting": self._watch.outstanding})
 
     async def stop(self) -> None:
         """Drain: health NOT_SERVING, refuse new calls, let in-flight calls finish (up to drain_seconds)."""
         if self._health_task is not None:
             self._health_task.cancel()
+        self.metrics.healthy.set(0)
         await self.health.enter_graceful_shutdown()
         self.service.start_draining()
         for x in self._extra:
             x.start_draining()
         await self._server.stop(self._config.drain_seconds)
+        if self._metrics_endpoint is not None:
+            self._metrics_endpoint.close()
+            self._metrics_endpoint = None
 
     async def wait_for_termination(self) -> None:
         await self._server.wait_for_termination()
+

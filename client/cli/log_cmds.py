@@ -57,6 +57,26 @@ def _size_arg(text: str) -> int:
 
 def _add_server(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server", default=DEFAULT_SERVER, metavar="HOST:PORT", help=f"default {DEFAULT_SERVER}")
+    add_tls_args(p)
+
+
+def add_tls_args(p: argparse.ArgumentParser) -> None:
+    """``--tls-ca/--tls-cert/--tls-key``: connect over TLS (mutual TLS with a client certificate)."""
+    g = p.add_argument_group("TLS (default: plaintext)")
+    g.add_argument("--tls", action="store_true", help="use TLS, trusting the system's CA roots")
+    g.add_argument("--tls-ca", type=Path, default=None, metavar="PEM", help="use TLS, trusting these CAs")
+    g.add_argument("--tls-cert", type=Path, default=None, metavar="PEM", help="client certificate (mutual TLS)")
+    g.add_argument("--tls-key", type=Path, default=None, metavar="PEM", help="client certificate's key")
+
+
+def tls_from_args(args: argparse.Namespace) -> Any:
+    """The client's :class:`~client.remote.TlsOptions` from :func:`add_tls_args` flags, or None (plaintext)."""
+    from client.remote import TlsOptions
+
+    ca, cert, key = (getattr(args, n, None) for n in ("tls_ca", "tls_cert", "tls_key"))
+    if not (getattr(args, "tls", False) or ca or cert or key):
+        return None
+    return TlsOptions.from_files(ca, cert, key)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -71,7 +91,49 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--drain-seconds", type=float, default=None, metavar="S")
     p.add_argument("--allowlist", type=Path, default=None, metavar="FILE",
                    help="registry: only these 'NAME ed25519:KEY' lines may register (default: open registration)")
+    p.add_argument("--rotate-key", action="store_true",
+                   help="accept a signing key other than the one this log has used (docs/operations.md)")
+    g = p.add_argument_group("limits and deadlines (docs/operations.md)")
+    g.add_argument("--max-concurrent-streams", type=_size_arg, default=None, metavar="N", help="per connection")
+    g.add_argument("--checkpoint-wait-seconds", type=float, default=None, metavar="S",
+                   help="cap on an AddEntries wait_for_checkpoint (default 30)")
+    g.add_argument("--max-stream-seconds", type=float, default=None, metavar="S",
+                   help="a WatchCheckpoints stream ends after this; clients reopen it (default 3600)")
+    g.add_argument("--rate-limit", type=float, default=None, metavar="RPS",
+                   help="per-peer requests/s on the log and registry services (default 0 = off)")
+    g.add_argument("--rate-burst", type=float, default=None, metavar="N", help="per-peer burst (default 2 x RPS)")
+    g.add_argument("--keepalive-seconds", type=float, default=None, metavar="S",
+                   help="server keepalive ping interval on busy connections (default 120)")
+    g.add_argument("--min-ping-interval", type=float, default=None, metavar="S",
+                   help="client pings faster than this are strikes (default 10)")
+    g.add_argument("--max-ping-strikes", type=_size_arg, default=None, metavar="N",
+                   help="strikes before GOAWAY too_many_pings (default 2)")
+    g.add_argument("--max-connection-idle", type=float, default=None, metavar="S",
+                   help="close idle connections after S seconds (default 900; 0 = never)")
+    g.add_argument("--max-connection-age", type=float, default=None, metavar="S",
+                   help="GOAWAY connections older than S seconds (default 0 = never)")
+    g.add_argument("--stuck-seconds", type=float, default=None, metavar="S",
+                   help="health NOT_SERVING when writes wait this long without progress (default 20)")
+    g = p.add_argument_group("transport security")
+    g.add_argument("--tls-cert", type=Path, default=None, metavar="PEM", help="serve TLS with this certificate chain")
+    g.add_argument("--tls-key", type=Path, default=None, metavar="PEM", help="its private key (mode 600 or 640)")
+    g.add_argument("--client-ca", type=Path, default=None, metavar="PEM",
+                   help="require client certificates signed by these CAs (mutual TLS)")
+    g = p.add_argument_group("observability")
+    m = g.add_mutually_exclusive_group()
+    m.add_argument("--metrics-port", type=_size_arg, default=None, metavar="PORT",
+                   help="serve Prometheus /metrics on 127.0.0.1:PORT")
+    m.add_argument("--metrics-listen", default=None, metavar="HOST:PORT", help="serve /metrics on HOST:PORT")
+    g.add_argument("--log-format", choices=("text", "json"), default=None, help="json: one object per line")
+    g.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), default=None)
     p.set_defaults(func=_serve)
+
+    p = subparsers.add_parser("backup", help="copy a stopped server's data dir (RocksDB checkpoint) and check it")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="DIR", help="the data directory to copy")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="new directory for the copy")
+    p.add_argument("--no-key", action="store_true", help="leave the signing key out of the copy")
+    p.add_argument("--key", type=Path, default=None, metavar="FILE", help="signing key (default DATA/log.key)")
+    p.set_defaults(func=_backup)
 
     p = subparsers.add_parser("checkpoint", help="print the latest signed checkpoint exactly as signed")
     _add_server(p)
@@ -81,6 +143,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     g = p.add_mutually_exclusive_group()
     g.add_argument("--server", default=None, metavar="HOST:PORT")
     g.add_argument("--data", type=Path, default=None, metavar="DIR")
+    add_tls_args(p)
     p.set_defaults(func=_log_key)
 
     log = subparsers.add_parser("log", help="append to and read from the log")
@@ -132,11 +195,38 @@ def _serve(args: argparse.Namespace) -> int:
             ("max_receive_message_bytes", args.max_receive_bytes),
             ("drain_seconds", args.drain_seconds),
             ("allowlist", args.allowlist),
+            ("max_concurrent_streams", args.max_concurrent_streams),
+            ("checkpoint_wait_seconds", args.checkpoint_wait_seconds),
+            ("max_stream_seconds", args.max_stream_seconds),
+            ("rate_limit_per_second", args.rate_limit),
+            ("rate_limit_burst", args.rate_burst),
+            ("keepalive_time_seconds", args.keepalive_seconds),
+            ("min_client_ping_interval_seconds", args.min_ping_interval),
+            ("max_ping_strikes", args.max_ping_strikes),
+            ("max_connection_idle_seconds", args.max_connection_idle),
+            ("max_connection_age_seconds", args.max_connection_age),
+            ("stuck_seconds", args.stuck_seconds),
+            ("tls_cert", args.tls_cert),
+            ("tls_key", args.tls_key),
+            ("client_ca", args.client_ca),
+            ("metrics_listen", f"127.0.0.1:{args.metrics_port}" if args.metrics_port is not None
+             else args.metrics_listen),
+            ("log_format", args.log_format),
+            ("log_level", args.log_level),
+            ("rotate_key", args.rotate_key or None),
         )
         if value is not None
     }
     config = serve.build_config(args.data, args.listen, args.origin, args.key, **limits)
     return serve.main(config)
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from ledger import backup
+
+    report = backup.backup(args.data, args.out, key_path=args.key, include_key=not args.no_key)
+    _print_json(report)
+    return 0
 
 
 # -- reading commands ------------------------------------------------------------------------------
@@ -145,7 +235,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _client(args: argparse.Namespace) -> Any:
     from client.remote import LedgerClient
 
-    return LedgerClient(args.server)
+    return LedgerClient(args.server, tls=tls_from_args(args))
 
 
 def _checkpoint(args: argparse.Namespace) -> int:
