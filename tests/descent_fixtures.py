@@ -387,3 +387,54 @@ def fingerprint_of(t: Model) -> object:
     from client.descent.fingerprint import build
 
     return build(t.items())
+
+
+# ---------------------------------------------------------------- genuinely trained small networks
+
+def _task(seed: int, n: int = 4096, d_in: int = 32, classes: int = 10) -> tuple[Arr, Arr]:
+    """A fixed synthetic classification task: inputs N(0, I), labels from a random teacher network."""
+    r = np.random.default_rng(10_000 + seed)
+    x = r.standard_normal((n, d_in)).astype(np.float32)
+    w1 = r.standard_normal((d_in, 48)).astype(np.float32)
+    w2 = r.standard_normal((48, classes)).astype(np.float32)
+    y = np.argmax(np.tanh(x @ w1) @ w2, axis=1)
+    return x, y
+
+
+def init_mlp(seed: int, sizes: tuple[int, ...] = (32, 96, 96, 10)) -> Model:
+    r = np.random.default_rng(seed)
+    t: Model = {}
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False)):
+        t[f"fc{i}.weight"] = (r.standard_normal((b, a)) * np.sqrt(2 / a)).astype(np.float32)
+        t[f"fc{i}.bias"] = np.zeros(b, np.float32)
+    return t
+
+
+def train_mlp(t: Model, *, task: int = 0, steps: int = 300, lr: float = 0.05, seed: int = 0) -> Model:
+    """Plain SGD with momentum on cross-entropy; ReLU hidden layers. Returns new arrays."""
+    x, y = _task(task)
+    r = np.random.default_rng(seed)
+    params = {k: v.astype(np.float32).copy() for k, v in t.items()}
+    vel = {k: np.zeros_like(v) for k, v in params.items()}
+    layers = len(params) // 2
+    for _ in range(steps):
+        idx = r.integers(0, len(x), 128)
+        acts = [x[idx]]
+        for i in range(layers):
+            z = acts[-1] @ params[f"fc{i}.weight"].T + params[f"fc{i}.bias"]
+            acts.append(np.maximum(z, 0) if i < layers - 1 else z)
+        logits = acts[-1]
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        grad = p
+        grad[np.arange(len(idx)), y[idx]] -= 1
+        grad /= len(idx)
+        for i in reversed(range(layers)):
+            gw = grad.T @ acts[i]
+            gb = grad.sum(axis=0)
+            if i > 0:
+                grad = (grad @ params[f"fc{i}.weight"]) * (acts[i] > 0)
+            for k, g in ((f"fc{i}.weight", gw), (f"fc{i}.bias", gb)):
+                vel[k] = 0.9 * vel[k] - lr * g.astype(np.float32)
+                params[k] += vel[k]
+    return params

@@ -61,8 +61,9 @@ class Comparison:
     verdict: str
     basis: str  # "exact", "statistical" or "none"
     alpha: float
-    p_value: float
+    p_value: float  # 0 when the basis is exact (byte-identical informative tensors)
     log10_p: float
+    statistical_log10_p: float  # the combined statistical p-value, whatever the basis
     shared_a_in_b: float  # fraction of A's parameters byte-identical in B
     shared_b_in_a: float
     informative_shared_a_in_b: float
@@ -77,7 +78,9 @@ class Comparison:
             "basis": self.basis,
             "alpha": self.alpha,
             "p_value": self.p_value,
-            "log10_p": round(self.log10_p, 3),
+            "log10_p": round(self.log10_p, 3) if math.isfinite(self.log10_p) else None,
+            "statistical_p_value": 10 ** self.statistical_log10_p,
+            "statistical_log10_p": round(self.statistical_log10_p, 3),
             "shared_fraction": {"a_in_b": self.shared_a_in_b, "b_in_a": self.shared_b_in_a},
             "informative_shared_fraction": {
                 "a_in_b": self.informative_shared_a_in_b, "b_in_a": self.informative_shared_b_in_a,
@@ -192,8 +195,11 @@ def compare(fa: Fingerprint, fb: Fingerprint, *, alpha: float = DEFAULT_ALPHA, t
         verdict, basis = "related", "statistical"
     else:
         verdict, basis = "independent", "statistical"
+    log10_stat = ln_p / math.log(10)
+    log10_p = -math.inf if basis == "exact" else log10_stat
     return Comparison(
-        verdict=verdict, basis=basis, alpha=alpha, p_value=math.exp(ln_p), log10_p=ln_p / math.log(10),
+        verdict=verdict, basis=basis, alpha=alpha, p_value=10**log10_p, log10_p=log10_p,
+        statistical_log10_p=log10_stat,
         shared_a_in_b=_fraction(fa.entries, digests_b, False),
         shared_b_in_a=_fraction(fb.entries, digests_a, False),
         informative_shared_a_in_b=_fraction(fa.entries, digests_b, True),

@@ -114,8 +114,12 @@ def _coordinates(keys: npt.NDArray[np.float64]) -> F32:
     for k in range(KEYS):
         he = hermevander(z[:, k], DEGREE)
         basis += [he[:, d] / math.sqrt(math.factorial(d)) for d in range(1, DEGREE + 1)]
-    q, _ = np.linalg.qr(np.stack(basis, axis=1))
-    out: F32 = q.astype(np.float32)
+    q, r = np.linalg.qr(np.stack(basis, axis=1))
+    # Unique QR (positive diagonal of R): then permuting the columns of W permutes the rows of
+    # q and nothing else, whatever order the factorisation saw them in.
+    signs = np.sign(np.diag(r))
+    signs[signs == 0] = 1.0
+    out: F32 = (q * signs).astype(np.float32)
     return out
 
 
