@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from client.errors import SignatureError
@@ -47,6 +47,7 @@ from ledger.registry.policy import Policy
 log = logging.getLogger(__name__)
 
 Get = Callable[[bytes], "bytes | None"]
+GetMany = Callable[[Sequence[bytes]], "list[bytes | None]"]
 
 _REFERENCE_KIND = {
     "parent dataset": Kind.DATASET,
@@ -66,10 +67,11 @@ class Prepared:
 class _Writes:
     """Writes of one admit call, visible to its own later reads."""
 
-    __slots__ = ("get_base", "local", "out")
+    __slots__ = ("get_base", "get_many", "local", "out")
 
-    def __init__(self, get: Get) -> None:
+    def __init__(self, get: Get, get_many: GetMany | None) -> None:
         self.get_base = get
+        self.get_many: GetMany = get_many or (lambda keys: [get(k) for k in keys])
         self.local: dict[bytes, bytes] = {}
         self.out: list[tuple[bytes, bytes]] = []
 
@@ -103,10 +105,13 @@ class RegistryHook:
         with self._lock:
             self._prepared.pop(rid, None)
 
-    def admit_at(self, entry: bytes, index: int, get: Get) -> list[tuple[bytes, bytes]]:
+    def admit_at(
+        self, entry: bytes, index: int, get: Get, get_many: GetMany | None = None
+    ) -> list[tuple[bytes, bytes]]:
         """Check the record logged as ``entry`` at ``index`` and return its index writes.
 
-        ``get`` reads the aux store including earlier entries of the same batch. Entries that do not
+        ``get`` (and ``get_many``, for many keys at once) read the aux store including earlier entries of
+        the same batch. Entries that do not
         start with the record magic are opaque log entries (the log stays a general log): admitted
         with no index writes. Anything that claims to be a record must be a valid one.
         """
@@ -118,7 +123,7 @@ class RegistryHook:
             signed = parse_entry(entry)
             signed.verify()
             prepared = Prepared(signed, None)
-        w = _Writes(get)
+        w = _Writes(get, get_many)
         rec = prepared.signed.record
         s = rec.statement
         if isinstance(s, Identity):
@@ -237,6 +242,13 @@ class RegistryHook:
                     f"the manifest sent has digest {manifest.digest.hex()}, the record names {digest.hex()}"
                 )
             w.put(K.MANIFEST + digest, manifest.encoded)
-            for kind, d in manifest.digests:
-                w.post(K.DIGEST_POSTS + bytes([kind]) + d, index)
+            # Bulk path: one multi-read of the list heads; nothing else in this call writes these keys.
+            keys = manifest.index_keys
+            first = postings.append(None, b"", index)[0][1]
+            out = w.out
+            for key, head in zip(keys, w.get_many(keys), strict=True):
+                if head is None:
+                    out.append((key, first))
+                else:
+                    out.extend(postings.append(head, key, index))
         w.post(K.MANIFEST_POSTS + digest, index)

@@ -9,17 +9,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ledger.registry.keys import DIGEST_KINDS
+from ledger.registry.keys import DIGEST_KINDS, DIGEST_POSTS
 
 
 @dataclass(frozen=True, slots=True)
 class ManifestSummary:
-    """A checked manifest: ``digest`` is the manifest digest of ``encoded``; ``digests`` are distinct
-    ``(kind code, digest)`` pairs of its files, tensors and chunks (kind codes in ``keys.DIGEST_KINDS``)."""
+    """A checked manifest: ``digest`` is the manifest digest of ``encoded``; ``index_keys`` are the distinct
+    digest-index keys (``keys.DIGEST_POSTS + kind code + digest``) of its files, tensors and chunks.
+    The keys are built here, before submission, so the sequencer only looks them up and writes them."""
 
     digest: bytes
     encoded: bytes
-    digests: tuple[tuple[int, bytes], ...]
+    index_keys: tuple[bytes, ...]
 
 
 ManifestReader = Callable[[bytes], ManifestSummary]
@@ -28,10 +29,8 @@ ManifestReader = Callable[[bytes], ManifestSummary]
 
 def summary_from_pairs(digest: bytes, encoded: bytes, pairs: list[tuple[str, bytes]]) -> ManifestSummary:
     """Build a summary from ``(kind name, digest)`` pairs (``file``, ``tensor``, ``chunk``), removing repeats."""
-    seen: dict[tuple[int, bytes], None] = {}
-    for kind, d in pairs:
-        seen[(DIGEST_KINDS[kind], d)] = None
-    return ManifestSummary(digest, encoded, tuple(seen))
+    keys = {DIGEST_POSTS + bytes([DIGEST_KINDS[kind]]) + d for kind, d in pairs}
+    return ManifestSummary(digest, encoded, tuple(keys))
 
 
 def read_manifest(encoded: bytes) -> ManifestSummary:
@@ -45,12 +44,10 @@ def read_manifest(encoded: bytes) -> ManifestSummary:
     from client.manifest.codec import decode
 
     manifest = decode(encoded)
-    pairs: dict[tuple[int, bytes], None] = {}
-    file_kind, chunk_kind, tensor_kind = DIGEST_KINDS["file"], DIGEST_KINDS["chunk"], DIGEST_KINDS["tensor"]
+    file_p, chunk_p, tensor_p = (DIGEST_POSTS + bytes([DIGEST_KINDS[k]]) for k in ("file", "chunk", "tensor"))
+    keys: set[bytes] = set()
     for f in manifest.files:
-        pairs[(file_kind, f.blake3)] = None
-        for c in f.chunks:
-            pairs[(chunk_kind, c)] = None
-        for t in f.tensors:
-            pairs[(tensor_kind, t.blake3)] = None
-    return ManifestSummary(blake3.blake3(encoded).digest(), encoded, tuple(pairs))
+        keys.add(file_p + f.blake3)
+        keys.update([chunk_p + c for c in f.chunks])
+        keys.update([tensor_p + t.blake3 for t in f.tensors])
+    return ManifestSummary(blake3.blake3(encoded).digest(), encoded, tuple(keys))

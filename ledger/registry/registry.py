@@ -44,7 +44,7 @@ class Hook(RegistryHook):
     """The :class:`ledger.log.IntegrationHook` adapter: the log's view carries the index being admitted."""
 
     def admit(self, entry: bytes, view: _View) -> list[tuple[bytes, bytes]]:
-        return self.admit_at(entry, view.index, view.get)
+        return self.admit_at(entry, view.index, view.get, getattr(view, "get_many", None))
 
 
 @dataclass(frozen=True, slots=True)

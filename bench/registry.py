@@ -1,0 +1,233 @@
+"""Benchmarks of the registry (issue 4), in process: Registry + Log on RocksDB (synced group commits).
+
+Figures:
+
+* ingest of signed records: checkpoint records, each signature verified (Ed25519, on a pool of
+  two threads) and each reference checked (one or two parents that must exist and be checkpoints,
+  the signer registered and active, name/version unique) -- records/s over N records
+  (default 40,000; quick 8,000), batches of 256 with 16 in flight;
+* manifest storage and digest indexing: dataset records whose manifests hold 50,000 chunk
+  digests each (quick: 10,000), from submission (manifest parse, BLAKE3 of the manifest) to
+  the synced commit of the manifest and every digest's index entry -- chunk digests/s;
+* lineage: ancestors and descendants to depth 10 on a graph of 100,000 records (quick: 10,000)
+  shaped like model families: each record has a parent among the 30 before it, and one in ten a
+  second parent (a merge) -- p50/p99 over 2,000 queries from random records, with the answer sizes.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.machine import percentile
+from client.manifest.codec import encode
+from client.manifest.model import FileEntry, Manifest
+from client.note import Signer
+from client.records import (
+    Checkpoint,
+    Dataset,
+    Identity,
+    IdentityEvent,
+    ModelParent,
+    ModelRelation,
+    Record,
+    RecordSigner,
+    SignedRecord,
+    sign_record,
+)
+from ledger.log import Log, LogConfig
+from ledger.registry.manifests import read_manifest
+from ledger.registry.policy import Policy
+from ledger.registry.registry import Registry, Submission
+from ledger.storage.rocks import RocksStorage
+
+BATCH = 256
+IN_FLIGHT = 16
+CHUNK = 1024
+
+
+class Env:
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="bench-registry-"))
+        self.storage = RocksStorage.open(self.dir / "db")
+        self.registry = Registry(Policy(), read_manifest)
+        signer = Signer.generate("bench/registry")
+        self.log = Log.open(self.storage, signer, LogConfig("bench/registry"), hook=self.registry.hook)
+        self.registry.attach(self.log)
+        self.lab = RecordSigner.generate()
+        self.clock = 0
+        self.submit_all([Submission(self.sign(Identity(IdentityEvent.REGISTER, "lab", self.lab.public_key)).entry)])
+
+    def sign(self, statement: Any) -> SignedRecord:
+        self.clock += 1
+        return sign_record(Record(statement, self.lab.public_key, self.clock), self.lab)
+
+    def submit_all(self, subs: Sequence[Submission], batch: int = BATCH, in_flight: int = IN_FLIGHT) -> list[Any]:
+        out: list[Any] = []
+        pending: list[Any] = []
+        for i in range(0, len(subs), batch):
+            pending.append(self.registry.submit(subs[i : i + batch]))
+            if len(pending) >= in_flight:
+                out += pending.pop(0).result()
+        for f in pending:
+            out += f.result()
+        bad = [r for r in out if isinstance(r, Exception)]
+        if bad:
+            raise RuntimeError(f"{len(bad)} records refused, first: {bad[0]}")
+        return out
+
+    def close(self) -> None:
+        self.log.close()
+        self.registry.close()
+        self.storage.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _manifest(seed: int, chunks: int) -> tuple[bytes, bytes]:
+    ds = [hashlib.blake2s(b"%d/%d" % (seed, i)).digest() for i in range(chunks)]
+    whole = hashlib.blake2s(b"%d" % seed).digest() if chunks > 1 else ds[0]
+    encoded = encode(Manifest(CHUNK, (FileEntry("shard.bin", CHUNK * chunks, whole, tuple(ds)),)))
+    return encoded, read_manifest(encoded).digest
+
+
+def _graph(env: Env, n: int, fan: int, rng: random.Random, tag: str) -> list[Submission]:
+    """``n`` checkpoint records, each with a parent among the ``fan`` records before it (one in ten: two)."""
+    encoded, digest = _manifest(0, 1)
+    first = env.sign(Checkpoint(f"{tag}-root", "", 0, digest))
+    env.submit_all([Submission(first.entry, encoded)])
+    ids = [first.id]
+    subs = []
+    for i in range(1, n + 1):
+        lo = max(0, len(ids) - fan)
+        parents = {ids[rng.randrange(lo, len(ids))]}
+        if rng.random() < 0.1:
+            parents.add(ids[rng.randrange(lo, len(ids))])
+        ps = tuple(ModelParent(p, ModelRelation.FINE_TUNE) for p in sorted(parents))
+        s = env.sign(Checkpoint(tag, "", i, digest, "safetensors", (), ps))
+        ids.append(s.id)
+        subs.append(Submission(s.entry))
+    return subs
+
+
+def verify_ceiling(seconds: float = 2.0) -> float:
+    """Ed25519 verifications/s on two threads doing nothing else (the machine's ceiling, same run)."""
+    import threading
+
+    signer = RecordSigner.generate()
+    body = b"x" * 300
+    sig = signer.sign_body(body)
+    from client.records import verify_signature
+
+    counts = [0, 0]
+    stop = time.perf_counter() + seconds
+
+    def work(slot: int) -> None:
+        while time.perf_counter() < stop:
+            for _ in range(100):
+                verify_signature(signer.public_key, body, sig)
+            counts[slot] += 100
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    began = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(counts) / (time.perf_counter() - began)
+
+
+def ingest(quick: bool) -> None:
+    n = 8_000 if quick else 40_000
+    env = Env()
+    try:
+        rng = random.Random(1)
+        base = _graph(env, 2_000, 2_000, rng, "base")
+        env.submit_all(base, in_flight=1)  # committed before the timed records reference them
+        base_ids = [env.registry.reader.at(i).id for i in range(2, 2 + len(base))]
+        encoded, digest = _manifest(0, 1)
+        subs = []
+        for i in range(n):
+            parents = sorted({rng.choice(base_ids) for _ in range(rng.choice((1, 2)))})
+            ps = tuple(ModelParent(p, ModelRelation.FINE_TUNE) for p in parents)
+            subs.append(Submission(env.sign(Checkpoint("timed", "", i, digest, "safetensors", (), ps)).entry))
+        began = time.perf_counter()
+        env.submit_all(subs)
+        took = time.perf_counter() - began
+        ceiling = verify_ceiling()
+        print(f"ingest: {n:,} signed checkpoint records (signature, parents, signer, name checked) in {took:.2f} s "
+              f"= {n / took:,.0f} records/s  [target >= 8,000]", flush=True)
+        print(f"  Ed25519 ceiling measured right after on 2 threads: {ceiling:,.0f} verifications/s; "
+              f"ingest is {n / took / ceiling:.0%} of it [target ~40%]", flush=True)
+    finally:
+        env.close()
+
+
+def digests(quick: bool) -> None:
+    per, count = (10_000, 5) if quick else (50_000, 10)
+    env = Env()
+    try:
+        subs = []
+        for i in range(count):
+            encoded, digest = _manifest(i + 1, per)
+            subs.append(Submission(env.sign(Dataset(f"shard-set-{i}", "1", digest, CHUNK * per)).entry, encoded))
+        began = time.perf_counter()
+        env.submit_all(subs, batch=1, in_flight=4)
+        took = time.perf_counter() - began
+        total = per * count
+        print(f"digest indexing: {count} manifests x {per:,} chunk digests stored and indexed in {took:.2f} s "
+              f"= {total / took:,.0f} chunk digests/s  [target >= 500,000]", flush=True)
+    finally:
+        env.close()
+
+
+def _latencies(fn: Callable[[bytes], Any], ids: list[bytes], rng: random.Random, queries: int) -> list[float]:
+    out = []
+    for _ in range(queries):
+        rid = rng.choice(ids)
+        t = time.perf_counter()
+        fn(rid)
+        out.append((time.perf_counter() - t) * 1e3)
+    return out
+
+
+def lineage(quick: bool) -> None:
+    n = 10_000 if quick else 100_000
+    env = Env()
+    try:
+        rng = random.Random(2)
+        subs = _graph(env, n, 30, rng, "g")
+        began = time.perf_counter()
+        env.submit_all(subs, in_flight=1)
+        built = time.perf_counter() - began
+        reader = env.registry.reader
+        ids = [reader.at(i).id for i in range(2, 2 + n, max(1, n // 5000))]
+        walks: list[tuple[str, Callable[[bytes], Any]]] = [
+            ("ancestors", lambda r: reader.ancestors(r, 10)),
+            ("descendants", lambda r: reader.descendants(r, 10)),
+        ]
+        for label, fn in walks:
+            cold = _latencies(fn, ids, rng, 2_000)  # first touches parse records (and fill the cache)
+            gc.collect()
+            lat = _latencies(fn, ids, rng, 2_000)
+            sizes = [len(fn(ids[i])[0]) for i in range(0, len(ids), max(1, len(ids) // 200))]
+            print(f"lineage {label} depth 10 on {n:,} records: p50 {percentile(lat, 50):.2f} ms, "
+                  f"p99 {percentile(lat, 99):.2f} ms, max {max(lat):.2f} ms (records per answer: median "
+                  f"{percentile(sizes, 50):.0f}, p99 {percentile(sizes, 99):.0f}) [target p99 < 5 ms]; "
+                  f"first pass (cold cache): p50 {percentile(cold, 50):.2f} ms, p99 {percentile(cold, 99):.2f} ms",
+                  flush=True)
+        print(f"  (graph built in {built:.1f} s, committed one batch of {BATCH} at a time)", flush=True)
+    finally:
+        env.close()
+
+
+def run(quick: bool) -> None:
+    ingest(quick)
+    digests(quick)
+    lineage(quick)
