@@ -227,3 +227,19 @@ def test_checkpoint_round_trip_property(name: str, step: int, meta: dict[str, st
         return  # e.g. lone surrogates
     body = encode_body(Record(cp, D2, step))
     assert decode_body(body) == Record(cp, D2, step)
+
+
+def test_pure_cores_do_no_io() -> None:
+    """client/records, client/bundle and client/trust never import grpc or rocksdict (nor the server)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = [*sorted((root / "client/records").glob("*.py")), *sorted((root / "client/bundle").glob("*.py")),
+             root / "client/trust.py"]
+    for path in files:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        bad = sorted(n for n in names if n.split(".")[0] in {"grpc", "rocksdict", "ledger"})
+        assert not bad, f"{path} imports {bad}"
