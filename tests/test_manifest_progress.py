@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import pty
+import select
 import subprocess
 import sys
 import time
@@ -14,6 +15,17 @@ from client.manifest.progress import ProgressBar, human
 from tests import test_manifest_support as kit
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _drain(fd: int) -> bytes:
+    """Everything written so far to the pty's other side (reads until 0.2 s of silence)."""
+    out = b""
+    while select.select([fd], [], [], 0.2)[0]:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        out += chunk
+    return out
 
 
 def test_bar_draws_on_a_pty_after_its_delay() -> None:
@@ -27,7 +39,7 @@ def test_bar_draws_on_a_pty_after_its_delay() -> None:
             while not bar.drawn and time.monotonic() < deadline:
                 time.sleep(0.02)
             bar.close()
-        drawn = os.read(master, 65536).decode()
+        drawn = _drain(master).decode()
     finally:
         os.close(master)
         os.close(slave)
@@ -42,11 +54,7 @@ def test_bar_stays_silent_before_its_delay() -> None:
             bar = ProgressBar(tty, delay=5.0)
             bar(10, 1)
             bar.close()
-        os.set_blocking(master, False)
-        try:
-            drawn = os.read(master, 100)
-        except BlockingIOError:
-            drawn = b""
+        drawn = _drain(master)
     finally:
         os.close(master)
         os.close(slave)
@@ -81,11 +89,7 @@ def test_cli_on_a_pty_is_quiet_for_a_fast_hash(tmp_path: Path) -> None:
     master, slave = pty.openpty()
     try:
         _cli([str(tmp_path / "d")], stdout=subprocess.DEVNULL, stderr=slave)
-        os.set_blocking(master, False)
-        try:
-            drawn = os.read(master, 65536)
-        except BlockingIOError:
-            drawn = b""
+        drawn = _drain(master)
     finally:
         os.close(master)
         os.close(slave)

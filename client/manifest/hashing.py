@@ -129,6 +129,8 @@ def _region_digest(view: memoryview, r: TensorRegion) -> bytes:
 
 
 def _tensor_entries(regions: Sequence[TensorRegion], digests: Sequence[bytes]) -> tuple[TensorEntry, ...]:
+    if not regions:
+        return ()
     entries = [
         TensorEntry(name=r.name, dtype=r.dtype, shape=r.shape, start=r.start, end=r.end, blake3=d)
         for r, d in zip(regions, digests, strict=True)
@@ -214,8 +216,9 @@ class Hasher:
     def _read_small(self, item: WalkItem, fd: int, size: int) -> FileEntry:
         cs = self.config.chunk_size
         if size <= self.config.read_size:
+            # A regular file reads short only at its end: size bytes for size + 1 asked is EOF.
             data = os.read(fd, size + 1)
-            while len(data) < size + 1:
+            while len(data) < size:
                 more = os.read(fd, size + 1 - len(data))
                 if not more:
                     break
@@ -267,22 +270,22 @@ class Hasher:
 
     def _from_bytes(self, path: str, data: bytes) -> FileEntry:
         size, cs = len(data), self.config.chunk_size
-        view = memoryview(data)
         digest = blake3.blake3(data).digest()
-        if size == 0:
-            chunks: tuple[bytes, ...] = ()
-        elif size <= cs:
-            chunks = (digest,)
+        view = memoryview(data)
+        if size <= cs:
+            chunks: tuple[bytes, ...] = (digest,) if size else ()
         else:
             chunks = tuple(blake3.blake3(view[o : o + cs]).digest() for o in range(0, size, cs))
+        fmt, tens = "", tuple[TensorEntry, ...]()
+        if self.config.tensors and self.registry.detect(path, data[: tensor_layer.HEAD_BYTES]) is not None:
 
-        def read_at(o: int, n: int) -> bytes:
-            if o + n > size:
-                raise TensorFormatError("read past the end of the file")
-            return data[o : o + n]
+            def read_at(o: int, n: int) -> bytes:
+                if o + n > size:
+                    raise TensorFormatError("read past the end of the file")
+                return data[o : o + n]
 
-        fmt, regions = self._regions(path, data[: tensor_layer.HEAD_BYTES], read_at, size)
-        tens = _tensor_entries(regions, [_region_digest(view, r) for r in regions])
+            fmt, regions = self._regions(path, data[: tensor_layer.HEAD_BYTES], read_at, size)
+            tens = _tensor_entries(regions, [_region_digest(view, r) for r in regions])
         self.progress(size, 1)
         return FileEntry(path, size, digest, chunks, fmt, tens)
 
@@ -348,6 +351,7 @@ class Hasher:
         pending: deque[list[Entry] | Future[list[Entry]]] = deque()
         in_flight = 0
         batch: list[WalkItem] = []
+        inline_size = self.config.inline_size
         for item in items:
             ready: Entry | None = None
             if item.is_symlink:
@@ -355,7 +359,7 @@ class Hasher:
             else:
                 fd, st = self._open(item)
                 try:
-                    if st.st_size <= self.config.inline_size:
+                    if st.st_size <= inline_size:
                         # Python-bound work: done here, one GIL holder, no task or thread hand-off.
                         ready = self._hash_open(item, fd, st)
                     else:
@@ -363,6 +367,9 @@ class Hasher:
                 finally:
                     os.close(fd)
             if ready is not None:
+                if not pending and not batch:
+                    yield ready  # nothing queued ahead of it
+                    continue
                 if batch:  # keep canonical order: earlier items go first
                     pending.append(self._pool.submit(self._batch, batch))
                     batch = []
