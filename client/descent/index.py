@@ -1,0 +1,126 @@
+"""Match one fingerprint against many registered ones. Pure: fingerprints in, ranked matches out.
+
+Two stages, so that 10,000 registered fingerprints answer in seconds:
+
+1. **Screen.** Every sketched tensor gets a *signature*: the upper triangle of the correlation
+   matrix of its unit features, per axis (invariant to unit order; close between a model and
+   its derivations, near zero between independent ones). A suspect's signatures are scored
+   against all registered ones in one matrix product; exact tensor digests are looked up in a
+   dictionary.
+2. **Test.** The ``top`` best-screened fingerprints, and every one sharing an informative
+   tensor byte for byte, get the full :func:`client.descent.compare.compare`. Their p-values are
+   multiplied by the number of registered fingerprints (Bonferroni over the search), so a
+   match is significant against the whole registry, not just against the one compared.
+
+The ledger (registry issue) stores the fingerprints or their commitments; this module only
+needs them in memory.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from client.descent.compare import DEFAULT_ALPHA, Comparison, compare
+from client.descent.fingerprint import Fingerprint
+from client.descent.sketch import FREQS
+
+_IU = np.triu_indices(FREQS, 1)
+SIG_DIM = len(_IU[0])
+
+
+def signature(features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Unit-norm, centred upper triangle of the feature correlation matrix of one axis."""
+    f = features.astype(np.float64)
+    f = f - f.mean(axis=0)
+    norms = np.linalg.norm(f, axis=0)
+    norms[norms == 0] = 1.0
+    f /= norms
+    v = (f.T @ f)[_IU]
+    v -= v.mean()
+    n = np.linalg.norm(v)
+    out: npt.NDArray[np.float32] = (v / n if n else v).astype(np.float32)
+    return out
+
+
+@dataclass(frozen=True)
+class Match:
+    key: str
+    screen_score: float
+    comparison: Comparison
+    adjusted_log10_p: float  # the comparison's p-value times the registry size (capped at 1)
+    significant: bool  # related by exact evidence, or adjusted p below alpha
+
+
+class FingerprintIndex:
+    """Registered fingerprints, screened together. Not thread-safe for concurrent ``add``."""
+
+    def __init__(self) -> None:
+        self._keys: list[str] = []
+        self._fps: list[Fingerprint] = []
+        self._digests: dict[bytes, set[int]] = {}
+        self._rows: list[npt.NDArray[np.float32]] = []
+        self._cols: list[npt.NDArray[np.float32]] = []
+        self._owner: list[int] = []
+        self._stacked: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.intp]] | None = None
+
+    def __len__(self) -> int:
+        return len(self._fps)
+
+    def add(self, key: str, fp: Fingerprint) -> None:
+        i = len(self._fps)
+        self._keys.append(key)
+        self._fps.append(fp)
+        for e in fp.entries:
+            if e.sketch is None:
+                continue
+            self._digests.setdefault(e.digest, set()).add(i)
+            self._rows.append(signature(e.sketch[0].features))
+            self._cols.append(signature(e.sketch[1].features))
+            self._owner.append(i)
+        self._stacked = None
+
+    def _matrices(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.intp]]:
+        if self._stacked is None:
+            empty = np.zeros((0, SIG_DIM), np.float32)
+            self._stacked = (
+                np.stack(self._rows) if self._rows else empty,
+                np.stack(self._cols) if self._cols else empty,
+                np.array(self._owner, dtype=np.intp),
+            )
+        return self._stacked
+
+    def screen(self, suspect: Fingerprint) -> npt.NDArray[np.float64]:
+        """Per registered fingerprint, the best signature agreement of any tensor pair (either orientation)."""
+        rows, cols, owner = self._matrices()
+        scores = np.full(len(self._fps), -np.inf)
+        sk = [e.sketch for e in suspect.entries if e.sketch is not None]
+        if not sk or not len(owner):
+            return scores
+        r = np.stack([signature(s[0].features) for s in sk])
+        c = np.stack([signature(s[1].features) for s in sk])
+        same = (r @ rows.T + c @ cols.T) / 2
+        swapped = (r @ cols.T + c @ rows.T) / 2
+        best = np.maximum(same.max(axis=0), swapped.max(axis=0)).astype(np.float64)
+        np.maximum.at(scores, owner, best)
+        return scores
+
+    def match(self, suspect: Fingerprint, *, alpha: float = DEFAULT_ALPHA, top: int = 5) -> list[Match]:
+        """Matches of ``suspect``, most significant first. Requires 0 < alpha < 1, top >= 0."""
+        scores = self.screen(suspect)
+        chosen = set(np.argsort(-scores, kind="stable")[:top].tolist())
+        for e in suspect.entries:
+            if e.sketch is not None:
+                chosen |= self._digests.get(e.digest, set())
+        ln_n = math.log(max(1, len(self._fps)))
+        out = []
+        for i in sorted(chosen):
+            result = compare(suspect, self._fps[i], alpha=alpha)
+            adjusted = min(0.0, result.statistical_log10_p + ln_n / math.log(10))
+            significant = result.basis == "exact" or adjusted < math.log10(alpha)
+            out.append(Match(self._keys[i], float(scores[i]), result, adjusted, significant))
+        out.sort(key=lambda m: (not m.significant, m.comparison.basis != "exact", m.adjusted_log10_p))
+        return out
