@@ -61,7 +61,13 @@ def check_relpath(path: str) -> None:
         raise InvalidInputError(f"path is not valid UTF-8: {path!r}") from e
     if len(encoded) > MAX_PATH_BYTES:
         raise InvalidInputError(f"path longer than {MAX_PATH_BYTES} bytes: {path[:80]!r}...")
-    if "." in path and any(part in (".", "..") for part in path.split("/")):
+    if "." in path and (
+        path in (".", "..")
+        or path.startswith(("./", "../"))
+        or path.endswith(("/.", "/.."))
+        or "/./" in path
+        or "/../" in path
+    ):
         raise InvalidInputError(f"not a canonical relative path: {path!r}")
 
 
@@ -120,11 +126,15 @@ class FileEntry:
 
     def __post_init__(self) -> None:
         check_relpath(self.path)
-        if not 0 <= self.size <= MAX_SIZE:
+        if type(self.size) is not int or not 0 <= self.size <= MAX_SIZE:
             raise InvalidInputError(f"{self.path}: bad size {self.size}")
         _check_digest(self.blake3, self.path)
         for c in self.chunks:
             _check_digest(c, self.path)
+        if self.tensor_format or self.tensors:
+            self._check_tensors()
+
+    def _check_tensors(self) -> None:
         if self.tensor_format and (
             len(self.tensor_format) > MAX_FORMAT_NAME_BYTES or not _TOKEN.match(self.tensor_format)
         ):
@@ -183,11 +193,13 @@ class Manifest:
             if i and e.path <= prev:
                 raise InvalidInputError(f"entries not sorted and unique at {e.path!r}")
             prev = e.path
-            parts = e.path.split("/")
-            for k in range(1, len(parts)):
-                if "/".join(parts[:k]) in files:
-                    raise InvalidInputError(f"{e.path!r} lies under a non-directory entry")
-            files.add(e.path)
+            p = e.path
+            i = p.find("/")
+            while i != -1:
+                if p[:i] in files:
+                    raise InvalidInputError(f"{p!r} lies under a non-directory entry")
+                i = p.find("/", i + 1)
+            files.add(p)
             if isinstance(e, FileEntry):
                 n = chunk_count(e.size, self.chunk_size)
                 if len(e.chunks) != n:

@@ -23,6 +23,7 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from client.manifest.errors import WalkError
 from client.manifest.model import check_relpath
@@ -35,8 +36,7 @@ class WalkPolicy:
     allow_symlinks: bool = False
 
 
-@dataclass(frozen=True)
-class WalkItem:
+class WalkItem(NamedTuple):
     """One entry of the walk. ``abspath`` is where to read it; ``path`` is what the manifest records."""
 
     path: str
