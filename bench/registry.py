@@ -157,13 +157,14 @@ def ingest(quick: bool) -> None:
             parents = sorted({rng.choice(base_ids) for _ in range(rng.choice((1, 2)))})
             ps = tuple(ModelParent(p, ModelRelation.FINE_TUNE) for p in parents)
             subs.append(Submission(env.sign(Checkpoint("timed", "", i, digest, "safetensors", (), ps)).entry))
+        before = verify_ceiling()
         began = time.perf_counter()
         env.submit_all(subs)
         took = time.perf_counter() - began
-        ceiling = verify_ceiling()
+        ceiling = (before + verify_ceiling()) / 2
         print(f"ingest: {n:,} signed checkpoint records (signature, parents, signer, name checked) in {took:.2f} s "
               f"= {n / took:,.0f} records/s  [target >= 8,000]", flush=True)
-        print(f"  Ed25519 ceiling measured right after on 2 threads: {ceiling:,.0f} verifications/s; "
+        print(f"  Ed25519 ceiling, 2 threads verifying only, measured just before and after: {ceiling:,.0f}/s; "
               f"ingest is {n / took / ceiling:.0%} of it [target ~40%]", flush=True)
     finally:
         env.close()

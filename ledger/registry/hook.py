@@ -67,17 +67,26 @@ class Prepared:
 class _Writes:
     """Writes of one admit call, visible to its own later reads."""
 
-    __slots__ = ("get_base", "get_many", "local", "out")
+    __slots__ = ("get_base", "get_many", "local", "read", "out")
 
     def __init__(self, get: Get, get_many: GetMany | None) -> None:
         self.get_base = get
         self.get_many: GetMany = get_many or (lambda keys: [get(k) for k in keys])
         self.local: dict[bytes, bytes] = {}
+        self.read: dict[bytes, bytes | None] = {}
         self.out: list[tuple[bytes, bytes]] = []
+
+    def prefetch(self, keys: list[bytes]) -> None:
+        """Read ``keys`` in one go (before any write of this call), so later gets of them cost nothing."""
+        self.read.update(zip(keys, self.get_many(keys), strict=True))
 
     def get(self, key: bytes) -> bytes | None:
         v = self.local.get(key)
-        return v if v is not None else self.get_base(key)
+        if v is not None:
+            return v
+        if key in self.read:
+            return self.read[key]
+        return self.get_base(key)
 
     def put(self, key: bytes, value: bytes) -> None:
         self.local[key] = value
@@ -129,6 +138,7 @@ class RegistryHook:
         if isinstance(s, Identity):
             self._identity(w, s, rec.signer, index)
         else:
+            w.prefetch(_keys_to_read(s, rec.signer))
             self._check_signer(w, rec.signer)
             self._references(w, s, index)
             if isinstance(s, Dataset | Checkpoint):
@@ -234,7 +244,8 @@ class RegistryHook:
             w.post(K.ABOUT_POSTS + s.target, index)
 
     def _manifest(self, w: _Writes, digest: bytes, manifest: ManifestSummary | None, index: int) -> None:
-        if w.get(K.MANIFEST + digest) is None:
+        # The manifest's posting list exists exactly when the manifest is stored (same batch).
+        if w.get(K.MANIFEST_POSTS + digest) is None:
             if manifest is None:
                 raise ManifestMissingError(f"manifest {digest.hex()} was not sent with the record and is not stored")
             if manifest.digest != digest:
@@ -252,3 +263,25 @@ class RegistryHook:
                 else:
                     out.extend(postings.append(head, key, index))
         w.post(K.MANIFEST_POSTS + digest, index)
+
+
+def _keys_to_read(s: Dataset | Checkpoint | Attestation | Dispute, signer: bytes) -> list[bytes]:
+    """Every aux key admitting ``s`` reads, for one multi-read up front."""
+    keys = [K.KEY + signer, K.SIGNER_POSTS + signer]
+    for _, rid in s.references():
+        keys.append(K.RECORD + rid)
+    if isinstance(s, Dataset | Checkpoint):
+        keys += [K.CHILD_POSTS + p.id for p in s.parents]
+        if isinstance(s, Checkpoint):
+            keys += [K.CHILD_POSTS + d.id for d in s.datasets]
+            keys.append(K.version_key(s.KIND.value, s.model, s.version))
+        else:
+            keys.append(K.version_key(s.KIND.value, s.name, s.version))
+        keys.append(K.MANIFEST_POSTS + s.manifest)
+    elif isinstance(s, Attestation):
+        keys.append(K.ABOUT_POSTS + s.subject)
+        if s.claim.object_is_record:
+            keys.append(K.ABOUT_POSTS + s.object)
+    else:
+        keys.append(K.ABOUT_POSTS + s.target)
+    return list(dict.fromkeys(keys))
