@@ -1,0 +1,126 @@
+"""Backup and restore of a real data directory, and the log key's continuity and rotation.
+
+Backup is ``provenance backup`` (a RocksDB checkpoint of a stopped server's store);
+restore is starting ``provenance serve`` on the copy, then a full ``provenance audit``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from client import merkle
+from client.checkpoint import open_checkpoint
+from client.errors import SignatureError
+from client.note import Verifier
+from tests.servers import REPO, ServerProcess, running_server
+
+ORIGIN = "backup.example/log"
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "client.cli", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, **(env or {})})
+
+
+def _fill(srv: ServerProcess, n: int, tag: str) -> bytes:
+    with srv.client() as c:
+        for i in range(0, n, 50):
+            result = c.add_entries([f"{tag} {j}".encode() for j in range(i, min(n, i + 50))],
+                                   wait_for_checkpoint=True)
+        assert result.checkpoint is not None
+        return result.checkpoint
+
+
+def test_backup_then_restore_and_audit(tmp_path: Path) -> None:
+    data, copy = tmp_path / "data", tmp_path / "copy"
+    with running_server(data, ["--origin", ORIGIN]) as srv:
+        note = _fill(srv, 120, "entry")
+        with srv.client() as c:
+            entries = list(c.iter_entries(0, 120))
+        running = cli("backup", "--data", str(data), "--out", str(copy))
+        assert running.returncode != 0
+        assert "in use, probably by a running server" in running.stderr, running.stderr
+        assert not (copy / "log.rocksdb").exists()
+        assert srv.stop() == 0
+
+    done = cli("backup", "--data", str(data), "--out", str(copy))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["tree_size"] == 120 and report["signed_size"] == 120 and report["key_included"]
+    assert {"log.rocksdb", "origin", "log.pub", "log.key"} <= set(report["copied"])
+    assert (copy / "log.key").stat().st_mode & 0o077 == 0, "the copied key is private from its first byte"
+    assert (copy / "log.pub").read_text() == (data / "log.pub").read_text()
+
+    again = cli("backup", "--data", str(data), "--out", str(copy))
+    assert again.returncode != 0 and "not an empty directory" in again.stderr
+
+    log_key = (data / "log.pub").read_text().strip()
+    verifier = Verifier.from_text(log_key)
+    old = open_checkpoint(note, verifier, ORIGIN)
+    with running_server(copy) as restored:  # restore = serve the copy
+        with restored.client() as c:
+            assert list(c.iter_entries(0, 120)) == entries
+            now = open_checkpoint(c.checkpoint(), verifier, ORIGIN)
+            assert (now.size, now.root) == (old.size, old.root)
+            c.add_entries([b"after restore"], wait_for_checkpoint=True)
+        audit = cli("audit", "--server", restored.address, "--log-key", log_key,
+                    "--state", str(tmp_path / "audit.json"))
+        assert audit.returncode == 0, audit.stdout + audit.stderr
+        assert json.loads(audit.stdout)["tree_size"] == 121
+        assert restored.stop() == 0
+
+
+def test_backup_without_key_and_of_a_non_data_dir(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with running_server(data) as srv:
+        _fill(srv, 3, "x")
+        assert srv.stop() == 0
+    out = cli("backup", "--data", str(data), "--out", str(tmp_path / "nokey"), "--no-key")
+    assert out.returncode == 0, out.stderr
+    assert not (tmp_path / "nokey" / "log.key").exists() and json.loads(out.stdout)["key_included"] is False
+    bad = cli("backup", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "o"))
+    assert bad.returncode != 0 and "not a provenance data directory" in bad.stderr
+    inside = cli("backup", "--data", str(data), "--out", str(data / "sub"))
+    assert inside.returncode != 0 and "inside the data directory" in inside.stderr
+
+
+def test_lost_key_is_refused_and_rotation_keeps_old_checkpoints_verifiable(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with running_server(data, ["--origin", ORIGIN]) as srv:
+        old_note = _fill(srv, 10, "before")
+        assert srv.stop() == 0
+    old_key = (data / "log.pub").read_text().strip()
+    (data / "log.key").rename(tmp_path / "old.key")
+
+    srv = ServerProcess(data)
+    with pytest.raises(RuntimeError, match="signing key .* is missing; restore it from a backup, or pass --rotate-key"):
+        srv.start()
+    assert not (data / "log.key").exists(), "no new key is made behind the operator's back"
+
+    with running_server(data, ["--rotate-key"]) as srv:
+        with srv.client() as c:
+            new_key = c.log_info().verifier_key
+            assert new_key != old_key
+            new_note = _fill(srv, 5, "after")
+            old = open_checkpoint(old_note, Verifier.from_text(old_key), ORIGIN)  # still verifies with the old key
+            new = open_checkpoint(new_note, Verifier.from_text(new_key), ORIGIN)
+            with pytest.raises(SignatureError):
+                open_checkpoint(new_note, Verifier.from_text(old_key), ORIGIN)
+            # The handover is provable: the new key's tree extends the old key's tree.
+            proof = c.consistency_proof(old.size, new.size).hashes
+            merkle.verify_consistency(old.size, new.size, list(proof), old.root, new.root)
+        assert srv.stop() == 0
+    assert (data / "log-keys").read_text().split() == [old_key, new_key]
+
+    # Back to the old key without --rotate-key: refused (log.pub names the new one).
+    (data / "log.key").unlink()
+    (tmp_path / "old.key").rename(data / "log.key")
+    srv = ServerProcess(data)
+    with pytest.raises(RuntimeError, match="differs from .*log.pub"):
+        srv.start()
