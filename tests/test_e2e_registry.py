@@ -81,7 +81,7 @@ def test_story_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str
             f"        └── trained-on:pretraining: corpus 1 [{str(ds['id'])[:12]}]",
         ]
         shown = cli(capsys, "show", "base@100", *s)
-        assert "signed by 'lab-a'" in shown and "signature verified" in shown
+        assert "signed by 'lab-a'" in shown and "signature verified" in shown and "proved included" in shown
         manifest = json.loads(cli(capsys, "hash", str(tmp_path / "base"), "--json"))
         tensor = manifest["files"][0]["tensors"][0]["blake3"]
         found = json.loads(cli(capsys, "find", tensor, "--json", *s))

@@ -23,8 +23,10 @@ from client.trust import evidence_text
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser("show", help="show a record (REF: id, @INDEX or NAME@VERSION)")
+    p = subparsers.add_parser("show", help="show a record (REF: id, @INDEX or NAME@VERSION), proved in the log")
     p.add_argument("ref")
+    p.add_argument("--log-key", default=None, metavar="KEY|FILE", help="pin the log key (default: trust state)")
+    p.add_argument("--state", type=Path, default=None, metavar="FILE", help="trust state file")
     add_common(p)
     p.set_defaults(func=_show)
 
@@ -78,8 +80,14 @@ def _show(args: argparse.Namespace) -> int:
         r.signed.verify()
         signer = reg.identity(key=r.signed.record.signer)
         about = reg.about(r.id)
+    try:
+        size = _prove_included(args, r)
+    except InconsistencyError as err:
+        sys.stderr.write(evidence_text(err))
+        return 1
     if args.json:
         obj = _record_obj(r)
+        obj["included_in_tree_size"] = size
         obj["signer"] = {"name": signer.name, "status": signer.status}
         obj["about"] = [_record_obj(a) for a in about]
         print_json(obj)
@@ -88,9 +96,27 @@ def _show(args: argparse.Namespace) -> int:
     print(f"  {describe(r.signed.record.statement)}")
     print(f"  id {r.id.hex()}")
     print(f"  signed by {signer.name!r} (key {signer.status}); signature verified")
+    print(f"  proved included in the log's checkpoint of size {size} (consistent with the one trusted before)")
     for a in about:
         print(f"  claim at index {a.index}: {describe(a.signed.record.statement)}")
     return 0
+
+
+def _prove_included(args: argparse.Namespace, r: RemoteRecord) -> int:
+    """Trust the latest checkpoint (consistency-checked) and verify the record's inclusion in it."""
+    from client.checkpoint import open_checkpoint
+    from client.merkle import verify_inclusion
+    from client.note import Verifier
+    from client.remote import LedgerClient
+
+    with LedgerClient(args.server) as c:
+        note = c.checkpoint()
+        pinned = read_log_key(args.log_key) if args.log_key else None
+        key = trusted_key_and_advance(args.server, note, pinned, args.state)
+        cp = open_checkpoint(note, Verifier.from_text(key))
+        proof = c.inclusion_proof(index=r.index, tree_size=cp.size)
+    verify_inclusion(r.index, cp.size, r.id, list(proof.hashes), cp.root)
+    return cp.size
 
 
 def _lineage(args: argparse.Namespace) -> int:
