@@ -20,7 +20,6 @@ the state file. Everything it decides is decided here:
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -71,11 +70,13 @@ class AuditState:
             if not (isinstance(key, str) and type(size) is int and isinstance(root, str) and isinstance(note, str)):
                 raise TypeError("wrong field types")
             raw_root = base64.b64decode(root, validate=True)
-        except (KeyError, TypeError, binascii.Error) as err:
+            raw_note = note.encode("utf-8")
+        # ValueError: non-ASCII base64; UnicodeEncodeError: a lone surrogate from a JSON \u escape.
+        except (KeyError, TypeError, ValueError, UnicodeEncodeError) as err:
             raise FormatError(f"audit state for {origin!r} is malformed: {err}") from err
         if size < 0 or len(raw_root) != 32:
             raise FormatError(f"audit state for {origin!r} has a bad size or root")
-        return cls(origin, key, size, raw_root, note.encode("utf-8"))
+        return cls(origin, key, size, raw_root, raw_note)
 
 
 def parse_states(text: str) -> dict[str, AuditState]:

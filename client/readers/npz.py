@@ -5,6 +5,7 @@ Object arrays (which would need pickle) are refused. Each array is read only whe
 
 from __future__ import annotations
 
+import tokenize
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,9 @@ import numpy as np
 
 from client.readers.base import MAX_TENSORS, Tensor, fail
 
-_ERRORS = (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError)
+# numpy parses the .npy header with ast/tokenize (SyntaxError, TokenError) and allocates the
+# array the header claims before reading it (MemoryError).
+_ERRORS = (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, SyntaxError, tokenize.TokenError, MemoryError)
 
 
 class NpzReader:

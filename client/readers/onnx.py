@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from client.errors import FormatError
 from client.readers._protobuf import fields, packed_varints, signed64
 from client.readers.base import MAX_NDIM, MAX_TENSORS, Tensor, bf16_to_f32, fail
 
@@ -142,12 +143,19 @@ class OnnxReader:
         with open(self.path, "rb") as fh:
             if fh.seek(0, 2) == 0:
                 raise fail(self.path, "empty file")
+            failure: FormatError | None = None
             with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
                 buf = memoryview(mm)
                 try:
                     yield from self._tensors(buf)
+                except FormatError as err:
+                    # Re-raised after the map closes: the traceback's frames hold slices of the map,
+                    # which would make closing it fail with BufferError and hide this error.
+                    failure = FormatError(str(err))
                 finally:
                     buf.release()
+            if failure is not None:
+                raise failure
 
     def _tensors(self, buf: memoryview) -> Iterator[Tensor]:
         graph = None

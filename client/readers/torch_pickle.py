@@ -31,7 +31,7 @@ from typing import IO, Any
 import numpy as np
 import numpy.typing as npt
 
-from client.readers.base import MAX_NDIM, Tensor, bf16_to_f32, fail
+from client.readers.base import MAX_NDIM, Tensor, bf16_to_f32, fail, file_size
 
 MAX_PICKLE = 256 * 1024 * 1024  # bytes of object tree
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -250,8 +250,9 @@ def _next_pickle(f: IO[bytes], path: Path, what: str) -> bytes:
                 raise fail(path, f"{what} pickle larger than {MAX_PICKLE} bytes")
             if op.name == "STOP":
                 break
-    except (ValueError, EOFError, IndexError, struct.error, UnicodeDecodeError) as err:
-        raise fail(path, f"truncated or malformed {what} pickle ({err})") from err
+    except (ValueError, EOFError, IndexError, struct.error, UnicodeDecodeError, MemoryError, OverflowError) as err:
+        # MemoryError/OverflowError: an opcode claiming an absurd length (genops tries to read it all).
+        raise fail(path, f"truncated or malformed {what} pickle ({type(err).__name__}: {err})") from err
     end = f.tell()
     f.seek(start)
     return f.read(end - start)
@@ -287,6 +288,8 @@ class TorchLegacyReader:
                     raise fail(self.path, f"truncated before storage {key}")
                 (numel,) = struct.unpack("<Q" if little else ">Q", head)
                 nbytes = numel * types[key].itemsize
+                if nbytes > file_size(self.path):  # seek() itself fails on absurd offsets
+                    raise fail(self.path, f"truncated: storage {key} claims {numel} elements, past the end of the file")
                 where[key] = (f.tell(), nbytes)
                 f.seek(nbytes, io.SEEK_CUR)
             end = f.seek(0, io.SEEK_END)
