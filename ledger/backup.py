@@ -1,16 +1,22 @@
-"""``provenance backup``: a consistent copy of a data directory, checked before it is reported.
+"""Backups of a data directory: consistent copies, checked before they are reported.
 
 The store is copied with a RocksDB checkpoint (``rocksdict.Checkpoint``): the
 memtable is flushed and the live SST files are hard-linked (copied across file
 systems), so the copy holds a whole number of sequencer batches and opens like
-the original. The copy is made OFFLINE: the store is opened as its primary,
-which RocksDB refuses while a server holds it (a read-only or secondary
-instance would miss whatever the running server has not flushed yet). For an
-online copy take an atomic file-system snapshot instead (docs/operations.md);
-the log's synced write-ahead log makes one crash-consistent.
+the original. Two ways to take one:
 
-Restoring is starting ``provenance serve --data COPY``: the server checks the
-store against its signed checkpoint at open and refuses a store that is not.
+* :func:`backup` (``provenance backup``), OFFLINE: it opens the store as its
+  primary, which RocksDB refuses while a server holds it. (A read-only or
+  secondary instance could open it, but would miss what the server has not
+  flushed yet, so it is not used.)
+* :func:`online_backup`, inside a running server (``serve --backup-dir DIR``,
+  then SIGUSR1): the checkpoint is taken through the server's own handle while
+  the sequencer keeps committing.
+
+The signing key is copied only when asked (``--with-key``): it never changes, so
+it is backed up once, to a safer place than routine backups. Restoring is
+starting ``provenance serve --data COPY`` (with the key put back, or ``--key``):
+the server checks the store against its signed checkpoint at open.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ import base64
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rocksdict import Checkpoint, Options, Rdict
 
@@ -40,8 +47,8 @@ def _open_primary(store: Path) -> Rdict:
     except Exception as e:
         if "lock" in str(e).lower():
             raise UnavailableError(f"{store} is in use, probably by a running server: stop it (SIGTERM) and "
-                                   "run the backup again, or take a file-system snapshot (docs/operations.md)"
-                                   ) from None
+                                   "run the backup again, or send the server SIGUSR1 for an online backup into "
+                                   "its --backup-dir (docs/operations.md)") from None
         raise StorageError(f"cannot open {store} for the backup: {e}") from e
 
 
@@ -56,12 +63,12 @@ def _copy_private(src: Path, dst: Path) -> None:
         os.close(fd)
 
 
-def backup(data_dir: Path, out: Path, *, key_path: Path | None = None, include_key: bool = True) -> dict[str, Any]:
+def backup(data_dir: Path, out: Path, *, key_path: Path | None = None, include_key: bool = False) -> dict[str, Any]:
     """Copy the log in ``data_dir`` to the new directory ``out`` and check the copy opens.
 
     Copies the store (RocksDB checkpoint), ``origin``, ``log.pub``, ``log-keys`` and,
-    unless ``include_key`` is false, the signing key (mode 0600; from ``key_path`` if
-    the server uses ``--key``). Requires that no server runs on ``data_dir``
+    if ``include_key``, the signing key (mode 0600; from ``key_path`` if the server
+    uses ``--key``). Requires that no server runs on ``data_dir``
     (:class:`UnavailableError` otherwise) and that ``out`` does not exist or is empty.
     Returns a report: tree size and root of the copy's signed checkpoint, and what was copied.
     """
@@ -82,20 +89,56 @@ def backup(data_dir: Path, out: Path, *, key_path: Path | None = None, include_k
             raise StorageError(f"RocksDB checkpoint into {out / STORE_DIR} failed: {e}") from e
     finally:
         db.close()
-    copied = [STORE_DIR]
-    for name in (ORIGIN_FILE, PUBLIC_KEY_FILE, KEY_HISTORY_FILE):
-        if (data_dir / name).is_file():
-            shutil.copyfile(data_dir / name, out / name)
-            copied.append(name)
+    copied = [STORE_DIR, *_copy_side_files(data_dir, out)]
     key = key_path if key_path is not None else data_dir / KEY_FILE
     if include_key:
         if not key.is_file():
-            raise InvalidInputError(f"signing key {key} not found (give --key, or --no-key to leave it out)")
+            raise InvalidInputError(f"signing key {key} not found (give --key, or leave out --with-key)")
         _copy_private(key, out / KEY_FILE)
         copied.append(KEY_FILE)
     report = check_copy(out)
     report.update(out=str(out), copied=copied, key_included=include_key)
     _log.info("backup written", extra={"out": str(out), "tree_size": report["tree_size"]})
+    return report
+
+
+def _copy_side_files(data_dir: Path, out: Path) -> list[str]:
+    copied = []
+    for name in (ORIGIN_FILE, PUBLIC_KEY_FILE, KEY_HISTORY_FILE):
+        if (data_dir / name).is_file():
+            shutil.copyfile(data_dir / name, out / name)
+            copied.append(name)
+    return copied
+
+
+class Checkpointable(Protocol):
+    def checkpoint(self, path: Path) -> None: ...
+
+
+def online_backup(storage: Checkpointable, data_dir: Path, root: Path) -> dict[str, Any]:
+    """Back up a log that is being served into a new ``root/backup-<UTC time>`` directory.
+
+    The copy is built in ``<name>.partial`` and renamed when complete and checked, so a
+    directory without that suffix is always a whole backup. Blocking; run it off the event loop.
+    """
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    name = "backup-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    final = root / name
+    n = 1
+    while final.exists() or final.with_name(final.name + ".partial").exists():
+        n += 1
+        final = root / f"{name}-{n}"
+    partial = final.with_name(final.name + ".partial")
+    partial.mkdir(mode=0o700)
+    try:
+        storage.checkpoint(partial / STORE_DIR)
+        copied = [STORE_DIR, *_copy_side_files(data_dir, partial)]
+        report = check_copy(partial)
+        os.rename(partial, final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    report.update(out=str(final), copied=copied, key_included=False)
     return report
 
 

@@ -60,6 +60,7 @@ class ServerConfig:
     tls_cert: Path | None = None  # PEM certificate chain; with tls_key the server speaks only TLS
     tls_key: Path | None = None  # PEM private key, not readable by group/others
     client_ca: Path | None = None  # PEM CA bundle: clients must present a certificate it signed (mTLS)
+    backup_dir: Path | None = None  # SIGUSR1 writes an online backup under it (ledger/backup.py)
     # -- observability (ledger/metrics.py, ledger/logjson.py) --
     metrics_listen: str | None = None  # HOST:PORT of /metrics (Prometheus); None = no endpoint
     log_format: str = "text"  # "text" or "json" (one object per line)

@@ -113,8 +113,9 @@ def grpc_server_options(config: ServerConfig) -> list[tuple[str, int]]:
         ("grpc.http2.min_ping_interval_without_data_ms", _ms(config.min_client_ping_interval_seconds)),
         ("grpc.http2.max_ping_strikes", config.max_ping_strikes),
         ("grpc.keepalive_permit_without_calls", 0),
-        # The server's own pings need data in between (it never floods a client either).
-        ("grpc.http2.max_pings_without_data", 2),
+        # The server's own keepalive pings (one per keepalive_time) continue on a quiet stream, so a
+        # WatchCheckpoints reader that vanished is found; 0 = no cap on pings between data frames.
+        ("grpc.http2.max_pings_without_data", 0),
     ]
     if config.max_connection_idle_seconds > 0:
         opts.append(("grpc.max_connection_idle_ms", _ms(config.max_connection_idle_seconds)))

@@ -154,19 +154,32 @@ def run(config: ServerConfig) -> int:
     registry.attach(watched)
     try:
         return asyncio.run(_serve(watched, config, verifier_key, [registry_service(registry, log, verifier_key)],
-                                  metrics))
+                                  metrics, storage))
     finally:
         log.close(drain=True)
         registry.close()
 
 
 async def _serve(log: Any, config: ServerConfig, verifier_key: str, extra: Sequence[Any] = (),
-                 metrics: ServerMetrics | None = None) -> int:
+                 metrics: ServerMetrics | None = None, storage: Any = None) -> int:
     server = LedgerServer(log, config, verifier_key, extra, metrics=metrics)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    backups: set[asyncio.Task[None]] = set()
+    if config.backup_dir is not None and storage is not None:
+        backup_dir, store = config.backup_dir, storage
+
+        def on_usr1() -> None:
+            if backups:
+                _log.warning("online backup already running; SIGUSR1 ignored")
+                return
+            task = loop.create_task(_online_backup(store, config.data_dir, backup_dir))
+            backups.add(task)
+            task.add_done_callback(backups.discard)
+
+        loop.add_signal_handler(signal.SIGUSR1, on_usr1)
     port = await server.start()
     host = config.listen.rpartition(":")[0]
     _log.info("serving origin=%s listen=%s:%d data=%s", config.origin, host, port, config.data_dir,
@@ -177,8 +190,23 @@ async def _serve(log: Any, config: ServerConfig, verifier_key: str, extra: Seque
     await stop.wait()
     _log.info("draining: refusing new calls, finishing in-flight ones (up to %.0fs)", config.drain_seconds)
     await server.stop()
+    for task in list(backups):
+        await task  # the store must stay open until the checkpoint is written
     _log.info("stopped serving; closing the log")
     return 0
+
+
+async def _online_backup(storage: Any, data_dir: Path, root: Path) -> None:
+    from ledger.backup import online_backup
+
+    _log.info("online backup started", extra={"backup_dir": str(root)})
+    try:
+        report = await asyncio.to_thread(online_backup, storage, data_dir, root)
+    except Exception as err:
+        _log.error("online backup failed: %s", err, extra={"backup_dir": str(root)})
+        return
+    _log.info("online backup written", extra={"out": report["out"], "tree_size": report["tree_size"],
+                                               "signed_size": report["signed_size"]})
 
 
 def main(config: ServerConfig) -> int:

@@ -1,15 +1,20 @@
 """Backup and restore of a real data directory, and the log key's continuity and rotation.
 
-Backup is ``provenance backup`` (a RocksDB checkpoint of a stopped server's store);
-restore is starting ``provenance serve`` on the copy, then a full ``provenance audit``.
+Backup is ``provenance backup`` (a RocksDB checkpoint of a stopped server's store) or,
+online, SIGUSR1 to a server started with ``--backup-dir``; restore is starting
+``provenance serve`` on the copy, then a full ``provenance audit``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -49,7 +54,7 @@ def test_backup_then_restore_and_audit(tmp_path: Path) -> None:
         assert not (copy / "log.rocksdb").exists()
         assert srv.stop() == 0
 
-    done = cli("backup", "--data", str(data), "--out", str(copy))
+    done = cli("backup", "--data", str(data), "--out", str(copy), "--with-key")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["tree_size"] == 120 and report["signed_size"] == 120 and report["key_included"]
@@ -81,7 +86,7 @@ def test_backup_without_key_and_of_a_non_data_dir(tmp_path: Path) -> None:
     with running_server(data) as srv:
         _fill(srv, 3, "x")
         assert srv.stop() == 0
-    out = cli("backup", "--data", str(data), "--out", str(tmp_path / "nokey"), "--no-key")
+    out = cli("backup", "--data", str(data), "--out", str(tmp_path / "nokey"))  # the key only when asked
     assert out.returncode == 0, out.stderr
     assert not (tmp_path / "nokey" / "log.key").exists() and json.loads(out.stdout)["key_included"] is False
     bad = cli("backup", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "o"))
@@ -124,3 +129,43 @@ def test_lost_key_is_refused_and_rotation_keeps_old_checkpoints_verifiable(tmp_p
     srv = ServerProcess(data)
     with pytest.raises(RuntimeError, match="differs from .*log.pub"):
         srv.start()
+
+
+def test_online_backup_while_writing(tmp_path: Path) -> None:
+    """SIGUSR1 copies the live store while writers keep going; the copy restores to a prefix of the log."""
+    data, backups = tmp_path / "data", tmp_path / "backups"
+    with running_server(data, ["--origin", ORIGIN, "--backup-dir", str(backups)]) as srv:
+        _fill(srv, 100, "first")
+        stop = threading.Event()
+
+        def writer() -> None:
+            with srv.client() as c:
+                i = 0
+                while not stop.is_set():
+                    c.add_entries([f"during {i}".encode()])
+                    i += 1
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        try:
+            assert srv.proc is not None
+            srv.proc.send_signal(signal.SIGUSR1)
+            deadline = time.monotonic() + 20
+            while not [p for p in backups.glob("backup-*") if not p.name.endswith(".partial")]:
+                assert time.monotonic() < deadline, srv.log_text()
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            thread.join(20)
+        with srv.client() as c:
+            final_size = open_checkpoint(c.checkpoint(), Verifier.from_text(c.log_info().verifier_key)).size
+            everything = list(c.iter_entries(0, final_size))
+        assert srv.stop() == 0
+    (copy,) = [p for p in backups.iterdir() if not p.name.endswith(".partial")]
+    assert "online backup written" in srv.log_text()
+    assert not (copy / "log.key").exists(), "routine backups leave the key out"
+    shutil.copy2(data / "log.key", copy / "log.key")  # restore: the key comes from its own, safer backup
+    with running_server(copy) as restored, restored.client() as c:
+        size = open_checkpoint(c.checkpoint(), Verifier.from_text((data / "log.pub").read_text().strip())).size
+        assert 100 <= size <= final_size
+        assert list(c.iter_entries(0, size)) == everything[:size], "the copy is a prefix of the live log"

@@ -91,6 +91,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--drain-seconds", type=float, default=None, metavar="S")
     p.add_argument("--allowlist", type=Path, default=None, metavar="FILE",
                    help="registry: only these 'NAME ed25519:KEY' lines may register (default: open registration)")
+    p.add_argument("--backup-dir", type=Path, default=None, metavar="DIR",
+                   help="on SIGUSR1, write an online backup into DIR/backup-<time> (docs/operations.md)")
     p.add_argument("--rotate-key", action="store_true",
                    help="accept a signing key other than the one this log has used (docs/operations.md)")
     g = p.add_argument_group("limits and deadlines (docs/operations.md)")
@@ -128,10 +130,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     g.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), default=None)
     p.set_defaults(func=_serve)
 
-    p = subparsers.add_parser("backup", help="copy a stopped server's data dir (RocksDB checkpoint) and check it")
+    p = subparsers.add_parser("backup", help="copy a stopped server's data dir (RocksDB checkpoint) and check it "
+                              "(online: serve --backup-dir, then SIGUSR1)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="DIR", help="the data directory to copy")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="new directory for the copy")
-    p.add_argument("--no-key", action="store_true", help="leave the signing key out of the copy")
+    p.add_argument("--with-key", action="store_true", help="copy the signing key too (mode 600)")
     p.add_argument("--key", type=Path, default=None, metavar="FILE", help="signing key (default DATA/log.key)")
     p.set_defaults(func=_backup)
 
@@ -214,6 +217,7 @@ def _serve(args: argparse.Namespace) -> int:
             ("log_format", args.log_format),
             ("log_level", args.log_level),
             ("rotate_key", args.rotate_key or None),
+            ("backup_dir", args.backup_dir),
         )
         if value is not None
     }
@@ -224,7 +228,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _backup(args: argparse.Namespace) -> int:
     from ledger import backup
 
-    report = backup.backup(args.data, args.out, key_path=args.key, include_key=not args.no_key)
+    report = backup.backup(args.data, args.out, key_path=args.key, include_key=args.with_key)
     _print_json(report)
     return 0
 
