@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import os
 import random
 import shutil
 import tempfile
@@ -194,8 +195,6 @@ def digests(quick: bool) -> None:
 
 def _raw_put_rate(env: Env, n: int) -> float:
     """Keys/s of the storage layer alone: one synced commit of ``n`` new aux keys (no registry, no Python hook)."""
-    import os
-
     from ledger.storage import Batch
 
     head = env.storage.read_head()
@@ -207,13 +206,20 @@ def _raw_put_rate(env: Env, n: int) -> float:
     return n / (time.perf_counter() - began)
 
 
-def _latencies(fn: Callable[[bytes], Any], ids: list[bytes], rng: random.Random, queries: int) -> list[float]:
+def _latencies(
+    fn: Callable[[bytes], Any], ids: list[bytes], rng: random.Random, queries: int, cpu: list[float] | None = None
+) -> list[float]:
+    """Wall-clock ms per query; with ``cpu``, also this thread's CPU ms per query (GC included, time spent
+    descheduled by other processes excluded -- the machine is shared)."""
     out = []
     for _ in range(queries):
         rid = rng.choice(ids)
+        c = time.thread_time()
         t = time.perf_counter()
         fn(rid)
         out.append((time.perf_counter() - t) * 1e3)
+        if cpu is not None:
+            cpu.append((time.thread_time() - c) * 1e3)
     return out
 
 
@@ -235,12 +241,16 @@ def lineage(quick: bool) -> None:
         for label, fn in walks:
             cold = _latencies(fn, ids, rng, 2_000)  # first touches parse records (and fill the cache)
             gc.collect()
-            lat = _latencies(fn, ids, rng, 2_000)
+            cpu: list[float] = []
+            lat = _latencies(fn, ids, rng, 2_000, cpu)
             sizes = [len(fn(ids[i])[0]) for i in range(0, len(ids), max(1, len(ids) // 200))]
             print(f"lineage {label} depth 10 on {n:,} records: p50 {percentile(lat, 50):.2f} ms, "
                   f"p99 {percentile(lat, 99):.2f} ms, max {max(lat):.2f} ms (records per answer: median "
                   f"{percentile(sizes, 50):.0f}, p99 {percentile(sizes, 99):.0f}) [target p99 < 5 ms]; "
                   f"first pass (cold cache): p50 {percentile(cold, 50):.2f} ms, p99 {percentile(cold, 99):.2f} ms",
+                  flush=True)
+            print(f"  CPU time per query (this thread): p50 {percentile(cpu, 50):.2f} ms, "
+                  f"p99 {percentile(cpu, 99):.2f} ms; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
                   flush=True)
         print(f"  (graph built in {built:.1f} s, committed one batch of {BATCH} at a time)", flush=True)
     finally:
