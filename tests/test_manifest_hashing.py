@@ -221,3 +221,31 @@ def test_progress_counts_every_byte_and_file(tmp_path: Path) -> None:
 
     m = hash_path(str(root), HashConfig(chunk_size=CS, threads=1, mmap_threshold=4096), progress=progress)
     assert totals == [m.total_size, len(m.files)]
+
+
+def test_worker_processes_give_the_same_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from client.manifest import hashing
+
+    root = _tree(tmp_path / "t")
+    kit.dataset_folder(root / "data", files=300)
+    (root / "data" / "link").symlink_to("shard-00")
+    monkeypatch.setattr(hashing, "_PROCESS_AFTER", 5)
+    monkeypatch.setattr(hashing, "_PROCESS_BATCH", 7)
+    base = HashConfig(chunk_size=CS, threads=2, mmap_threshold=3000, inline_size=4000, allow_symlinks=True)
+    threads_only = hash_path(str(root), base)
+    from dataclasses import replace
+
+    from client.manifest import smallfiles
+
+    batches: list[int] = []
+    real_submit = smallfiles.WorkerPool.submit
+
+    def counting_submit(self: smallfiles.WorkerPool, cs: int, inline: int, paths: list[str | None]) -> object:
+        batches.append(len(paths))
+        return real_submit(self, cs, inline, paths)
+
+    monkeypatch.setattr(smallfiles.WorkerPool, "submit", counting_submit)
+    with_procs = hash_path(str(root), replace(base, processes=2))
+    assert with_procs == threads_only
+    assert sum(batches) > 250
+    assert any(f.tensors for f in with_procs.files)

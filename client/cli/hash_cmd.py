@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     config = HashConfig(
         chunk_size=chunk_size,
         threads=args.threads,
+        processes=args.threads if args.threads > 1 else 0,
         tensors=not args.no_tensors,
         allow_symlinks=args.allow_symlinks,
     )

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TYPE_CHECKING
 
 import blake3
 
@@ -52,10 +53,17 @@ from client.manifest.model import (
 from client.manifest.tensors import FormatRegistry, TensorRegion
 from client.manifest.walk import WalkItem, WalkPolicy, walk
 
+if TYPE_CHECKING:
+    from client.manifest import smallfiles
+
 log = logging.getLogger(__name__)
 
 #: Walk items per pool task: amortises the executor's per-task cost over many files.
 _BATCH = 8
+#: Small files hashed in thread mode before switching to worker processes (when enabled).
+_PROCESS_AFTER = 2048
+#: Walk items per worker-process task.
+_PROCESS_BATCH = 512
 #: Bytes per update of the whole-file stream in the mmap path (progress granularity).
 _STREAM_SLICE = 64 << 20
 
@@ -73,7 +81,9 @@ class HashConfig:
     max_pending: files in flight (bounds memory); inline_size: files up to this
     size are hashed by the walking thread itself (their cost is Python overhead
     under the GIL, which a hand-off to another thread only adds to); tensors:
-    parse known tensor formats; allow_symlinks: record symlinks as links.
+    parse known tensor formats; allow_symlinks: record symlinks as links;
+    processes: when > 1, once a tree has shown many small files, hash the
+    rest of its small files in that many worker processes (smallfiles.py).
     """
 
     chunk_size: int = DEFAULT_CHUNK_SIZE
@@ -82,6 +92,7 @@ class HashConfig:
     mmap_threshold: int = 8 << 20
     max_pending: int = 512
     inline_size: int = 64 << 10
+    processes: int = 0
     tensors: bool = True
     allow_symlinks: bool = False
 
@@ -91,6 +102,8 @@ class HashConfig:
             raise InvalidInputError(f"threads must be in [1, 1024], got {self.threads}")
         if not 1 <= self.read_size <= 1 << 30:
             raise InvalidInputError(f"read size must be in [1, 2**30], got {self.read_size}")
+        if not 0 <= self.processes <= 1024:
+            raise InvalidInputError(f"processes must be in [0, 1024], got {self.processes}")
         if self.mmap_threshold < 0 or self.max_pending < 1:
             raise InvalidInputError("mmap_threshold must be >= 0 and max_pending >= 1")
 
@@ -345,11 +358,22 @@ class Hasher:
     def entries(self, items: Iterator[WalkItem]) -> Iterator[Entry]:
         """Hash ``items`` in parallel; yield entries in the items' order, at most max_pending in flight.
 
-        A large file's worker works through its own jobs and enlists idle workers
-        as helpers (:class:`_JobSet`), so no worker ever blocks on a queued job.
+        Small files are hashed by the calling thread; larger ones go to the pool
+        in batches. A large file's worker works through its own jobs and enlists
+        idle workers as helpers (:class:`_JobSet`), so no worker ever blocks on a
+        queued job. With ``processes > 1``, after _PROCESS_AFTER small files the
+        rest of the walk is handed to worker processes (:mod:`smallfiles`).
         """
+        it = iter(items)
+        yield from self._thread_entries(it)
+        yield from self._process_entries(it)
+
+    def _thread_entries(self, items: Iterator[WalkItem]) -> Iterator[Entry]:
+        """Thread mode; returns early (leaving ``items`` unfinished) when switching to processes."""
         pending: deque[list[Entry] | Future[list[Entry]]] = deque()
         in_flight = 0
+        inlined = 0
+        switch = self.config.processes > 1
         batch: list[WalkItem] = []
         inline_size = self.config.inline_size
         for item in items:
@@ -362,6 +386,7 @@ class Hasher:
                     if st.st_size <= inline_size:
                         # Python-bound work: done here, one GIL holder, no task or thread hand-off.
                         ready = self._hash_open(item, fd, st)
+                        inlined += 1
                     else:
                         batch.append(item)
                 finally:
@@ -369,6 +394,8 @@ class Hasher:
             if ready is not None:
                 if not pending and not batch:
                     yield ready  # nothing queued ahead of it
+                    if switch and inlined >= _PROCESS_AFTER:
+                        return
                     continue
                 if batch:  # keep canonical order: earlier items go first
                     pending.append(self._pool.submit(self._batch, batch))
@@ -386,6 +413,43 @@ class Hasher:
             pending.append(self._pool.submit(self._batch, batch))
         while pending:
             yield from _take(pending.popleft())
+
+    def _process_entries(self, items: Iterator[WalkItem]) -> Iterator[Entry]:
+        first = next(items, None)
+        if first is None:
+            return
+        from client.manifest import smallfiles
+
+        cs, inline = self.config.chunk_size, self.config.inline_size
+        limit = max(2 * self.config.processes, self.config.max_pending // _PROCESS_BATCH)
+        pool = smallfiles.WorkerPool(self.config.processes)
+        pending: deque[tuple[Future[smallfiles.BatchResult], list[WalkItem]]] = deque()
+        try:
+            batch: list[WalkItem] = [first]
+            for item in items:
+                batch.append(item)
+                if len(batch) >= _PROCESS_BATCH:
+                    pending.append((pool.submit(cs, inline, _paths(batch)), batch))
+                    batch = []
+                    while pending and (len(pending) >= limit or pending[0][0].done()):
+                        yield from self._collect(*pending.popleft())
+            if batch:
+                pending.append((pool.submit(cs, inline, _paths(batch)), batch))
+            while pending:
+                yield from self._collect(*pending.popleft())
+        finally:
+            pool.close()
+
+    def _collect(self, future: Future[smallfiles.BatchResult], items: list[WalkItem]) -> Iterator[Entry]:
+        from client.manifest.smallfiles import Declined
+
+        check_tensors = self.config.tensors
+        for item, r in zip(items, future.result(), strict=True):
+            if isinstance(r, Declined) or (check_tensors and self.registry.detect(item.path, r.head) is not None):
+                yield self._entry(item)  # symlink, large, tensor format, or an error to raise here
+                continue
+            self.progress(r.size, 1)
+            yield FileEntry(item.path, r.size, r.blake3, r.chunks)
 
     def _batch(self, items: Sequence[WalkItem]) -> list[Entry]:
         return [self._entry(item) for item in items]
@@ -435,6 +499,10 @@ class _JobSet:
             if self._error is not None:
                 raise self._error
         return self._results
+
+
+def _paths(items: Sequence[WalkItem]) -> list[str | None]:
+    return [None if i.is_symlink else i.abspath for i in items]
 
 
 def _ready(p: list[Entry] | Future[list[Entry]]) -> bool:
