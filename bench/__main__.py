@@ -12,7 +12,7 @@ import sys
 
 from bench.machine import describe
 
-BENCHMARKS: tuple[str, ...] = ("log", "registry")
+BENCHMARKS: tuple[str, ...] = ("log", "hash", "registry", "compare")
 
 
 def main(argv: list[str] | None = None) -> int:
