@@ -15,7 +15,7 @@ from client.cli._registry_common import (
     resolve_ref,
     trusted_key_and_advance,
 )
-from client.errors import InconsistencyError, VerificationError
+from client.errors import InconsistencyError, InvalidInputError, VerificationError
 from client.records.jsonform import describe, record_json, short
 from client.records.model import Checkpoint, Dataset
 from client.registry_client import RegistryClient, RemoteRecord
@@ -205,7 +205,10 @@ def _verify(args: argparse.Namespace) -> int:
     from client.bundle.tlog_proof import HEADER
 
     key = read_log_key(args.log_key)
-    data = args.bundle.read_bytes()
+    try:
+        data = args.bundle.read_bytes()
+    except OSError as err:
+        raise InvalidInputError(f"cannot read {args.bundle}: {err}") from err
     check = verify_tlog_proof if data.startswith(HEADER.encode() + b"\n") else verify_bundle
     try:
         report = check(data, key)
