@@ -181,16 +181,14 @@ class ServerMetrics:
         short = service.rsplit(".", 1)[-1]
         return CallMetrics(self._rpc.child(short, method), self._rpc_errors, short, method)
 
-    def rpc_histogram(self, service: str, method: str) -> FastHistogram:
-        return self._rpc.child(service.rsplit(".", 1)[-1], method)
-
     # -- the log ------------------------------------------------------------------------------------
 
-    def watch_log(self, size: int, add_listener: Callable[[Callable[[Any], None]], Callable[[], None]]) -> None:
-        """Start from tree ``size`` and follow each new signed checkpoint (called on the sequencer thread)."""
+    def watch_log(self, size: int,
+                  add_listener: Callable[[Callable[[Any], None]], Callable[[], None]]) -> Callable[[], None]:
+        """Start from tree ``size`` and follow each new signed checkpoint; returns the unsubscribe function."""
         self._size = size
         self.tree_size.set(size)
-        add_listener(self.on_checkpoint)
+        return add_listener(self.on_checkpoint)
 
     def on_checkpoint(self, signed: Any) -> None:
         size = int(signed.checkpoint.size)

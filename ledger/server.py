@@ -419,15 +419,16 @@ class LedgerServer:
         so that the registry's writes are watched too); otherwise a fresh watch counts this server's writes.
         """
         watched: object = log
+        self._unsubscribe: list[Callable[[], None]] = []
         if isinstance(watched, WatchedLog):
             log, self._watch = watched.inner, watched.watch
         else:
             self._watch = ProgressWatch()
-            log.add_listener(self._watch.progressed)
+            self._unsubscribe.append(log.add_listener(self._watch.progressed))
         self._log = log
         self._config = config
         self.metrics = metrics if metrics is not None else ServerMetrics()
-        self.metrics.watch_log(log.size, log.add_listener)
+        self._unsubscribe.append(self.metrics.watch_log(log.size, log.add_listener))
         self.metrics.writes_in_flight.set_function(lambda: self._watch.outstanding)
         self.limit: PeerRateLimit | None = None
         if config.rate_limit_per_second > 0:
@@ -532,6 +533,9 @@ class LedgerServer:
         if self._metrics_endpoint is not None:
             self._metrics_endpoint.close()
             self._metrics_endpoint = None
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
 
     async def wait_for_termination(self) -> None:
         await self._server.wait_for_termination()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -20,8 +20,10 @@ from ledger.server import LedgerServer
 
 
 @contextmanager
-def serving(log: Any, verifier_key: str, **config: Any) -> Iterator[tuple[str, LedgerServer]]:
-    """Serve ``log`` on a free 127.0.0.1 port; yields ``(address, server)``; drains on exit."""
+def serving(
+    log: Any, verifier_key: str, extra: Sequence[Any] = (), **config: Any
+) -> Iterator[tuple[str, LedgerServer]]:
+    """Serve ``log`` (and ``extra`` services) on a free 127.0.0.1 port; yields ``(address, server)``."""
     config.setdefault("listen", "127.0.0.1:0")
     cfg = ServerConfig(**config)
     loop = asyncio.new_event_loop()
@@ -30,7 +32,7 @@ def serving(log: Any, verifier_key: str, **config: Any) -> Iterator[tuple[str, L
 
     async def main() -> None:
         try:
-            server = LedgerServer(log, cfg, verifier_key)
+            server = LedgerServer(log, cfg, verifier_key, extra)
             holder["server"] = server
             holder["port"] = await server.start()
         except BaseException as err:

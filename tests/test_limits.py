@@ -244,3 +244,42 @@ def test_ping_flood_gets_goaway() -> None:
             assert time.monotonic() - began < 8
         with LedgerClient(address, timeout=5) as c:
             c.checkpoint()
+
+
+class EchoService:
+    """A second service registered next to the log, the way the registry is."""
+
+    name = "test.Echo"
+
+    def generic_handler(self) -> grpc.GenericRpcHandler:
+        async def ping(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:  # type: ignore[type-arg]
+            if raw == b"fail":
+                await context.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
+            return raw
+
+        return grpc.method_handlers_generic_handler("test.Echo", {"Ping": grpc.unary_unary_rpc_method_handler(ping)})
+
+    def start_draining(self) -> None:
+        pass
+
+
+def test_services_next_to_the_log_are_limited_and_measured_too() -> None:
+    log = FakeLog()
+    with serving(log, log.signer.verifier().text(), extra=[EchoService()], origin=log.origin,
+                 rate_limit_per_second=1.0, rate_limit_burst=3) as (address, server):
+        with grpc.insecure_channel(address) as channel:
+            ping = channel.unary_unary("/test.Echo/Ping")
+            assert ping(b"hello", timeout=5) == b"hello"
+            with pytest.raises(grpc.RpcError) as info:
+                ping(b"fail", timeout=5)
+            assert info.value.code() == grpc.StatusCode.NOT_FOUND
+            with pytest.raises(grpc.RpcError) as info:
+                for _ in range(5):
+                    ping(b"again", timeout=5)
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "rate limit" in (info.value.details() or "")
+        registry = server.metrics.registry
+        labels = {"service": "Echo", "method": "Ping"}
+        assert registry.get_sample_value("provenance_rpc_duration_seconds_count", labels) >= 3
+        assert registry.get_sample_value("provenance_rpc_errors_total", {**labels, "code": "NOT_FOUND"}) == 1
+        assert registry.get_sample_value("provenance_rpc_errors_total", {**labels, "code": "RESOURCE_EXHAUSTED"}) == 1

@@ -242,6 +242,13 @@ def test_serve_and_cli_over_mtls(pki: Pki, tmp_path: Path) -> None:
             assert time.monotonic() < deadline, srv.log_text()
             assert srv.proc.poll() is None, srv.log_text()
             time.sleep(0.1)
+        with LedgerClient(srv.address, timeout=5, tls=tls) as c:  # the private key is never returned
+            info = c.log_info()
+            private = (srv.data_dir / "log.key").read_text().strip()
+            assert info.verifier_key == (srv.data_dir / "log.pub").read_text().strip()
+            assert "PRIVATE" not in info.verifier_key and private.rsplit("+", 1)[-1] not in repr(info)
+            assert b"PRIVATE" not in c.checkpoint()
+        assert (srv.data_dir / "log.key").stat().st_mode & 0o077 == 0
         base = [sys.executable, "-m", "client.cli"]
         tls_flags = ["--tls-ca", str(ca), "--tls-cert", str(ccert), "--tls-key", str(ckey)]
         out = subprocess.run([*base, "checkpoint", "--server", srv.address, *tls_flags],
@@ -253,6 +260,7 @@ def test_serve_and_cli_over_mtls(pki: Pki, tmp_path: Path) -> None:
         assert refused.returncode != 0
         assert srv.stop() == 0
         assert "mtls" in srv.log_text()
+        assert "PRIVATE" not in srv.log_text()
     finally:
         srv.kill()
 
