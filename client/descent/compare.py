@@ -23,11 +23,21 @@ from typing import Any
 
 from client.descent.fingerprint import Fingerprint, TensorEntry
 from client.descent.sketch import AxisSketch
-from client.descent.stats import AxisResult, agreement_log_p, axis_test, screen_score
+from client.descent.stats import (
+    MAX_MATCHED,
+    MIN_UNITS,
+    AxisResult,
+    Halves,
+    agreement_log_p,
+    halves,
+    halves_test,
+    screen_score,
+)
 
 DEFAULT_ALPHA = 0.01
 MIN_SIZE_RATIO = 0.5  # axes whose lengths differ more than this are not compared
-FULL_TEST_ALL_BELOW = 64  # with at most this many candidate pairs, every one gets the full test
+FULL_TEST_ALL_BELOW = 16  # with at most this many candidate pairs, every one gets the full test
+SCREEN_PASS = 3  # beyond that, pairs whose screen score reaches this get the full test too
 DIRECTION_NOTE = (
     "Weights alone cannot tell parent from child or from sibling (both derived from a common "
     "ancestor); the ledger's registration order and times speak to direction."
@@ -133,10 +143,26 @@ def _candidates(fa: Fingerprint, fb: Fingerprint) -> list[_Candidate]:
     return out
 
 
-def _select(cands: list[_Candidate]) -> list[_Candidate]:
+class _Prepared:
+    """Halves of each axis sketch, computed once per comparison."""
+
+    def __init__(self) -> None:
+        self._cache: dict[int, tuple[AxisSketch, Halves]] = {}
+
+    def __call__(self, axis: AxisSketch) -> Halves:
+        hit = self._cache.get(id(axis))
+        if hit is None:
+            hit = (axis, halves(axis.features))
+            self._cache[id(axis)] = hit
+        return hit[1]
+
+
+def _select(cands: list[_Candidate], prep: _Prepared) -> list[_Candidate]:
+    """Pairs that get the full test: all of them if few; else each tensor's best-screened partner
+    (on either side) and every pair whose screen passes SCREEN_PASS."""
     if len(cands) <= FULL_TEST_ALL_BELOW:
         return cands
-    scores = [sum(screen_score(x.features, y.features) for x, y in c.axes()) for c in cands]
+    scores = [sum(screen_score(prep(x), prep(y)) for x, y in c.axes()) for c in cands]
     best_a: dict[str, int] = {}
     best_b: dict[str, int] = {}
     for i, c in enumerate(cands):
@@ -144,25 +170,31 @@ def _select(cands: list[_Candidate]) -> list[_Candidate]:
             best_a[c.a.name] = i
         if c.b.name not in best_b or scores[i] > scores[best_b[c.b.name]]:
             best_b[c.b.name] = i
-    keep = sorted(set(best_a.values()) | set(best_b.values()))
-    return [cands[i] for i in keep]
+    keep = set(best_a.values()) | set(best_b.values()) | {i for i, sc in enumerate(scores) if sc >= SCREEN_PASS}
+    return [cands[i] for i in sorted(keep)]
 
 
-def _test(c: _Candidate) -> tuple[PairEvidence, float]:
-    """Full test of a candidate; returns its evidence and the best log-p it could have reached."""
+def _best_possible(c: _Candidate) -> float:
+    """Natural log of the smallest p-value the candidate's test could give (all units agreeing)."""
+    out = 0.0
+    for x, y in c.axes():
+        ma, mb = x.features.shape[0], y.features.shape[0]
+        if min(ma, mb) >= MIN_UNITS:
+            s = min(ma, mb, MAX_MATCHED)
+            out = min(out, agreement_log_p(s, s, mb))
+    return out + math.log(2)
+
+
+def _test(c: _Candidate, prep: _Prepared) -> PairEvidence:
     (xr, yr), (xc, yc) = c.axes()
-    rows = axis_test(xr.features, yr.features)
-    cols = axis_test(xc.features, yc.features)
+    rows = halves_test(prep(xr), prep(yr))
+    cols = halves_test(prep(xc), prep(yc))
     results = [r for r in (rows, cols) if r is not None]
-    ln_best_possible = min(
-        (agreement_log_p(r.matched, r.matched, r.candidates) for r in results), default=0.0
-    ) + math.log(max(1, len(results)))
     ln_p = min((r.log10_p * math.log(10) for r in results), default=0.0) + math.log(max(1, len(results)))
     ln_p = min(0.0, ln_p)
     how = "units matched (transposed)" if c.transposed else "units matched"
-    ev = PairEvidence(a=c.a.name, b=c.b.name, how=how, p_value=math.exp(ln_p), log10_p=ln_p / math.log(10),
-                      rows=rows, cols=cols)
-    return ev, ln_best_possible
+    return PairEvidence(a=c.a.name, b=c.b.name, how=how, p_value=math.exp(ln_p), log10_p=ln_p / math.log(10),
+                        rows=rows, cols=cols)
 
 
 def compare(fa: Fingerprint, fb: Fingerprint, *, alpha: float = DEFAULT_ALPHA, top: int = 5) -> Comparison:
@@ -176,20 +208,21 @@ def compare(fa: Fingerprint, fb: Fingerprint, *, alpha: float = DEFAULT_ALPHA, t
     ]
     exact.sort(key=lambda e: e.a)
     cands = _candidates(fa, fb)
-    tested = [_test(c) for c in _select(cands)]
+    prep = _Prepared()
+    tested = [_test(c, prep) for c in _select(cands, prep)]
     n = len(cands)
     ln_n = math.log(n) if n else 0.0
-    stat = sorted((ev for ev, _ in tested), key=lambda e: e.log10_p)
+    stat = sorted(tested, key=lambda e: e.log10_p)
     ln_min = stat[0].log10_p * math.log(10) if stat else 0.0
     ln_p = min(0.0, ln_min + ln_n)
-    ln_reachable = min((best for _, best in tested), default=0.0) + ln_n
+    ln_reachable = min((_best_possible(c) for c in cands), default=0.0) + ln_n
 
     identical = bool(fa.entries) and Counter(e.digest for e in fa.entries) == Counter(e.digest for e in fb.entries)
     if identical:
         verdict, basis = "identical", "exact"
     elif exact:
         verdict, basis = "related", "exact"
-    elif not tested or ln_reachable >= math.log(alpha):
+    elif not cands or ln_reachable >= math.log(alpha):
         verdict, basis = "inconclusive", "none"
     elif ln_p < math.log(alpha):
         verdict, basis = "related", "statistical"

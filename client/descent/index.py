@@ -19,6 +19,7 @@ needs them in memory.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,11 +57,17 @@ class Match:
 
 
 class FingerprintIndex:
-    """Registered fingerprints, screened together. Not thread-safe for concurrent ``add``."""
+    """Registered fingerprints, screened together. Not thread-safe for concurrent ``add``.
 
-    def __init__(self) -> None:
+    With ``load`` (key -> Fingerprint, e.g. read from the ledger's storage), only digests and
+    signatures stay in memory (about 1 KB per sketched tensor) and the few fingerprints that
+    reach the full test are loaded on demand; without it, fingerprints are kept in memory.
+    """
+
+    def __init__(self, load: Callable[[str], Fingerprint] | None = None) -> None:
+        self._load = load
         self._keys: list[str] = []
-        self._fps: list[Fingerprint] = []
+        self._fps: list[Fingerprint | None] = []
         self._digests: dict[bytes, set[int]] = {}
         self._rows: list[npt.NDArray[np.float32]] = []
         self._cols: list[npt.NDArray[np.float32]] = []
@@ -73,7 +80,7 @@ class FingerprintIndex:
     def add(self, key: str, fp: Fingerprint) -> None:
         i = len(self._fps)
         self._keys.append(key)
-        self._fps.append(fp)
+        self._fps.append(None if self._load else fp)
         for e in fp.entries:
             if e.sketch is None:
                 continue
@@ -118,7 +125,11 @@ class FingerprintIndex:
         ln_n = math.log(max(1, len(self._fps)))
         out = []
         for i in sorted(chosen):
-            result = compare(suspect, self._fps[i], alpha=alpha)
+            held = self._fps[i]
+            if held is None:
+                assert self._load is not None
+                held = self._load(self._keys[i])
+            result = compare(suspect, held, alpha=alpha)
             adjusted = min(0.0, result.statistical_log10_p + ln_n / math.log(10))
             significant = result.basis == "exact" or adjusted < math.log10(alpha)
             out.append(Match(self._keys[i], float(scores[i]), result, adjusted, significant))

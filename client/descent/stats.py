@@ -58,8 +58,20 @@ def _unit_rows(x: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64]:
     return out
 
 
-def _halves(f: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Odd- and even-frequency halves, the even half residualised on the odd one across units.
+@dataclass(frozen=True)
+class Halves:
+    """The two unit-normalised feature halves of one axis, ready for matching."""
+
+    odd: npt.NDArray[np.float64]
+    even: npt.NDArray[np.float64]
+
+    @property
+    def units(self) -> int:
+        return int(self.odd.shape[0])
+
+
+def halves(f: npt.NDArray[np.float32]) -> Halves:
+    """Odd- and even-indexed features, the even half residualised on the odd one across units.
 
     Trained weights can have low-rank structure that makes the two halves of a unit's
     features linearly dependent; removing the linear prediction of one half from the other
@@ -69,9 +81,9 @@ def _halves(f: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float64], npt.ND
     odd = f[:, 0::2].astype(np.float64)
     even = f[:, 1::2].astype(np.float64)
     design = np.hstack([odd, np.ones((odd.shape[0], 1))])
-    coef, *_ = np.linalg.lstsq(design, even, rcond=None)
-    resid = even - design @ coef
-    return _unit_rows(odd), _unit_rows(resid)
+    gram = design.T @ design + 1e-9 * np.eye(design.shape[1])
+    coef = np.linalg.solve(gram, design.T @ even)
+    return Halves(_unit_rows(odd), _unit_rows(even - design @ coef))
 
 
 def _match(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
@@ -94,17 +106,20 @@ def chosen_units(m: int, limit: int) -> npt.NDArray[np.intp]:
 def axis_test(fa: npt.NDArray[np.float32], fb: npt.NDArray[np.float32]) -> AxisResult | None:
     """Test one axis of A against one axis of B; None if either side has too few units.
 
-    ``fa`` (mA x F) and ``fb`` (mB x F) are sketch features (F even). At most
-    ``min(MAX_MATCHED, mB)`` units of A take part, chosen by :func:`chosen_units`.
+    ``fa`` (mA x F) and ``fb`` (mB x F) are sketch features (F >= 2).
     """
-    ma, mb = fa.shape[0], fb.shape[0]
+    return halves_test(halves(fa), halves(fb))
+
+
+def halves_test(a: Halves, b: Halves) -> AxisResult | None:
+    """:func:`axis_test` on prepared halves. At most ``min(MAX_MATCHED, mB)`` units of A take
+    part, chosen by :func:`chosen_units`."""
+    ma, mb = a.units, b.units
     if ma < MIN_UNITS or mb < MIN_UNITS:
         return None
     sel = chosen_units(ma, min(MAX_MATCHED, mb))
-    a1, a2 = _halves(fa)
-    b1, b2 = _halves(fb)
-    pi1 = _match(a1[sel], b1)
-    pi2 = _match(a2[sel], b2)
+    pi1 = _match(a.odd[sel], b.odd)
+    pi2 = _match(a.even[sel], b.even)
     k = int(np.count_nonzero(pi1 == pi2))
     log_p = agreement_log_p(k, len(sel), mb)
     return AxisResult(
@@ -112,17 +127,15 @@ def axis_test(fa: npt.NDArray[np.float32], fb: npt.NDArray[np.float32]) -> AxisR
     )
 
 
-def screen_score(fa: npt.NDArray[np.float32], fb: npt.NDArray[np.float32], units: int = 64) -> int:
+def screen_score(a: Halves, b: Halves, units: int = 64) -> int:
     """Cheap pre-screen: agreements of nearest-neighbour (not one-to-one) matchings on a few units.
 
     Only used to choose which pairs get the full test; the final p-value is corrected for
     every candidate pair, screened or not, so the screen cannot inflate significance.
     """
-    if fa.shape[0] < MIN_UNITS or fb.shape[0] < MIN_UNITS:
+    if a.units < MIN_UNITS or b.units < MIN_UNITS:
         return 0
-    sel = chosen_units(fa.shape[0], units)
-    a1, a2 = _halves(fa)
-    b1, b2 = _halves(fb)
-    n1 = np.argmax(a1[sel] @ b1.T, axis=1)
-    n2 = np.argmax(a2[sel] @ b2.T, axis=1)
+    sel = chosen_units(a.units, units)
+    n1 = np.argmax(a.odd[sel] @ b.odd.T, axis=1)
+    n2 = np.argmax(a.even[sel] @ b.even.T, axis=1)
     return int(np.count_nonzero(n1 == n2))

@@ -1,0 +1,132 @@
+"""Descent benchmark: compare two 1 GiB fp32 models, fingerprint size, match against 10,000.
+
+Model A: 16 float32 matrices of 4096 x 4096 (1 GiB) in one safetensors file. Model B: A with
+every matrix's rows and columns permuted and 1% noise added, written as another file. Each
+comparison runs ``provenance compare A B --json`` in a fresh process so its peak RSS is its own.
+The registry holds A's fingerprint among 9,999 synthetic ones (random unit features of the same
+shapes, as independent models would give); the suspect is B's fingerprint. ``--quick`` uses
+64 MiB models and 1,000 registered fingerprints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from client.descent.fingerprint import Fingerprint, TensorEntry
+from client.descent.index import FingerprintIndex
+from client.descent.sketch import FREQS, MAX_UNITS, AxisSketch
+
+RUNS = 3
+
+
+def _tensors(seed: int, n: int, dim: int, derived: bool) -> Iterator[tuple[str, np.ndarray]]:
+    for i in range(n):
+        r = np.random.default_rng([seed, i])
+        w = (r.standard_normal((dim, dim), dtype=np.float32) / np.float32(np.sqrt(dim)))
+        if derived:
+            d = np.random.default_rng([seed, i, 1])
+            w += np.float32(0.01) * w.std() * d.standard_normal((dim, dim), dtype=np.float32)
+            w = w[d.permutation(dim)][:, d.permutation(dim)]
+            yield f"renamed.{i}", np.ascontiguousarray(w)
+        else:
+            yield f"layers.{i}.weight", w
+
+
+def _write(path: Path, seed: int, n: int, dim: int, derived: bool) -> None:
+    """Stream a safetensors file of n dim x dim float32 tensors, one tensor in memory at a time."""
+    names = [f"renamed.{i}" if derived else f"layers.{i}.weight" for i in range(n)]
+    size = dim * dim * 4
+    header = {nm: {"dtype": "F32", "shape": [dim, dim], "data_offsets": [i * size, (i + 1) * size]}
+              for i, nm in enumerate(names)}
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)) + raw)
+        for _name, w in _tensors(seed, n, dim, derived):
+            f.write(w.tobytes())
+
+
+def _compare_once(a: Path, b: Path) -> tuple[float, float, str]:
+    code = (
+        "import json, resource, sys, time\n"
+        "from client.cli import main\n"
+        "t = time.perf_counter()\n"
+        "main(['compare', sys.argv[1], sys.argv[2], '--json'])\n"
+        "print(json.dumps({'s': time.perf_counter() - t,"
+        " 'rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(a), str(b)], check=True, capture_output=True, text=True)
+    lines = out.stdout.strip().splitlines()
+    verdict = json.loads(lines[0])["verdict"]
+    figures = json.loads(lines[-1])
+    return figures["s"], figures["rss"], verdict
+
+
+def _synthetic(key: str, shapes: list[tuple[int, int]]) -> Fingerprint:
+    r = np.random.default_rng(abs(hash(key)) % (1 << 32))
+    entries = []
+    for i, (m, n) in enumerate(shapes):
+        def axis(length: int) -> AxisSketch:
+            k = min(length, MAX_UNITS)
+            return AxisSketch(length, r.standard_normal((k, FREQS)).astype(np.float16).astype(np.float32))
+        entries.append(TensorEntry(f"t{i:03d}", "float32", (m, n), r.bytes(32), (axis(m), axis(n))))
+    return Fingerprint(tuple(entries))
+
+
+def run(quick: bool) -> None:
+    n, dim = (4, 2048) if quick else (16, 4096)
+    registry = 1_000 if quick else 10_000
+    with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
+        a, b = Path(tmp) / "a.safetensors", Path(tmp) / "b.safetensors"
+        t = time.perf_counter()
+        _write(a, 1, n, dim, derived=False)
+        _write(b, 1, n, dim, derived=True)
+        gib = a.stat().st_size / 2**30
+        print(f"models: 2 x {n} float32 matrices {dim}x{dim} ({gib:.2f} GiB each, B = A permuted + 1% noise); "
+              f"written in {time.perf_counter() - t:.1f} s", flush=True)
+        runs = [_compare_once(a, b) for _ in range(RUNS)]
+        secs = [r[0] for r in runs]
+        rss = [r[1] for r in runs]
+        print(f"compare A B: median {statistics.median(secs):.1f} s (runs {', '.join(f'{s:.1f}' for s in secs)}), "
+              f"peak RSS median {statistics.median(rss):.0f} MiB (max {max(rss):.0f}), verdict {runs[0][2]}", flush=True)
+
+        from client.cli.compare_cmd import load_fingerprint
+
+        fa: Fingerprint = load_fingerprint(a)
+        fb: Fingerprint = load_fingerprint(b)
+        size = len(fa.encode())
+        print(f"fingerprint: {size / 2**20:.2f} MiB for {a.stat().st_size / 2**30:.2f} GiB of weights "
+              f"({size / a.stat().st_size:.3%}); digest {fa.digest()[:28]}...", flush=True)
+
+    t = time.perf_counter()
+    shapes = [(dim, dim)] * n
+    index = FingerprintIndex(load=lambda key: fa if key == "ancestor" else _synthetic(key, shapes))
+    planted = registry // 2
+    for i in range(registry):
+        index.add("ancestor" if i == planted else f"reg-{i}", fa if i == planted else _synthetic(f"reg-{i}", shapes))
+    print(f"registry: {registry} fingerprints of {n} sketched {dim}x{dim} tensors indexed in "
+          f"{time.perf_counter() - t:.1f} s; process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB",
+          flush=True)
+    times = []
+    for _ in range(RUNS):
+        t = time.perf_counter()
+        matches = index.match(fb)
+        times.append(time.perf_counter() - t)
+    best = matches[0]
+    print(f"match suspect against {registry}: median {statistics.median(times):.2f} s "
+          f"(runs {', '.join(f'{s:.2f}' for s in times)}); best {best.key} significant={best.significant} "
+          f"adjusted log10 p {best.adjusted_log10_p:.0f}; others significant: "
+          f"{sum(m.significant for m in matches[1:])} of {len(matches) - 1}", flush=True)
+    os.environ.pop("_BENCH", None)
