@@ -122,6 +122,9 @@ def test_lost_key_is_refused_and_rotation_keeps_old_checkpoints_verifiable(tmp_p
             merkle.verify_consistency(old.size, new.size, list(proof), old.root, new.root)
         assert srv.stop() == 0
     assert (data / "log-keys").read_text().split() == [old_key, new_key]
+    history = cli("log-key", "--data", str(data), "--all")
+    assert history.returncode == 0 and history.stdout.split() == [old_key, new_key]
+    assert cli("log-key", "--data", str(data)).stdout.strip() == new_key
 
     # Back to the old key without --rotate-key: refused (log.pub names the new one).
     (data / "log.key").unlink()

@@ -22,6 +22,7 @@ from client.errors import InvalidInputError, VerificationError
 DEFAULT_SERVER = "127.0.0.1:50051"
 DEFAULT_DATA = Path("provenance-data")
 PUBLIC_KEY_FILE = "log.pub"
+KEY_HISTORY_FILE = "log-keys"
 STATE_FILE = "audit-state.json"
 APPEND_BATCH_BYTES = 16 << 20  # bytes of entries per AddEntries call (the server takes 64 MiB)
 
@@ -146,6 +147,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     g = p.add_mutually_exclusive_group()
     g.add_argument("--server", default=None, metavar="HOST:PORT")
     g.add_argument("--data", type=Path, default=None, metavar="DIR")
+    p.add_argument("--all", action="store_true",
+                   help="with --data: every key the log has signed with, oldest first (DATA/log-keys)")
     add_tls_args(p)
     p.set_defaults(func=_log_key)
 
@@ -251,8 +254,11 @@ def _checkpoint(args: argparse.Namespace) -> int:
 
 
 def _log_key(args: argparse.Namespace) -> int:
+    if args.all and args.data is None:
+        raise InvalidInputError("--all reads the key history of a data dir: give --data")
     if args.data is not None:
-        sys.stdout.write(_local_key(args.data) + "\n")
+        keys = _key_history(args.data) if args.all else [_local_key(args.data)]
+        sys.stdout.write("".join(k + "\n" for k in keys))
         return 0
     if args.server is None:
         args.server = DEFAULT_SERVER
@@ -271,6 +277,16 @@ def _local_key(data: Path) -> str:
     except FileNotFoundError:
         raise InvalidInputError(f"{path} does not exist; start `provenance serve --data {data}` once") from None
     return Verifier.from_text(text).text()
+
+
+def _key_history(data: Path) -> list[str]:
+    """Every verifier key in ``DATA/log-keys`` (kept by ``serve``; see docs/operations.md, key rotation)."""
+    from client.note import Verifier
+
+    path = data / KEY_HISTORY_FILE
+    if not path.exists():
+        return [_local_key(data)]  # a log from before the history was kept: its one key
+    return [Verifier.from_text(line).text() for line in path.read_text(encoding="utf-8").split()]
 
 
 def _entries(args: argparse.Namespace) -> int:
