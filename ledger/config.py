@@ -49,7 +49,7 @@ class ServerConfig:
     keepalive_time_seconds: float = 120.0  # server pings a connection with open calls this often
     keepalive_timeout_seconds: float = 20.0  # ... and closes it if the ping is not answered in time
     min_client_ping_interval_seconds: float = 10.0  # faster client pings earn a strike
-    max_ping_strikes: int = 2  # strikes before GOAWAY "too_many_pings"
+    max_ping_strikes: int = 2  # strikes before GOAWAY "too_many_pings"; 0 = unlimited (gRPC's meaning)
     max_connection_idle_seconds: float = 900.0  # close connections without calls after this; 0 = never
     max_connection_age_seconds: float = 0.0  # GOAWAY every connection after this (load balancing); 0 = never
     max_connection_age_grace_seconds: float = 30.0  # in-flight calls may finish this long after that GOAWAY

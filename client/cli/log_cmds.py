@@ -110,7 +110,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     g.add_argument("--min-ping-interval", type=float, default=None, metavar="S",
                    help="client pings faster than this are strikes (default 10)")
     g.add_argument("--max-ping-strikes", type=_size_arg, default=None, metavar="N",
-                   help="strikes before GOAWAY too_many_pings (default 2)")
+                   help="strikes before GOAWAY too_many_pings (default 2; 0 = unlimited)")
     g.add_argument("--max-connection-idle", type=float, default=None, metavar="S",
                    help="close idle connections after S seconds (default 900; 0 = never)")
     g.add_argument("--max-connection-age", type=float, default=None, metavar="S",
