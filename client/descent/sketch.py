@@ -130,12 +130,14 @@ def _coordinates(keys: npt.NDArray[np.float64]) -> F32:
     for k in range(KEYS):
         he = hermevander(z[:, k], DEGREE)
         basis += [he[:, d] / math.sqrt(math.factorial(d)) for d in range(1, DEGREE + 1)]
-    q, r = np.linalg.qr(np.stack(basis, axis=1))
-    # Unique QR (positive diagonal of R): then permuting the columns of W permutes the rows of
-    # q and nothing else, whatever order the factorisation saw them in.
-    signs = np.sign(np.diag(r))
-    signs[signs == 0] = 1.0
-    out: F32 = (q * signs).astype(np.float32)
+    phi = np.stack(basis, axis=1)
+    # Cholesky QR: phi = q r with r = chol(phi^T phi)^T upper triangular with a positive
+    # diagonal, the unique QR factorisation; so permuting the columns of W permutes the rows
+    # of q and nothing else, whatever order they came in. The ridge guards degenerate keys.
+    gram = phi.T @ phi
+    gram += 1e-9 * np.trace(gram) * np.eye(gram.shape[0])
+    chol = np.linalg.cholesky(gram)
+    out: F32 = np.linalg.solve(chol, phi.T).T.astype(np.float32)
     return out
 
 
