@@ -272,3 +272,22 @@ def test_not_found(env: Env) -> None:
         env.registry.reader.by_id(b"\x00" * 32)
     with pytest.raises(NotFoundError):
         env.registry.reader.by_name(Kind.DATASET, "x", "1")
+
+
+def test_one_chunk_file_indexed_once_and_found_as_chunk(env: Env) -> None:
+    from registry_kit import make_manifest
+
+    from client.manifest.codec import decode
+    from client.records import Dataset
+    from ledger.registry.manifests import read_manifest
+
+    a = Lab("lab-a")
+    ok(env, a.register())
+    encoded, digest = make_manifest("small", chunks=1)
+    f = decode(encoded).files[0]
+    assert f.chunks == (f.blake3,)
+    assert len(read_manifest(encoded).index_keys) == 1  # the file digest only
+    signed = a.sign(Dataset("tiny", "1", digest, 1024))
+    ok(env, Submission(signed.entry, encoded))
+    got = env.registry.reader.find(f.blake3, ["chunk"])
+    assert [(m.kind, m.record.id) for m in got] == [("file", signed.id)]

@@ -48,6 +48,7 @@ def read_manifest(encoded: bytes) -> ManifestSummary:
     keys: set[bytes] = set()
     for f in manifest.files:
         keys.add(file_p + f.blake3)
-        keys.update([chunk_p + c for c in f.chunks])
+        if len(f.chunks) > 1:  # a one-chunk file's chunk digest is its file digest: indexed once, as a file
+            keys.update([chunk_p + c for c in f.chunks])
         keys.update([tensor_p + t.blake3 for t in f.tensors])
     return ManifestSummary(blake3.blake3(encoded).digest(), encoded, tuple(keys))

@@ -244,10 +244,17 @@ class RegistryReader:
         return v
 
     def find(self, digest: bytes, kinds: Sequence[str] = tuple(K.DIGEST_KINDS), limit: int = 1000) -> list[DigestMatch]:
-        """Records that contain ``digest`` as any of ``kinds``, earliest first."""
+        """Records that contain ``digest`` as any of ``kinds``, earliest first.
+
+        A one-chunk file's chunk digest is its file digest and is indexed once, as a file: asking for
+        chunks also finds those files (reported as ``file`` matches).
+        """
         limit = min(limit, MAX_RESULTS)
         found: dict[int, str] = {}
         get = self._log.get_aux_many
+        kinds = list(kinds)
+        if "chunk" in kinds and "file" not in kinds:
+            kinds.append("file")
         for kind in kinds:
             if kind not in K.DIGEST_KINDS:
                 raise InvalidInputError(f"unknown digest kind {kind!r} (one of {', '.join(K.DIGEST_KINDS)})")
