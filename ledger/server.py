@@ -105,6 +105,9 @@ def _parse(cls: type[Req], raw: bytes) -> Req:
     return msg
 
 
+_STATUS_BY_NUMBER = {c.value[0]: c for c in grpc.StatusCode}
+
+
 def _code(err: Exception) -> grpc.StatusCode:
     return code_for(err) if isinstance(err, ProvenanceError) else grpc.StatusCode.INTERNAL
 
@@ -194,7 +197,9 @@ class _Instrumented(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc is un
         except KeyError:
             pass
         found = self._inner.service(details)
-        if found is not None and found.unary_unary is not None:
+        if found is None:
+            return None  # not ours; never cached, so made-up method names cannot grow the cache
+        if found.unary_unary is not None:
             service, _, name = method.strip("/").partition("/")
             found = found._replace(  # a namedtuple
                 unary_unary=self._wrap(found.unary_unary, self._metrics.call(service, name)))
@@ -215,9 +220,9 @@ class _Instrumented(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc is un
                 return await behavior(raw, context)
             finally:
                 observe(perf_counter() - began)
-                code = context.code()
-                if code is not None and code != grpc.StatusCode.OK and code != 0:
-                    error(code.name if isinstance(code, grpc.StatusCode) else grpc.StatusCode(code).name)
+                code = _STATUS_BY_NUMBER.get(context.code(), context.code())
+                if isinstance(code, grpc.StatusCode) and code != grpc.StatusCode.OK:
+                    error(code.name)
 
         return handler
 

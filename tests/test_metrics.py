@@ -151,8 +151,11 @@ def test_metrics_endpoint_of_a_real_server(tmp_path: Path) -> None:
                                       response_deserializer=rpb.GetRecordResponse.FromString)
             with pytest.raises(grpc.RpcError) as info:
                 get(rpb.GetRecordRequest(id=b"\x07" * 32), timeout=5)
-        m = _scrape(port)
         reg = 'method="GetRecord",service="RegistryService"'
+        deadline = time.monotonic() + 5  # another service's errors are counted just after the client has them
+        while f"provenance_rpc_duration_seconds_count{{{reg}}}" not in (m := _scrape(port)):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
         assert m[f"provenance_rpc_duration_seconds_count{{{reg}}}"] == 1
         assert m[f'provenance_rpc_errors_total{{code="{info.value.code().name}",{reg}}}'] == 1
         assert srv.stop() == 0
