@@ -219,10 +219,11 @@ class _Instrumented(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc is un
                         await _abort(context, err)
                 return await behavior(raw, context)
             finally:
-                observe(perf_counter() - began)
+                elapsed = perf_counter() - began
                 code = _STATUS_BY_NUMBER.get(context.code(), context.code())
                 if isinstance(code, grpc.StatusCode) and code != grpc.StatusCode.OK:
                     error(code.name)
+                observe(elapsed)  # last: once a call is counted, its error is too
 
         return handler
 
