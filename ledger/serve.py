@@ -27,6 +27,7 @@ from ledger.logjson import configure_logging as _configure
 from ledger.metrics import ServerMetrics, TimedStorage
 from ledger.progress import WatchedLog
 from ledger.server import LedgerServer
+from ledger.tls import TlsMaterial, load_tls
 
 _log = logging.getLogger(__name__)
 
@@ -129,6 +130,8 @@ def run(config: ServerConfig) -> int:
     from ledger.log import Log, LogConfig
     from ledger.storage.rocks import RocksStorage
 
+    # Every file check that can fail does so before anything is created or opened.
+    tls = load_tls(config.tls_cert, config.tls_key, config.client_ca) if config.tls_cert and config.tls_key else None
     check_key_continuity(config)
     signer = load_or_create_signer(config.signer_key_path, config.origin)
     verifier_key = signer.verifier().text()
@@ -154,15 +157,15 @@ def run(config: ServerConfig) -> int:
     registry.attach(watched)
     try:
         return asyncio.run(_serve(watched, config, verifier_key, [registry_service(registry, log, verifier_key)],
-                                  metrics, storage))
+                                  metrics, storage, tls))
     finally:
         log.close(drain=True)
         registry.close()
 
 
 async def _serve(log: Any, config: ServerConfig, verifier_key: str, extra: Sequence[Any] = (),
-                 metrics: ServerMetrics | None = None, storage: Any = None) -> int:
-    server = LedgerServer(log, config, verifier_key, extra, metrics=metrics)
+                 metrics: ServerMetrics | None = None, storage: Any = None, tls: TlsMaterial | None = None) -> int:
+    server = LedgerServer(log, config, verifier_key, extra, metrics=metrics, tls=tls)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -41,6 +41,7 @@ from ledger.limits import PeerRateLimit, TokenBuckets, grpc_server_options
 from ledger.metrics import CallMetrics, MetricsEndpoint, ServerMetrics
 from ledger.progress import ProgressWatch, WatchedLog, track
 from ledger.status import code_for
+from ledger.tls import TlsMaterial, load_tls
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LogService"].full_name
 HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -418,11 +419,12 @@ class LedgerServer:
     """
 
     def __init__(self, log: LogLike, config: ServerConfig, verifier_key: str, extra: Sequence[Any] = (),
-                 metrics: ServerMetrics | None = None, tls: Any = None) -> None:
+                 metrics: ServerMetrics | None = None, tls: TlsMaterial | None = None) -> None:
         """``extra``: more services (the registry), each with ``name``, ``generic_handler()``, ``start_draining()``.
 
         ``log`` may already be a :class:`~ledger.progress.WatchedLog` (the entry point wraps it
         so that the registry's writes are watched too); otherwise a fresh watch counts this server's writes.
+        ``tls``: TLS files already read by the entry point; None reads ``config.tls_*`` at :meth:`start`.
         """
         watched: object = log
         self._unsubscribe: list[Callable[[], None]] = []
@@ -465,8 +467,6 @@ class LedgerServer:
     def _credentials(self) -> grpc.ServerCredentials | None:
         tls = self._tls
         if tls is None and self._config.tls_cert is not None and self._config.tls_key is not None:
-            from ledger.tls import load_tls
-
             tls = load_tls(self._config.tls_cert, self._config.tls_key, self._config.client_ca)
         if tls is None:
             return None

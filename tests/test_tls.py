@@ -278,3 +278,18 @@ def test_world_readable_log_key_is_refused(tmp_path: Path) -> None:
     text = srv.log_text()
     assert "has mode 0644; it must not be readable or writable by group or others" in text
     assert "PRIVATE+KEY" not in text, "key material never reaches the log"
+
+
+def test_serve_with_world_readable_tls_key_exits_before_opening_anything(pki: Pki, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cert = pki.write("s3.pem", pki.server.cert, 0o644)
+    key = pki.write("s3.key", pki.server.key, 0o604)
+    data = tmp_path / "data"
+    out = subprocess.run([sys.executable, "-m", "client.cli", "serve", "--data", str(data), "--listen", "127.0.0.1:0",
+                          "--tls-cert", str(cert), "--tls-key", str(key)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2
+    assert f"TLS private key {key} has mode 0604" in out.stderr
+    assert "PRIVATE" not in out.stderr
+    assert not (data / "log.key").exists() and not (data / "log.rocksdb").exists()
