@@ -174,6 +174,13 @@ def writer(srv: ServerProcess, book: Ledger, n: int, cfg: HammerConfig, stop: th
                 if a.index != index or not a.duplicate:
                     book.fail(f"resubmitted entry of index {index} came back at {a.index} (duplicate={a.duplicate})")
             book.count("entries", len(batch))
+            if not wait and k % 4 == 1:
+                # An acknowledgement comes after the checkpoint covering it was signed (same sequencer step).
+                cp = open_checkpoint(c.checkpoint(), book.verifier)
+                top = max(a.index for a in added)
+                if cp.size <= top:
+                    book.fail(f"checkpoint of {cp.size} read after an add acknowledged at {top}")
+                book.count("acks covered by the next checkpoint read")
             if wait:
                 if result.checkpoint is None:
                     book.fail("an add that waited got no checkpoint")

@@ -10,6 +10,7 @@ from pathlib import Path
 from bench.hammer import HammerConfig, run_hammer
 
 SHORT = HammerConfig(seconds=6.0, writers=3, readers=2, seed=6)
+WAIT_BOUND_MS = 5000.0  # docs/guarantees.md: a waited add gets its checkpoint in one sequencer step
 
 
 def test_hammer_short_every_proof_verifies_and_the_audit_passes(tmp_path: Path) -> None:
@@ -22,3 +23,6 @@ def test_hammer_short_every_proof_verifies_and_the_audit_passes(tmp_path: Path) 
     assert result.counts.get("consistency proofs verified", 0) >= 20, report
     assert result.counts.get("inclusion proofs verified", 0) >= 200, report
     assert result.audit["ok"] is True and result.audit["tree_size"] == result.final_size
+    waited = result.latencies["add+wait"]
+    assert result.counts["calls add+wait"] >= 20 and waited["max"] < WAIT_BOUND_MS, report
+    assert result.counts["acks covered by the next checkpoint read"] >= 20, report
