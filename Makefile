@@ -7,7 +7,7 @@ DATA   ?= ./provenance-data
 LISTEN ?= 127.0.0.1:50051
 PROTOS := $(shell find proto -name '*.proto' | sort)
 
-.PHONY: install serve test lint typecheck proto bench demo clean
+.PHONY: install serve test lint typecheck proto bench long fuzz demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,16 @@ proto: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# Issue 6 long runs (minutes; not in `make bench`): the hammer (HAMMER_SECONDS, default 120) and
+# 50 SIGKILLs with restarts (FAULT_KILLS). Figures: docs/guarantees.md.
+long: $(STAMP)
+	$(PY) -m bench hammer faults
+
+# Long fuzzing: every property of tests/test_fuzz_*.py runs for FUZZ_SECONDS (default 600) each.
+FUZZ_SECONDS ?= 600
+fuzz: $(STAMP)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(PY) -m pytest -q -s tests/test_fuzz_parsers.py tests/test_fuzz_grpc.py
 
 # The registry story end to end (ledger, two labs, dataset, model family, lineage, court bundle); < 1 min.
 demo: $(STAMP)
