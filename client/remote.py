@@ -260,7 +260,10 @@ class LedgerClient:
         return ConsistencyProof(r.old_size, r.new_size, tuple(r.hashes))
 
     def watch_checkpoints(self, timeout: float | None = None) -> Iterator[bytes]:
-        """Signed checkpoint notes: the current one, then each new one. Ends when the server drains."""
+        """Signed checkpoint notes: the current one, then each new one.
+
+        Ends when the server drains or after the server's ``--max-stream-seconds``; reopen it to go on.
+        """
         method = self._channel.unary_stream(
             _SERVICE + "WatchCheckpoints",
             request_serializer=pb.WatchCheckpointsRequest.SerializeToString,

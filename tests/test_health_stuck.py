@@ -151,3 +151,39 @@ def test_submit_that_raises_is_not_left_outstanding() -> None:
         assert watched.watch.outstanding == 0
     finally:
         log.close()
+
+
+class FailingStorage(MemoryStorage):
+    """Commits raise while ``failing`` is set (a full disk): the log refuses to sign and reports unhealthy."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing = False
+
+    def commit(self, batch: Batch) -> None:
+        if self.failing:
+            from ledger.errors import StorageError
+
+            raise StorageError("no space left on device")
+        super().commit(batch)
+
+
+def test_failing_storage_is_not_serving_until_it_recovers() -> None:
+    from client.errors import UnavailableError
+
+    storage = FailingStorage()
+    signer = Signer.generate(ORIGIN)
+    log = Log.open(storage, signer, LogConfig(origin=ORIGIN))
+    try:
+        with (serving(log, signer.verifier().text(), origin=ORIGIN, health_poll_seconds=0.05) as (address, _),
+              LedgerClient(address, timeout=10) as client):
+            client.add_entries([b"ok"])
+            storage.failing = True
+            with pytest.raises(UnavailableError):
+                client.add_entries([b"refused"])
+            assert _wait_for(lambda: health_status(address) == NOT_SERVING)
+            storage.failing = False
+            assert _wait_for(lambda: health_status(address) == SERVING)
+            assert client.add_entries([b"refused"]).entries[0].index == 1
+    finally:
+        log.close()
