@@ -43,7 +43,8 @@ def lineage_bundle(env: Env, recs: dict[str, object]) -> bytes:
 def test_lineage_bundle_verifies_and_reports(env: Env, recs: dict[str, object]) -> None:
     data = lineage_bundle(env, recs)
     obj = json.loads(data)
-    assert {"format", "log_key", "checkpoint", "records"} <= set(obj)
+    assert {"format", "log_key", "checkpoint", "records", "origin"} <= set(obj)
+    assert obj["origin"] == "example.com/registry-test"
     assert {"id", "index", "leaf", "inclusion_proof"} == set(obj["records"][0])
     report = verify_bundle(data, env.log_key)
     assert [r.role for r in report.records] == ["subject", "lineage", "lineage", "identity", "identity"]
@@ -70,7 +71,7 @@ def test_every_byte_flip_fails_naming_a_part(env: Env, recs: dict[str, object]) 
         with pytest.raises(BundleVerificationError) as info:
             verify_bundle(mangled, env.log_key)
         parts.add(info.value.part.split(".")[0].split("[")[0])
-    assert {"bundle", "checkpoint", "records", "log_key"} <= parts
+    assert {"bundle", "checkpoint", "records", "log_key", "origin"} <= parts
 
 
 def test_specific_parts_named(env: Env, recs: dict[str, object]) -> None:

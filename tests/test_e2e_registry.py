@@ -111,8 +111,8 @@ def test_story_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str
         err = cli(capsys, "verify", str(mangled), "--log-key", key, code=1)
         assert "NOT VERIFIED: " in err
         part = err.split("NOT VERIFIED: ", 1)[1].split(":", 1)[0]
-        assert part.split("[")[0].split(".")[0] in {"bundle", "format", "log_key", "checkpoint", "subject",
-                                                    "lineage_to", "records"}, err
+        assert part.split("[")[0].split(".")[0] in {"bundle", "format", "log_key", "origin", "checkpoint",
+                                                    "subject", "lineage_to", "records"}, err
 
 
 def _register_some(capsys: pytest.CaptureFixture[str], address: str, tmp: Path, name: str, count: int) -> str:

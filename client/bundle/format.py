@@ -48,6 +48,7 @@ class Bundle:
     subject to that ancestor (``records[k].id == lineage_to``); identity records follow."""
 
     log_key: str
+    origin: str
     checkpoint: bytes
     subject: bytes
     lineage_to: bytes | None
@@ -62,6 +63,7 @@ def to_json(bundle: Bundle) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "log_key": bundle.log_key,
+        "origin": bundle.origin,
         "checkpoint": bundle.checkpoint.decode("utf-8"),
         "subject": bundle.subject.hex(),
         "lineage_to": None if bundle.lineage_to is None else bundle.lineage_to.hex(),
@@ -162,7 +164,7 @@ def parse(data: bytes) -> Bundle:
         if isinstance(err, BundleFormatError):
             raise
         raise BundleFormatError("bundle", f"is not JSON: {err}") from err
-    top = _keys(obj, "bundle", {"format", "log_key", "checkpoint", "subject", "lineage_to", "records"})
+    top = _keys(obj, "bundle", {"format", "log_key", "origin", "checkpoint", "subject", "lineage_to", "records"})
     if top["format"] != FORMAT:
         raise BundleFormatError("format", f"is {top['format']!r}; this verifier reads {FORMAT!r}")
     records = top["records"]
@@ -171,6 +173,7 @@ def parse(data: bytes) -> Bundle:
     lineage = top["lineage_to"]
     bundle = Bundle(
         log_key=_str(top["log_key"], "log_key"),
+        origin=_str(top["origin"], "origin"),
         checkpoint=_str(top["checkpoint"], "checkpoint").encode("utf-8"),
         subject=_hex32(top["subject"], "subject"),
         lineage_to=None if lineage is None else _hex32(lineage, "lineage_to"),

@@ -112,6 +112,8 @@ def verify_parsed(bundle: Bundle, log_key: str, *, require_identities: bool = Tr
         cp = open_checkpoint(bundle.checkpoint, verifier)
     except ProvenanceError as err:
         raise _fail("checkpoint", err) from err
+    if bundle.origin != cp.origin:
+        raise BundleVerificationError("origin", f"is {bundle.origin!r}, but the checkpoint is of log {cp.origin!r}")
     report = BundleReport(cp.origin, verifier.text(), cp.size, cp.root, bundle.checkpoint, bundle.subject,
                           bundle.lineage_to)
     signed_at: list[SignedRecord] = []
@@ -247,5 +249,6 @@ def verify_tlog_proof(data: bytes, log_key: str) -> BundleReport:
     except FormatError as err:
         raise _fail("tlog-proof", err) from err
     rid = record_id(p.entry)
-    bundle = Bundle(log_key.strip(), p.checkpoint, rid, None, (BundleRecord(rid, p.index, p.entry, p.proof),))
+    origin = p.checkpoint.split(b"\n", 1)[0].decode("utf-8", "replace")  # checked against the signed checkpoint
+    bundle = Bundle(log_key.strip(), origin, p.checkpoint, rid, None, (BundleRecord(rid, p.index, p.entry, p.proof),))
     return verify_parsed(bundle, log_key, require_identities=False)

@@ -42,6 +42,7 @@ def build_bundle(reader: RegistryReader, log: _ProofLog, log_key: str, subject: 
     proofs = log.inclusion_proofs([r.index for r in records], size)
     return Bundle(
         log_key=log_key,
+        origin=signed.checkpoint.origin,
         checkpoint=signed.note,
         subject=subject,
         lineage_to=lineage_to,
