@@ -49,6 +49,8 @@ CONFIGS = [
     HashConfig(chunk_size=CS, threads=1, read_size=7, mmap_threshold=1 << 30),
     HashConfig(chunk_size=CS, threads=2, read_size=1000, mmap_threshold=2048),
     HashConfig(chunk_size=CS, threads=4, read_size=1 << 20, mmap_threshold=0),
+    HashConfig(chunk_size=CS, threads=2, mmap_threshold=0, map_window=4096),
+    HashConfig(chunk_size=CS, threads=1, mmap_threshold=0, map_window=8192),
     HashConfig(chunk_size=CS, threads=3, read_size=4096, mmap_threshold=0, max_pending=1),
 ]
 

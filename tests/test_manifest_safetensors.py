@@ -61,7 +61,8 @@ def test_rewritten_file_same_tensor_digests_different_file_digest(tmp_path: Path
     }
     entries = {}
     for k, data in variants.items():
-        entries[k] = _hash(kit.write(tmp_path / k / "m.safetensors", data), threads=2, mmap_threshold=mmap_threshold)
+        p = kit.write(tmp_path / k / "m.safetensors", data)
+        entries[k] = _hash(p, threads=2, mmap_threshold=mmap_threshold, map_window=4096)
     tensor_digests = {k: [(x.name, x.blake3) for x in e.tensors] for k, e in entries.items()}
     assert all(v == tensor_digests["orig"] for v in tensor_digests.values())
     assert len({e.blake3 for e in entries.values()}) == len(variants)
@@ -158,7 +159,8 @@ def test_plugin_format_with_big_endian_data_hashes_little_endian_bytes(tmp_path:
     p = kit.write(tmp_path / "x.toy", b"BE32" + values.astype(">f4").tobytes())
     reg = FormatRegistry()
     reg.register(_BigEndianRaw())
-    m = hash_path(str(p), HashConfig(chunk_size=CS, mmap_threshold=mmap_threshold, read_size=333), registry=reg)
+    cfg = HashConfig(chunk_size=CS, mmap_threshold=mmap_threshold, read_size=333, map_window=4096)
+    m = hash_path(str(p), cfg, registry=reg)
     (t,) = m.files[0].tensors
     assert m.files[0].tensor_format == "toy-be32"
     assert t.blake3 == blake3.blake3(values.astype("<f4").tobytes()).digest()

@@ -7,10 +7,13 @@ The file layer around the pure model. Two paths produce identical digests
   ``read_size`` pieces, and every piece feeds the whole-file, chunk and tensor
   hashers in one pass (a file of at most one chunk is hashed once: its chunk
   digest *is* its file digest);
-* larger files are memory-mapped read-only and split into independent jobs on
-  a shared thread pool: the whole-file digest (one sequential BLAKE3 stream,
-  identical to ``b3sum``), one job per chunk, and tensor jobs. The BLAKE3
-  binding releases the GIL, so jobs run in parallel without copies.
+* larger files are memory-mapped read-only, a bounded window at a time, and
+  split into independent jobs on a shared thread pool: the whole-file digest
+  (one BLAKE3 stream, identical to ``b3sum``), one job per chunk, and tensor
+  slices (:mod:`client.manifest.mapped`). The BLAKE3 binding releases the GIL,
+  so jobs run in parallel without copies;
+* with ``processes``, the small files of a large tree go to worker processes
+  (:mod:`client.manifest.smallfiles`).
 
 Why three hashes cost three passes: BLAKE3 binds each 1 KiB block to its
 position (the chunk counter), so the digest of a chunk or tensor hashed on its
@@ -18,8 +21,8 @@ own shares no compression with the whole-file tree, except for the first
 chunk. Without chaining-value access (the ``blake3`` binding exposes none) no
 work can be reused; see docs/manifest.md, "Performance".
 
-Memory: mapped pages are file-backed and reclaimable; anonymous memory is
-bounded by the pending-file window, never by the number or size of files.
+Memory: at most ``threads`` windows are mapped; anonymous memory is bounded by
+the pending-file window, never by the number or size of files.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING
 
 import blake3
@@ -41,6 +43,7 @@ import blake3
 from client.errors import InvalidInputError, ProvenanceError
 from client.manifest import tensors as tensor_layer
 from client.manifest.errors import TensorFormatError
+from client.manifest.mapped import hash_mapped
 from client.manifest.model import (
     DEFAULT_CHUNK_SIZE,
     Entry,
@@ -64,8 +67,6 @@ _BATCH = 8
 _PROCESS_AFTER = 2048
 #: Walk items per worker-process task.
 _PROCESS_BATCH = 512
-#: Bytes per update of the whole-file stream in the mmap path (progress granularity).
-_STREAM_SLICE = 64 << 20
 
 
 class FileChangedError(ProvenanceError):
@@ -83,7 +84,9 @@ class HashConfig:
     under the GIL, which a hand-off to another thread only adds to); tensors:
     parse known tensor formats; allow_symlinks: record symlinks as links;
     processes: when > 1, once a tree has shown many small files, hash the
-    rest of its small files in that many worker processes (smallfiles.py).
+    rest of its small files in that many worker processes (smallfiles.py);
+    map_window: bytes of a large file mapped at once (a power of two >= 4096;
+    bounds resident memory).
     """
 
     chunk_size: int = DEFAULT_CHUNK_SIZE
@@ -93,6 +96,7 @@ class HashConfig:
     max_pending: int = 512
     inline_size: int = 64 << 10
     processes: int = 0
+    map_window: int = 64 << 20
     tensors: bool = True
     allow_symlinks: bool = False
 
@@ -102,6 +106,8 @@ class HashConfig:
             raise InvalidInputError(f"threads must be in [1, 1024], got {self.threads}")
         if not 1 <= self.read_size <= 1 << 30:
             raise InvalidInputError(f"read size must be in [1, 2**30], got {self.read_size}")
+        if self.map_window < mmap.ALLOCATIONGRANULARITY or self.map_window & (self.map_window - 1):
+            raise InvalidInputError(f"map window must be a power of two >= 4096, got {self.map_window}")
         if not 0 <= self.processes <= 1024:
             raise InvalidInputError(f"processes must be in [0, 1024], got {self.processes}")
         if self.mmap_threshold < 0 or self.max_pending < 1:
@@ -305,49 +311,26 @@ class Hasher:
     # -- mmap path ------------------------------------------------------------------------
 
     def _mapped_file(self, item: WalkItem, fd: int, st: os.stat_result) -> FileEntry:
-        """Runs in a worker; fans the file out as independent jobs and waits for them."""
+        """Memory-mapped path (see :mod:`client.manifest.mapped`); refuses a file that changed meanwhile."""
         size, cs = st.st_size, self.config.chunk_size
         head = _pread_exact(fd, 0, min(size, tensor_layer.HEAD_BYTES))
         fmt, regions = self._regions(item.path, head, lambda o, n: _pread_exact(fd, o, n), size)
-        mm = mmap.mmap(fd, size, prot=mmap.PROT_READ)
-        view = memoryview(mm)
-        batches = _batches(regions, cs)
-        jobs: list[Callable[[], object]] = [partial(self._stream_digest, view)]
-        jobs += [partial(self._batch_digests, view, b) for b in batches]
-        jobs += [partial(self._chunk_digest, view, o, cs) for o in range(0, size, cs)]
-        try:
-            results = _JobSet(jobs).run(self._pool, self.config.threads - 1)
-        finally:
-            view.release()
-            mm.close()
-        digest = _as_bytes(results[0])
-        tdigests = [_as_bytes(d) for r in results[1 : 1 + len(batches)] for d in _as_list(r)]
-        chunks = tuple(_as_bytes(r) for r in results[1 + len(batches) :])
+        digest, chunks, tdigests = hash_mapped(
+            fd,
+            size,
+            cs,
+            regions,
+            window=max(self.config.map_window, cs),
+            pool=self._pool,
+            helpers=self.config.threads - 1,
+            progress=self.progress,
+        )
         after = os.fstat(fd)
         if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
             raise FileChangedError(f"{item.path!r} changed while it was being hashed")
-        batched = [r for batch in batches for r in batch]
-        tens = _tensor_entries(batched, tdigests)
+        tens = _tensor_entries(regions, [tdigests[r.name] for r in regions])
         self.progress(0, 1)
         return FileEntry(item.path, size, digest, chunks, fmt, tens)
-
-    def _stream_digest(self, view: memoryview) -> bytes:
-        h = blake3.blake3()
-        for o in range(0, len(view), _STREAM_SLICE):
-            piece = view[o : o + _STREAM_SLICE]
-            h.update(piece)
-            self.progress(len(piece), 0)
-        return h.digest()
-
-    @staticmethod
-    def _chunk_digest(view: memoryview, offset: int, cs: int) -> bytes:
-        return blake3.blake3(view[offset : offset + cs]).digest()
-
-    @staticmethod
-    def _batch_digests(view: memoryview, batch: Sequence[TensorRegion]) -> list[bytes]:
-        return [_region_digest(view, r) for r in batch]
-
-    # -- orchestration --------------------------------------------------------------------
 
     def _entry(self, item: WalkItem) -> Entry:
         if item.is_symlink:
@@ -455,52 +438,6 @@ class Hasher:
         return [self._entry(item) for item in items]
 
 
-class _JobSet:
-    """Jobs of one file, run by the calling worker plus up to ``helpers`` pool workers.
-
-    The caller runs jobs too, so this never deadlocks even on a one-thread pool;
-    helpers that start late find the queue empty and return at once.
-    """
-
-    def __init__(self, jobs: Sequence[Callable[[], object]]) -> None:
-        self._jobs = jobs
-        self._results: list[object] = [None] * len(jobs)
-        self._next = 0
-        self._done = 0
-        self._error: BaseException | None = None
-        self._cond = threading.Condition()
-
-    def _work(self) -> None:
-        while True:
-            with self._cond:
-                if self._next >= len(self._jobs) or self._error is not None:
-                    return
-                i = self._next
-                self._next += 1
-            try:
-                r = self._jobs[i]()
-            except BaseException as e:  # noqa: BLE001 - handed to the caller of run()
-                with self._cond:
-                    self._error = self._error or e
-                    self._done += 1
-                    self._cond.notify_all()
-                return
-            with self._cond:
-                self._results[i] = r
-                self._done += 1
-                self._cond.notify_all()
-
-    def run(self, pool: ThreadPoolExecutor, helpers: int) -> list[object]:
-        for _ in range(min(helpers, len(self._jobs) - 1)):
-            pool.submit(self._work)
-        self._work()
-        with self._cond:
-            self._cond.wait_for(lambda: self._done >= self._next)
-            if self._error is not None:
-                raise self._error
-        return self._results
-
-
 def _paths(items: Sequence[WalkItem]) -> list[str | None]:
     return [None if i.is_symlink else i.abspath for i in items]
 
@@ -511,32 +448,6 @@ def _ready(p: list[Entry] | Future[list[Entry]]) -> bool:
 
 def _take(p: list[Entry] | Future[list[Entry]]) -> list[Entry]:
     return p if isinstance(p, list) else p.result()
-
-
-def _as_bytes(x: object) -> bytes:
-    assert isinstance(x, bytes)
-    return x
-
-
-def _as_list(x: object) -> list[object]:
-    assert isinstance(x, list)
-    return x
-
-
-def _batches(regions: Sequence[TensorRegion], target: int) -> list[list[TensorRegion]]:
-    """Group tensor regions (in offset order) into jobs of about ``target`` bytes each."""
-    out: list[list[TensorRegion]] = []
-    cur: list[TensorRegion] = []
-    acc = 0
-    for r in sorted(regions, key=lambda r: (r.start, r.end, r.name)):
-        cur.append(r)
-        acc += r.end - r.start
-        if acc >= target:
-            out.append(cur)
-            cur, acc = [], 0
-    if cur:
-        out.append(cur)
-    return out
 
 
 def iter_entries(
