@@ -101,3 +101,9 @@ def test_bound_is_the_poisson_order_for_full_matchings() -> None:
         assert math.isclose(math.exp(agreement_log_p(k, 200, 200)), 1 / math.factorial(k) if k else 1.0)
     # and never above one
     assert agreement_log_p(1, 500, 10_000) <= 0.0
+
+
+def test_trained_network_continued_on_the_same_task_is_related() -> None:
+    base = train_mlp(init_mlp(7), steps=300, seed=1)
+    tuned = train_mlp(base, steps=200, lr=0.005, seed=2)
+    assert compare(build(base.items()), build(tuned.items())).verdict == "related"

@@ -139,3 +139,17 @@ def test_gguf_matches_reference_dequantizer(tmp_path: Path, kind: str) -> None:
     qtype = getattr(gguf.GGMLQuantizationType, kind)
     ref = gguf.quants.dequantize(raw.reshape(4, -1), qtype)
     np.testing.assert_array_equal(dequantize(int(qtype), raw.copy(), (4, 64)), ref.reshape(4, 64))
+
+
+def test_bf16_digest_is_of_the_stored_bytes(tmp_path: Path) -> None:
+    """The fingerprint digest of a widened bf16 tensor equals BLAKE3 of the bytes in the file."""
+    import blake3
+
+    from client.descent.fingerprint import tensor_digest
+
+    w = np.random.default_rng(0).standard_normal((8, 16)).astype(np.float32)
+    write_safetensors(tmp_path / "m.safetensors", {"w": w}, bf16={"w"})
+    got = _read(tmp_path / "m.safetensors")["w"]
+    stored = (w.view(np.uint32) >> 16).astype("<u2").tobytes()
+    assert tensor_digest(got) == blake3.blake3(stored).digest()
+    assert tensor_digest(got.astype(np.float32)) != tensor_digest(got)  # a plain float32 copy is other bytes

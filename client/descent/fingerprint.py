@@ -82,9 +82,17 @@ class Fingerprint:
 
 
 def tensor_digest(array: npt.NDArray[np.generic]) -> bytes:
-    """BLAKE3 of the tensor's C-order little-endian bytes (no dtype or shape: bytes only)."""
+    """BLAKE3 of the tensor's C-order little-endian bytes as stored (no dtype or shape: bytes only).
+
+    The same digest as the manifest layer's per-tensor digest for unquantized tensors; bfloat16
+    tensors widened by a reader are hashed as their bfloat16 bytes. Quantized formats (GGUF
+    blocks, ONNX int8 + scales) are hashed after dequantization.
+    """
     a = np.ascontiguousarray(array)
-    if a.dtype.byteorder == ">":
+    if a.dtype.metadata and a.dtype.metadata.get("stored") == "bfloat16":
+        # widened by a reader: hash the stored bfloat16 bytes, as the manifest layer does
+        a = (a.view(np.uint32) >> 16).astype("<u2")
+    elif a.dtype.byteorder == ">":
         a = a.astype(a.dtype.newbyteorder("<"))
     hasher = blake3.blake3(max_threads=blake3.blake3.AUTO) if a.nbytes > (1 << 22) else blake3.blake3()
     hasher.update(a.reshape(-1).view(np.uint8).data)

@@ -78,16 +78,30 @@ class FingerprintIndex:
         return len(self._fps)
 
     def add(self, key: str, fp: Fingerprint) -> None:
+        sketched = [e for e in fp.entries if e.sketch is not None]
+        self.add_signatures(
+            key,
+            [e.digest for e in sketched],
+            [signature(e.sketch[0].features) for e in sketched if e.sketch is not None],
+            [signature(e.sketch[1].features) for e in sketched if e.sketch is not None],
+            fp,
+        )
+
+    def add_signatures(self, key: str, digests: list[bytes], rows: list[npt.NDArray[np.float32]],
+                       cols: list[npt.NDArray[np.float32]], fp: Fingerprint | None = None) -> None:
+        """Register what the screen needs — informative tensor digests and per-tensor row/column
+        signatures (:func:`signature`), e.g. as stored by the ledger at registration. ``fp`` is
+        kept only when the index has no loader. Requires len(rows) == len(cols)."""
+        if len(rows) != len(cols):
+            raise ValueError("rows and cols signatures differ in number")
         i = len(self._fps)
         self._keys.append(key)
         self._fps.append(None if self._load else fp)
-        for e in fp.entries:
-            if e.sketch is None:
-                continue
-            self._digests.setdefault(e.digest, set()).add(i)
-            self._rows.append(signature(e.sketch[0].features))
-            self._cols.append(signature(e.sketch[1].features))
-            self._owner.append(i)
+        for d in digests:
+            self._digests.setdefault(d, set()).add(i)
+        self._rows.extend(rows)
+        self._cols.extend(cols)
+        self._owner.extend([i] * len(rows))
         self._stacked = None
 
     def _matrices(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.intp]]:

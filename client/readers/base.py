@@ -66,9 +66,13 @@ def read_array(
     return arr
 
 
+#: float32 dtype tagged as widened from bfloat16, so digests can hash the stored bf16 bytes.
+BF16_WIDENED = np.dtype(np.float32, metadata={"stored": "bfloat16"})
+
+
 def bf16_to_f32(raw: npt.NDArray[np.uint16]) -> npt.NDArray[np.float32]:
-    """bfloat16 bit patterns to float32 (exact)."""
-    out: npt.NDArray[np.float32] = (raw.astype(np.uint32) << 16).view(np.float32)
+    """bfloat16 bit patterns to float32 (exact), tagged with :data:`BF16_WIDENED`."""
+    out: npt.NDArray[np.float32] = (raw.astype(np.uint32) << 16).view(BF16_WIDENED)
     return out
 
 
