@@ -24,7 +24,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -191,8 +191,11 @@ class FaultResult:
         yield f"  failures: {len(self.failures)}" + "".join(f"\n    {f}" for f in self.failures[:20])
 
 
-def run_kills(data_dir: Path, cfg: FaultConfig) -> FaultResult:
-    """Kill and restart ``cfg.kills`` times; raise AssertionError (or record a failure) on any broken promise."""
+def run_kills(data_dir: Path, cfg: FaultConfig, progress: Callable[[str], None] | None = None) -> FaultResult:
+    """Kill and restart ``cfg.kills`` times; raise AssertionError (or record a failure) on any broken promise.
+
+    ``progress`` (if given) gets a line every 10 kills.
+    """
     rng = random.Random(cfg.seed)
     began = time.monotonic()
     srv = start_server(data_dir)
@@ -229,6 +232,9 @@ def run_kills(data_dir: Path, cfg: FaultConfig) -> FaultResult:
             checked = check_against(srv, book, checked).size
             if book.failures:
                 break
+            if progress is not None and kill % 10 == 0:
+                progress(f"  {kill} kills, {len(book.acked)} entries acknowledged, tree {checked}, "
+                         f"{time.monotonic() - began:.0f} s")
         final = check_against(srv, book, 0, full=True)
         # Entries acknowledged before the kills are duplicates at their old index.
         with srv.client() as c:
@@ -257,7 +263,7 @@ def run(quick: bool) -> None:
     cfg = SHORT if quick else LONG
     print(f"faults: {cfg}", flush=True)
     with scratch_dir() as tmp:
-        result = run_kills(tmp / "data", cfg)
+        result = run_kills(tmp / "data", cfg, progress=lambda line: print(line, flush=True))
     for line in result.lines():
         print(line, flush=True)
     if result.failures:

@@ -278,3 +278,23 @@ def test_systemd_analyze_security_scores_ok(runnable_unit: Path) -> None:
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr
     assert "Overall exposure level" in out.stdout
+
+
+# ------------------------------------------------------------------ docs/guarantees.md
+
+
+def test_every_test_named_in_the_guarantees_exists() -> None:
+    """Each promise names its tests as ``tests/file.py::test`` (``::test`` belongs to the last file named)."""
+    text = (REPO / "docs" / "guarantees.md").read_text(encoding="utf-8")
+    named: list[tuple[str, str]] = []
+    last: str | None = None
+    for m in re.finditer(r"(tests/test_\w+\.py)?(?:::(test_\w+\*?))?", text):
+        last = m.group(1) or last
+        if m.group(2):
+            assert last is not None, f"::{m.group(2)} before any test file is named"
+            named.append((last, m.group(2)))
+    assert len(named) >= 25
+    for file, name in named:
+        source = (REPO / file).read_text(encoding="utf-8")
+        pattern = rf"def {name.rstrip('*')}" + (r"\w*\(" if name.endswith("*") else r"\(")
+        assert re.search(pattern, source), f"docs/guarantees.md names {file}::{name}, which does not exist"
