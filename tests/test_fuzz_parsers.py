@@ -320,9 +320,6 @@ def test_fuzz_record_id_and_key_texts(registry_seeds: dict[str, Any]) -> None:
     fuzz(parse, byte_inputs(seeds))
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="finding for client/records/signing.py parse_key: "
-                   "base64.b64decode raises a bare ValueError for non-ASCII text; catch ValueError, not only "
-                   "binascii.Error (its subclass), and raise InvalidInputError")
 def test_record_key_text_with_non_ascii_is_refused_cleanly() -> None:
     refuses_cleanly(lambda d: parse_key(d.decode()), "ed25519:é9G5ifn5+4T+w2yWvkFbcdTJjIB9x4h7oEmUI/f6I8=".encode())
 

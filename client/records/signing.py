@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -60,7 +59,7 @@ def parse_key(text: str) -> bytes:
         raise InvalidInputError(f"public key {text!r} must start with {KEY_PREFIX!r}")
     try:
         raw = base64.b64decode(text[len(KEY_PREFIX) :], validate=True)
-    except binascii.Error as err:
+    except ValueError as err:  # binascii.Error, or a bare ValueError for non-ASCII text
         raise InvalidInputError(f"public key {text!r} is not base64") from err
     if len(raw) != KEY_SIZE or key_text(raw) != text:
         raise InvalidInputError(f"public key {text!r} is not a canonical 32-byte Ed25519 key")
