@@ -146,3 +146,27 @@ def test_refusals_exit_with_usage_errors(tmp_path: Path, capsys: pytest.CaptureF
     assert code == 0 and json.loads(out)["symlinks"] == [{"path": "l", "target": "w"}]
     code, _, err = _run(capsys, str(tmp_path), "--chunk-size", "1000")
     assert code == 2 and "power of two" in err
+
+
+def test_streamed_outputs_equal_the_in_memory_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from client.manifest import HashConfig, hash_path, to_json
+
+    root = _model(tmp_path)
+    os.symlink("config.json", root / "link")
+    m = hash_path(str(root), HashConfig(chunk_size=1024, allow_symlinks=True))
+    argv = [str(root), "--chunk-size", CS, "--allow-symlinks", "--json", "--output", str(tmp_path / "o")]
+    code, out, _ = _run(capsys, *argv)
+    assert code == 0
+    assert json.loads(out) == to_json(m)
+    assert (tmp_path / "o").read_bytes() == codec.encode(m)
+    code, out, _ = _run(capsys, str(root), "--chunk-size", CS, "--allow-symlinks")
+    assert out.splitlines()[-1].startswith(f"manifest blake3:{codec.manifest_digest(m).hex()}")
+    assert f"{'symlink':<64}  link -> config.json" in out
+
+
+def test_failed_hash_leaves_no_output_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = _model(tmp_path)
+    os.symlink("config.json", root / "zz-link")  # refused at the end of the walk
+    code, _, err = _run(capsys, str(root), "--output", str(tmp_path / "o"))
+    assert code == 2 and "symlink" in err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o.partial").exists()

@@ -184,3 +184,18 @@ def test_round_trip_property(contents: list[bytes], cs: int) -> None:
     m = Manifest(cs, tuple(entries))
     assert codec.decode(codec.encode(m)) == m
     assert jsonform.from_json(jsonform.to_json(m)) == m
+
+
+def test_stream_encoder_matches_and_enforces_order() -> None:
+    m = sample()
+    enc = codec.StreamEncoder(m.chunk_size)
+    raw = enc.header + b"".join(enc.add(e) for e in m.entries)
+    trailer, digest = enc.finish()
+    assert raw + trailer == codec.encode(m)
+    assert digest == codec.manifest_digest(m)
+    enc = codec.StreamEncoder(m.chunk_size)
+    enc.add(m.entries[1])
+    with pytest.raises(InvalidInputError, match="sorted"):
+        enc.add(m.entries[0])
+    with pytest.raises(InvalidInputError, match="at least one"):
+        codec.StreamEncoder(CS).finish()

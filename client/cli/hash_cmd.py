@@ -53,7 +53,7 @@ def _load_manifest(path: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from client.manifest import HashConfig, codec, hash_path, jsonform, oms
+    from client.manifest import HashConfig, codec, hash_path, oms
     from client.manifest.diff import compare
     from client.manifest.model import DEFAULT_CHUNK_SIZE
     from client.manifest.progress import ProgressBar
@@ -74,8 +74,11 @@ def run(args: argparse.Namespace) -> int:
         total = os.path.getsize(args.path)
     skipped: list[str] = []
     bar = ProgressBar(sys.stderr, total_bytes=total) if not args.no_progress else None
+    progress = bar if bar is not None else _none
     try:
-        manifest = hash_path(args.path, config, progress=bar if bar is not None else _none, on_skip=skipped.append)
+        if expected is None and args.format == "manifest":
+            return _stream(args, config, progress)
+        manifest = hash_path(args.path, config, progress=progress, on_skip=skipped.append)
     finally:
         if bar is not None:
             bar.close()
@@ -93,25 +96,69 @@ def run(args: argparse.Namespace) -> int:
         return 1 if diffs else 0
 
     if args.output:
-        with open(args.output, "wb") as out:
-            out.write(codec.encode(manifest))
-    if args.format == "oms":
-        name = os.path.basename(os.path.normpath(os.path.abspath(args.path)))
-        single = os.path.isfile(args.path)
-        stmt = oms.statement(manifest, name, single_file=single, skipped=skipped)
-        sys.stdout.write(json.dumps(stmt, indent=2) + "\n")
-    elif args.json:
-        sys.stdout.write(json.dumps(jsonform.to_json(manifest)) + "\n")
-    else:
-        for f in manifest.files:
-            print(f"{f.blake3.hex()}  {f.path}")
-        for s in manifest.symlinks:
-            print(f"{'symlink':<64}  {s.path} -> {s.target}")
-        print(
-            f"manifest blake3:{codec.manifest_digest(manifest).hex()}  "
-            f"({len(manifest.files)} files, {manifest.total_size} bytes, chunk size {manifest.chunk_size})"
-        )
+        _write_atomically(args.output, [codec.encode(manifest)])
+    name = os.path.basename(os.path.normpath(os.path.abspath(args.path)))
+    stmt = oms.statement(manifest, name, single_file=os.path.isfile(args.path), skipped=skipped)
+    sys.stdout.write(json.dumps(stmt, indent=2) + "\n")
     return 0
+
+
+def _stream(args: argparse.Namespace, config: Any, progress: Any) -> int:
+    """Default and --json output, streamed: memory stays bounded however many files the tree holds."""
+    from client.manifest import codec, iter_entries, jsonform
+    from client.manifest.model import FileEntry
+
+    enc = codec.StreamEncoder(config.chunk_size)
+    out = sys.stdout
+    tmp = f"{args.output}.partial" if args.output else None
+    raw = open(tmp, "wb") if tmp else None  # noqa: SIM115 - closed below, renamed on success
+    files = size = 0
+    symlinks: list[dict[str, str]] = []
+    try:
+        if raw:
+            raw.write(enc.header)
+        if args.json:
+            out.write(
+                f'{{"format": "{jsonform.JSON_FORMAT}", "version": 1, "algorithm": "blake3", '
+                f'"chunk_size": {config.chunk_size}, "files": ['
+            )
+        for e in iter_entries(args.path, config, progress=progress):
+            piece = enc.add(e)
+            if raw:
+                raw.write(piece)
+            if isinstance(e, FileEntry):
+                files, size = files + 1, size + e.size
+                if args.json:
+                    out.write((", " if files > 1 else "") + json.dumps(jsonform.file_json(e)))
+                else:
+                    out.write(f"{e.blake3.hex()}  {e.path}\n")
+            elif args.json:
+                symlinks.append({"path": e.path, "target": e.target})
+            else:
+                out.write(f"{'symlink':<64}  {e.path} -> {e.target}\n")
+        trailer, digest = enc.finish()
+        if raw and tmp:
+            raw.write(trailer)
+            raw.close()
+            os.replace(tmp, args.output)
+            raw = None
+    finally:
+        if raw and tmp:
+            raw.close()
+            os.unlink(tmp)
+    if args.json:
+        out.write(f'], "symlinks": {json.dumps(symlinks)}, "digest": "{digest.hex()}"}}\n')
+    else:
+        out.write(f"manifest blake3:{digest.hex()}  ({files} files, {size} bytes, chunk size {config.chunk_size})\n")
+    return 0
+
+
+def _write_atomically(path: str, pieces: list[bytes]) -> None:
+    tmp = f"{path}.partial"
+    with open(tmp, "wb") as f:
+        for p in pieces:
+            f.write(p)
+    os.replace(tmp, path)
 
 
 def _none(_b: int, _f: int) -> None:

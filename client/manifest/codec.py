@@ -98,6 +98,42 @@ def encode_stream(chunk_size: int, entries: Iterable[Entry]) -> Iterator[bytes]:
     yield trailer_bytes(n)
 
 
+class StreamEncoder:
+    """Encode and digest a manifest entry by entry, in bounded memory (for dataset-sized trees).
+
+    ``add`` returns the entry's canonical bytes; ``finish`` returns the trailer
+    bytes and the manifest digest, equal to :func:`manifest_digest` of the same
+    entries. Requires entries in canonical order (checked: strictly increasing
+    paths) as :func:`client.manifest.walk.walk` yields them.
+    """
+
+    def __init__(self, chunk_size: int) -> None:
+        check_chunk_size(chunk_size)
+        self.chunk_size = chunk_size
+        self.header = header_bytes(chunk_size)
+        self._hash = blake3.blake3(self.header)
+        self._count = 0
+        self._last = ""
+
+    def add(self, entry: Entry) -> bytes:
+        if self._count and entry.path <= self._last:
+            raise InvalidInputError(f"entries not sorted and unique at {entry.path!r}")
+        if isinstance(entry, FileEntry) and len(entry.chunks) != chunk_count(entry.size, self.chunk_size):
+            raise InvalidInputError(f"{entry.path}: chunk digests do not match the chunk size")
+        self._last = entry.path
+        self._count += 1
+        raw = entry_bytes(entry)
+        self._hash.update(raw)
+        return raw
+
+    def finish(self) -> tuple[bytes, bytes]:
+        if not self._count:
+            raise InvalidInputError("a manifest holds at least one entry")
+        trailer = trailer_bytes(self._count)
+        self._hash.update(trailer)
+        return trailer, self._hash.digest()
+
+
 def encode(manifest: Manifest) -> bytes:
     """The canonical bytes of ``manifest`` (what is hashed, signed and logged)."""
     return b"".join(encode_stream(manifest.chunk_size, manifest.entries))
