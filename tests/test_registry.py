@@ -291,3 +291,25 @@ def test_one_chunk_file_indexed_once_and_found_as_chunk(env: Env) -> None:
     ok(env, Submission(signed.entry, encoded))
     got = env.registry.reader.find(f.blake3, ["chunk"])
     assert [(m.kind, m.record.id) for m in got] == [("file", signed.id)]
+
+
+def test_log_pushback_unstages(env: Env) -> None:
+    """A batch the log refuses up front (here: over its entry limit) leaves nothing staged in the hook."""
+    from client.errors import InvalidInputError
+
+    a = Lab("lab-a")
+    ok(env, a.register())
+    subs = [a.dataset(f"d{i}")[0] for i in range(3)]
+    original = env.log.submit
+
+    def refuse(entries: object) -> object:
+        raise InvalidInputError("batch over the limit")
+
+    env.log.submit = refuse  # type: ignore[method-assign]
+    try:
+        with pytest.raises(InvalidInputError):
+            env.registry.register(subs)
+    finally:
+        env.log.submit = original  # type: ignore[method-assign]
+    assert env.registry.hook._prepared == {}
+    ok(env, *subs)

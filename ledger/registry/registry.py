@@ -164,7 +164,12 @@ class Registry:
             return out
         for p in ok:
             self.hook.stage(p)
-        inner = self.log.submit([p.signed.entry for p in ok])
+        try:
+            inner = self.log.submit([p.signed.entry for p in ok])
+        except BaseException:  # refused up front (over a limit, pushback, draining): nothing was staged for long
+            for p in ok:
+                self.hook.unstage(p.signed.id)
+            raise
 
         def done(f: Future[Any]) -> None:
             for p in ok:
