@@ -10,6 +10,7 @@ nothing is written for it.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -256,12 +257,12 @@ class RegistryHook:
             # Bulk path: one multi-read of the list heads; nothing else in this call writes these keys.
             keys = manifest.index_keys
             first = postings.append(None, b"", index)[0][1]
-            out = w.out
-            for key, head in zip(keys, w.get_many(keys), strict=True):
-                if head is None:
-                    out.append((key, first))
-                else:
-                    out.extend(postings.append(head, key, index))
+            heads = w.get_many(keys)
+            if heads.count(None) == len(heads):  # the usual case, all new: built at C speed
+                w.out.extend(zip(keys, itertools.repeat(first)))
+            else:
+                for key, head in zip(keys, heads, strict=True):
+                    w.out.extend([(key, first)] if head is None else postings.append(head, key, index))
         w.post(K.MANIFEST_POSTS + digest, index)
 
 
