@@ -313,3 +313,30 @@ def test_log_pushback_unstages(env: Env) -> None:
         env.log.submit = original  # type: ignore[method-assign]
     assert env.registry.hook._prepared == {}
     ok(env, *subs)
+
+
+def test_shared_chunk_in_two_new_manifests_lists_both_earliest_first(env: Env) -> None:
+    import hashlib
+
+    from client.manifest.codec import encode
+    from client.manifest.model import FileEntry, Manifest
+    from client.records import Dataset
+    from ledger.registry.manifests import read_manifest
+
+    def manifest(chunks: list[bytes], name: str) -> tuple[bytes, bytes]:
+        whole = hashlib.blake2s(name.encode()).digest()
+        enc = encode(Manifest(1024, (FileEntry(name, 1024 * len(chunks), whole, tuple(chunks)),)))
+        return enc, read_manifest(enc).digest
+
+    shared = hashlib.blake2s(b"shared chunk").digest()
+    a = Lab("lab-a")
+    ok(env, a.register())
+    got = []
+    for i in range(3):  # the third one is in the same batch as the second: earlier writes are visible
+        enc, digest = manifest([shared, hashlib.blake2s(b"own %d" % i).digest()], f"f{i}.bin")
+        signed = a.sign(Dataset(f"d{i}", "1", digest, 2048))
+        got.append((Submission(signed.entry, enc), signed.id))
+    ok(env, got[0][0])
+    ok(env, got[1][0], got[2][0])
+    found = env.registry.reader.find(shared, ["chunk"])
+    assert [m.record.id for m in found] == [rid for _, rid in got]
