@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bench.hammer import HammerConfig, run_hammer
 
-SHORT = HammerConfig(seconds=6.0, writers=3, readers=2, seed=6)
+SHORT = HammerConfig(seconds=5.0, writers=3, readers=2, seed=6)
 WAIT_BOUND_MS = 5000.0  # docs/guarantees.md: a waited add gets its checkpoint in one sequencer step
 
 
