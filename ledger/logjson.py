@@ -5,6 +5,11 @@ Only the entry point calls :func:`configure_logging`; library modules log throug
 index, record_id...). Both formats carry those fields: JSON as keys, text as
 ``key=value`` after the message.
 
+C libraries write to file descriptor 2 directly (gRPC core logs TLS handshake
+failures and GOAWAYs in glog format). With JSON logs,
+:func:`capture_native_stderr` routes those lines through ``logging`` too (logger
+``native``), so every line of stderr stays one JSON object.
+
 Key material never reaches the output: a field whose name says it holds a secret
 (``private_key``, ``secret``, ``seed``, ``password``, ``token``) is replaced by
 ``"[redacted]"``, and so is any text that looks like a note signer key
@@ -15,8 +20,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
+import threading
 import time
 from typing import IO, Any
 
@@ -98,3 +105,40 @@ def configure_logging(fmt: str = "text", level: str | int = logging.INFO, stream
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper() if isinstance(level, str) else level)
+
+
+_GLOG_LEVELS = {"I": logging.INFO, "W": logging.WARNING, "E": logging.ERROR, "F": logging.CRITICAL}
+_GLOG_PREFIX = re.compile(r"^([IWEF])\d{4} [\d:.]+\s+\d+ ([^\]]+)\] ?")
+
+
+def native_record(line: str) -> tuple[int, str, dict[str, Any]]:
+    """Level, message and fields of one line a C library wrote (glog format when it is one)."""
+    m = _GLOG_PREFIX.match(line)
+    if m is None:
+        return logging.WARNING, line, {}
+    return _GLOG_LEVELS[m.group(1)], line[m.end():], {"source": m.group(2)}
+
+
+def capture_native_stderr() -> IO[str]:
+    """Point fd 2 at a pipe whose lines are logged as records of logger ``native``; returns the real stderr.
+
+    Call before :func:`configure_logging` and pass it the returned stream, so that
+    records go to the real stderr and never back into the pipe. Python's own
+    ``sys.stderr`` writes (a stray traceback) are captured too, one record per line.
+    """
+    real = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
+    read_fd, write_fd = os.pipe()
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+    logger = logging.getLogger("native")
+
+    def pump() -> None:
+        with os.fdopen(read_fd, "r", encoding="utf-8", errors="replace") as lines:
+            for raw in lines:
+                text = raw.rstrip("\n")
+                if text:
+                    level, message, fields = native_record(text)
+                    logger.log(level, "%s", message, extra=fields)
+
+    threading.Thread(target=pump, name="native-stderr", daemon=True).start()
+    return real

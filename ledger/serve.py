@@ -23,6 +23,7 @@ from typing import Any
 from client.errors import InvalidInputError, ProvenanceError
 from ledger.config import DEFAULT_ORIGIN, KEY_HISTORY_FILE, ORIGIN_FILE, PUBLIC_KEY_FILE, ServerConfig
 from ledger.errors import KeyFileError
+from ledger.logjson import capture_native_stderr
 from ledger.logjson import configure_logging as _configure
 from ledger.metrics import ServerMetrics, TimedStorage
 from ledger.progress import WatchedLog
@@ -100,8 +101,11 @@ def record_public_key(data_dir: Path, verifier_key: str, rotate: bool) -> None:
 
 
 def configure_logging(fmt: str = "text", level: str = "INFO") -> None:
-    """Log to stderr in ``fmt`` ("text" or "json", one object per line); per-call events are at DEBUG."""
-    _configure(fmt, level, sys.stderr)
+    """Log to stderr in ``fmt`` ("text" or "json", one object per line); per-call events are at DEBUG.
+
+    With JSON, what C libraries write to stderr (gRPC core) is wrapped into JSON records as well.
+    """
+    _configure(fmt, level, capture_native_stderr() if fmt == "json" else sys.stderr)
 
 
 def build_config(

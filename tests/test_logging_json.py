@@ -107,3 +107,38 @@ def test_serve_logs_json_lines_with_tree_size_and_record_ids(tmp_path: Path) -> 
     assert any(line.get("record_id") == record_id and line.get("index") == 0 for line in lines)
     assert "PRIVATE+KEY" not in text
     assert (tmp_path / "data" / "log.key").read_text() not in text
+
+
+def test_native_lines_become_records() -> None:
+    from ledger.logjson import native_record
+
+    level, message, fields = native_record(
+        "I1127 13:56:28.329091   24138 ssl_transport_security.cc:2563] Handshake failed with error SSL_ERROR_SSL")
+    assert (level, message, fields) == (logging.INFO, "Handshake failed with error SSL_ERROR_SSL",
+                                        {"source": "ssl_transport_security.cc:2563"})
+    assert native_record("E0101 00:00:00.000000 1 x.cc:1] bad")[0] == logging.ERROR
+    assert native_record("Traceback (most recent call last):") == (logging.WARNING,
+                                                                    "Traceback (most recent call last):", {})
+
+
+def test_what_c_code_writes_to_stderr_is_json_too() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys, time, logging\n"
+        "from ledger.serve import configure_logging\n"
+        "configure_logging('json', 'INFO')\n"
+        "os.write(2, b'W1127 13:00:00.000000 1 chttp2_transport.cc:1] too_many_pings\\n')\n"
+        "print('a stray line', file=sys.stderr)\n"
+        "logging.getLogger('ledger.x').info('python', extra={'tree_size': 3})\n"
+        "time.sleep(0.3)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    lines = [json.loads(line) for line in out.stderr.splitlines()]
+    by_message = {line["message"]: line for line in lines}
+    assert by_message["too_many_pings"]["level"] == "WARNING"
+    assert by_message["too_many_pings"]["logger"] == "native"
+    assert by_message["too_many_pings"]["source"] == "chttp2_transport.cc:1"
+    assert by_message["a stray line"]["logger"] == "native"
+    assert by_message["python"]["tree_size"] == 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -223,7 +224,7 @@ def test_serve_and_cli_over_mtls(pki: Pki, tmp_path: Path) -> None:
     ckey = pki.write("client.key", pki.client.key)
     ca = files["client_ca"]
     srv = ServerProcess(tmp_path / "data", ["--tls-cert", str(files["tls_cert"]), "--tls-key", str(files["tls_key"]),
-                                            "--client-ca", str(ca)], port=free_port())
+                                            "--client-ca", str(ca), "--log-format", "json"], port=free_port())
     # tests/servers.py probes health in plaintext; here we wait on an mTLS client instead.
     cmd = [sys.executable, "-m", "client.cli", "serve", "--data", str(srv.data_dir), "--listen", srv.address,
            *srv.args]
@@ -258,9 +259,13 @@ def test_serve_and_cli_over_mtls(pki: Pki, tmp_path: Path) -> None:
         refused = subprocess.run([*base, "checkpoint", "--server", srv.address, "--tls-ca", str(ca)],
                                  capture_output=True, timeout=30)
         assert refused.returncode != 0
+        plain = subprocess.run([*base, "checkpoint", "--server", srv.address], capture_output=True, timeout=30)
+        assert plain.returncode != 0
         assert srv.stop() == 0
-        assert "mtls" in srv.log_text()
-        assert "PRIVATE" not in srv.log_text()
+        text = srv.log_text()
+        assert "PRIVATE" not in text
+        lines = [json.loads(line) for line in text.splitlines()]  # gRPC core's handshake errors too
+        assert any(line.get("transport") == "mtls" for line in lines)
     finally:
         srv.kill()
 
