@@ -46,6 +46,7 @@ from client.records import (
     SignedRecord,
     Statement,
     TrainingData,
+    endorse_rotation,
     sign_record,
 )
 from client.registry_client import Registered, RegistryClient
@@ -103,7 +104,8 @@ class Registrar:
 
     def rotate_identity(self, name: str, new: RecordSigner) -> Registered:
         """Sign ``new`` in as ``name``'s key (signed by the current key); later records use ``new``."""
-        got = self.submit(self.sign(Identity(IdentityEvent.ROTATE, name, new.public_key)))
+        endorsement = endorse_rotation(new, name, self.signer.public_key)
+        got = self.submit(self.sign(Identity(IdentityEvent.ROTATE, name, new.public_key, endorsement)))
         self.signer = new
         return got
 

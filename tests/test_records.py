@@ -30,6 +30,7 @@ from client.records import (
     TrainingData,
     decode_body,
     encode_body,
+    endorse_rotation,
     key_text,
     parse_entry,
     parse_id,
@@ -39,6 +40,7 @@ from client.records import (
 from client.records.encoding import VERSION
 
 SIGNER = RecordSigner.generate()
+NEW = RecordSigner.generate()
 D1 = bytes(range(32))
 D2 = bytes(range(1, 33))
 
@@ -46,7 +48,7 @@ D2 = bytes(range(1, 33))
 def _statements() -> list[object]:
     return [
         Identity(IdentityEvent.REGISTER, "lab-a", SIGNER.public_key),
-        Identity(IdentityEvent.ROTATE, "lab-a", D1),
+        Identity(IdentityEvent.ROTATE, "lab-a", NEW.public_key, endorse_rotation(NEW, "lab-a", SIGNER.public_key)),
         Identity(IdentityEvent.REVOKE, "lab.b@x/y+z", D1),
         Dataset("web", "1", D1, 10),
         Dataset("web-filtered", "2024-01", D2, 2**40, "CC-BY-4.0", ("crawl 2024", "ünïcode"),
@@ -257,3 +259,22 @@ def test_golden_v1_records_still_parse_and_verify() -> None:
         signed.verify()
         assert encode_body(signed.record) == signed.body, name
         assert signed.record.kind.label == name
+
+
+def test_rotation_needs_the_new_keys_endorsement() -> None:
+    good = endorse_rotation(NEW, "lab-a", SIGNER.public_key)
+    other = RecordSigner.generate()
+    with pytest.raises(InvalidInputError, match="endorsement"):
+        Identity(IdentityEvent.ROTATE, "lab-a", NEW.public_key)
+    with pytest.raises(InvalidInputError, match="only a rotation"):
+        Identity(IdentityEvent.REGISTER, "lab-a", NEW.public_key, good)
+    for bad, _why in [
+        (Identity(IdentityEvent.ROTATE, "lab-a", other.public_key, good), "endorsed by another key"),
+        (Identity(IdentityEvent.ROTATE, "lab-b", NEW.public_key, good), "endorsed for another name"),
+    ]:
+        signed = sign_record(Record(bad, SIGNER.public_key, 1), SIGNER)
+        with pytest.raises(SignatureError, match="endorsement does not verify"):
+            parse_entry(signed.entry).verify()
+    ok = sign_record(Record(Identity(IdentityEvent.ROTATE, "lab-a", NEW.public_key, good), SIGNER.public_key, 1),
+                     SIGNER)
+    parse_entry(ok.entry).verify()

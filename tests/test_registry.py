@@ -17,6 +17,7 @@ from client.records import (
     IdentityEvent,
     Kind,
     RecordSigner,
+    endorse_rotation,
 )
 from ledger.log import Appended
 from ledger.registry.errors import (
@@ -158,7 +159,11 @@ def test_rotate(env: Env) -> None:
     s1, d1 = a.dataset("web")
     ok(env, s1)
     new = RecordSigner.generate()
-    ok(env, Submission(a.sign(Identity(IdentityEvent.ROTATE, "lab-a", new.public_key)).entry))
+    squat = RecordSigner.generate()  # someone else's key, without its holder's endorsement
+    bad = Identity(IdentityEvent.ROTATE, "lab-a", squat.public_key, endorse_rotation(new, "lab-a", a.signer.public_key))
+    refused(env, Submission(a.sign(bad).entry), SignatureError, "endorsement does not verify")
+    endorsement = endorse_rotation(new, "lab-a", a.signer.public_key)
+    ok(env, Submission(a.sign(Identity(IdentityEvent.ROTATE, "lab-a", new.public_key, endorsement)).entry))
     old = a.signer
     sub, _ = a.dataset("web2")
     refused(env, sub, RevokedKeyError, "rotated out at index 2")

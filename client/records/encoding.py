@@ -28,6 +28,7 @@ from client.records.model import (
     MAX_SHORT,
     MAX_TEXT,
     MAX_VERSION,
+    SIGNATURE_SIZE,
     Attestation,
     Checkpoint,
     Claim,
@@ -113,6 +114,7 @@ def encode_body(record: Record) -> bytes:
         out.append(_code(s.event))
         put_str(out, s.name)
         out += s.key
+        out += s.endorsement  # 64 bytes for a rotation, empty otherwise
     elif isinstance(s, Dataset):
         put_str(out, s.name)
         put_str(out, s.version)
@@ -165,7 +167,9 @@ def encode_body(record: Record) -> bytes:
 def _identity(r: Reader) -> Identity:
     event = _enum(r, IdentityEvent, "identity event")
     name = r.text("identity name", MAX_SHORT)
-    return Identity(event, name, r.fixed(KEY_SIZE, "identity key"))
+    key = r.fixed(KEY_SIZE, "identity key")
+    endorsement = r.fixed(SIGNATURE_SIZE, "rotation endorsement") if event is IdentityEvent.ROTATE else b""
+    return Identity(event, name, key, endorsement)
 
 
 def _dataset(r: Reader) -> Dataset:

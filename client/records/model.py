@@ -186,16 +186,25 @@ class Digest:
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """An identity event: ``event`` applied to ``key`` under ``name``."""
+    """An identity event: ``event`` applied to ``key`` under ``name``.
+
+    A rotation carries ``endorsement``: the new key's signature accepting the name (proof that its
+    holder asked for it; see :func:`client.records.signing.endorse_rotation`). Other events carry none.
+    """
 
     KIND: ClassVar[Kind] = Kind.IDENTITY
     event: IdentityEvent
     name: str
     key: bytes
+    endorsement: bytes = b""
 
     def __post_init__(self) -> None:
         check_identity_name(self.name)
         _check_size("identity key", self.key, KEY_SIZE)
+        if self.event is IdentityEvent.ROTATE:
+            _check_size("rotation endorsement (the new key's signature)", self.endorsement, SIGNATURE_SIZE)
+        elif self.endorsement:
+            raise InvalidInputError(f"only a rotation carries an endorsement, not a {self.event.value}")
 
     def references(self) -> list[tuple[str, bytes]]:
         return []

@@ -21,9 +21,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from client.errors import FormatError, InvalidInputError, SignatureError
 from client.merkle import leaf_hash
 from client.records.encoding import decode_body, encode_body
-from client.records.model import ID_SIZE, KEY_SIZE, SIGNATURE_SIZE, Record
+from client.records.model import ID_SIZE, KEY_SIZE, SIGNATURE_SIZE, Identity, IdentityEvent, Record
 
 SIGNING_CONTEXT = b"provenance-ledger/record/v1\n"
+ROTATION_CONTEXT = b"provenance-ledger/rotate/v1\n"
 KEY_PREFIX = "ed25519:"
 
 
@@ -110,6 +111,16 @@ def verify_signature(public_key: bytes, body: bytes, signature: bytes) -> None:
         raise SignatureError(f"record signature does not verify with signer key {key_text(public_key)}") from err
 
 
+def rotation_message(name: str, old_key: bytes, new_key: bytes) -> bytes:
+    """What a new key signs to accept ``name`` from ``old_key``: context, name, newline, both keys."""
+    return ROTATION_CONTEXT + name.encode("utf-8") + b"\n" + old_key + new_key
+
+
+def endorse_rotation(new: RecordSigner, name: str, old_key: bytes) -> bytes:
+    """The new key's endorsement for a rotation record (proof of possession; stops key squatting)."""
+    return new._key.sign(rotation_message(name, old_key, new.public_key))
+
+
 @dataclass(frozen=True, slots=True)
 class SignedRecord:
     """A record with its signature, its exact entry bytes and its id.
@@ -128,8 +139,16 @@ class SignedRecord:
         return self.entry[:-SIGNATURE_SIZE]
 
     def verify(self) -> None:
-        """Raise :class:`SignatureError` unless the signature is the signer's over the body."""
+        """Raise :class:`SignatureError` unless the signature is the signer's over the body
+        (and, for a rotation, the new key's endorsement is valid)."""
         verify_signature(self.record.signer, self.body, self.signature)
+        s = self.record.statement
+        if isinstance(s, Identity) and s.event is IdentityEvent.ROTATE:
+            try:
+                msg = rotation_message(s.name, self.record.signer, s.key)
+                Ed25519PublicKey.from_public_bytes(s.key).verify(s.endorsement, msg)
+            except (InvalidSignature, ValueError) as err:
+                raise SignatureError(f"rotation of {s.name!r}: the new key's endorsement does not verify") from err
 
 
 def sign_record(record: Record, signer: RecordSigner) -> SignedRecord:
