@@ -86,8 +86,10 @@ class RegistryServiceServicer:
 
     def Register(self, request, context):
         """Registers records in order (a record may reference an earlier one of the
-        same request). Fails with the first refusal's status; records before it
-        in the request are logged.
+        same request). Each record is admitted or refused on its own; if any is
+        refused the call fails with the first refusal's status and message, and
+        the others may have been logged: resubmitting them is safe (a logged
+        record comes back with its index, as a duplicate).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
