@@ -64,21 +64,43 @@ def _log_seeds() -> dict[str, list[bytes]]:
 
 
 def _other_methods(channel: grpc.Channel) -> dict[str, list[bytes]]:
-    """Health Check, and every RegistryService method if the server has the registry."""
+    """Health Check, and every RegistryService method (seeded with real records) if the server has it."""
     methods = {HEALTH_CHECK: [health_pb2.HealthCheckRequest(service="x").SerializeToString()]}
     try:
-        from client._pb.provenance.registry.v1 import registry_pb2
+        from client._pb.provenance.registry.v1 import registry_pb2 as rpb
     except ImportError:
         return methods
-    service = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"]
-    probe = channel.unary_unary(f"/{service.full_name}/{service.methods[0].name}")
+    service = rpb.DESCRIPTOR.services_by_name["RegistryService"]
+    prefix = f"/{service.full_name}/"
     try:
-        probe(b"", timeout=10)
+        channel.unary_unary(prefix + "GetManifest")(b"", timeout=10)
     except grpc.RpcError as err:
         if err.code() == Code.UNIMPLEMENTED:
             return methods
+    from tests.registry_kit import Lab
+
+    lab = Lab("fuzz-lab")
+    ident = lab.register()
+    ds_sub, ds = lab.dataset("fuzz-data")
+    register = rpb.RegisterRequest(records=[rpb.Submission(entry=ident.entry),
+                                            rpb.Submission(entry=ds_sub.entry, manifest=ds_sub.manifest or b"")])
+    channel.unary_unary(prefix + "Register")(register.SerializeToString(), timeout=30)  # the ids below exist
+    digest = ds.record.statement.manifest  # type: ignore[union-attr]
+    seeds: dict[str, list[object]] = {
+        "Register": [register],
+        "GetRecord": [rpb.GetRecordRequest(id=ds.id), rpb.GetRecordRequest(index=1),
+                      rpb.GetRecordRequest(name=rpb.NameVersion(kind=rpb.KIND_DATASET, name="fuzz-data", version="1"))],
+        "ListBySigner": [rpb.ListBySignerRequest(key=lab.signer.public_key, limit=5)],
+        "ListAbout": [rpb.ListAboutRequest(id=ds.id, limit=5)],
+        "GetLineage": [rpb.GetLineageRequest(id=ds.id, depth=3), rpb.GetLineageRequest(id=ds.id, descendants=True)],
+        "FindDigest": [rpb.FindDigestRequest(digest=digest, kinds=["manifest", "chunk"], limit=3)],
+        "GetManifest": [rpb.GetManifestRequest(digest=digest)],
+        "GetIdentity": [rpb.GetIdentityRequest(name="fuzz-lab"), rpb.GetIdentityRequest(key=lab.signer.public_key)],
+        "Prove": [rpb.ProveRequest(id=ds.id), rpb.ProveRequest(id=ds.id, lineage_to=ds.id)],
+    }
     for m in service.methods:
-        methods[f"/{service.full_name}/{m.name}"] = [b""]
+        encoded = [x.SerializeToString() for x in seeds.get(m.name, [])]  # type: ignore[attr-defined]
+        methods[prefix + m.name] = encoded or [b""]
     return methods
 
 
@@ -156,6 +178,10 @@ def test_fuzz_grpc_surface(server: ServerProcess) -> None:
             codes[code.name] = codes.get(code.name, 0) + 1
             if name == LOG + "AddEntries" and code == Code.OK:
                 added += sum(not e.duplicate for e in pb.AddEntriesResponse.FromString(resp).entries)
+            if name.endswith("/RegistryService/Register") and code == Code.OK:
+                from client._pb.provenance.registry.v1 import registry_pb2 as rpb
+
+                added += sum(not r.duplicate for r in rpb.RegisterResponse.FromString(resp).records)
             if calls % 100 == 0:  # the log moved only by what AddEntries acknowledged
                 after = _state(server, verifier)
                 assert after.size == before.size + added, f"seed {SEED}: log moved without an acknowledgement"
