@@ -58,20 +58,21 @@ def _write(path: Path, seed: int, n: int, dim: int, derived: bool) -> None:
             f.write(w.tobytes())
 
 
-def _compare_once(a: Path, b: Path) -> tuple[float, float, str]:
+def _compare_once(a: Path, b: Path) -> tuple[float, float, str, float]:
     code = (
         "import json, resource, sys, time\n"
         "from client.cli import main\n"
         "t = time.perf_counter()\n"
         "main(['compare', sys.argv[1], sys.argv[2], '--json'])\n"
-        "print(json.dumps({'s': time.perf_counter() - t,"
-        " 'rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))\n"
+        "ru = resource.getrusage(resource.RUSAGE_SELF)\n"
+        "print(json.dumps({'s': time.perf_counter() - t, 'cpu': ru.ru_utime + ru.ru_stime,"
+        " 'rss': ru.ru_maxrss / 1024}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code, str(a), str(b)], check=True, capture_output=True, text=True)
     lines = out.stdout.strip().splitlines()
     verdict = json.loads(lines[0])["verdict"]
     figures = json.loads(lines[-1])
-    return figures["s"], figures["rss"], verdict
+    return figures["s"], figures["rss"], verdict, figures["cpu"]
 
 
 def _synthetic(key: str, shapes: list[tuple[int, int]]) -> Fingerprint:
@@ -100,7 +101,9 @@ def run(quick: bool) -> None:
         secs = [r[0] for r in runs]
         rss = [r[1] for r in runs]
         listed = ", ".join(f"{s:.1f}" for s in secs)
-        print(f"compare A B: median {statistics.median(secs):.1f} s (runs {listed}), "
+        cpu = statistics.median(r[3] for r in runs)
+        print(f"compare A B: median {statistics.median(secs):.1f} s wall (runs {listed}), {cpu:.1f} s CPU "
+              f"(user+sys, whole process incl. imports; the machine is shared, so wall time varies with load), "
               f"peak RSS median {statistics.median(rss):.0f} MiB (max {max(rss):.0f}), verdict {runs[0][2]}",
               flush=True)
 

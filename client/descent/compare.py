@@ -159,7 +159,7 @@ class _Prepared:
 
 def _select(cands: list[_Candidate], prep: _Prepared) -> list[_Candidate]:
     """Pairs that get the full test: all of them if few; else each tensor's best-screened partner
-    (on either side) and every pair whose screen passes SCREEN_PASS."""
+    (on either side) if its screen found any agreement, and every pair whose screen passes SCREEN_PASS."""
     if len(cands) <= FULL_TEST_ALL_BELOW:
         return cands
     scores = [sum(screen_score(prep(x), prep(y)) for x, y in c.axes()) for c in cands]
@@ -170,7 +170,8 @@ def _select(cands: list[_Candidate], prep: _Prepared) -> list[_Candidate]:
             best_a[c.a.name] = i
         if c.b.name not in best_b or scores[i] > scores[best_b[c.b.name]]:
             best_b[c.b.name] = i
-    keep = set(best_a.values()) | set(best_b.values()) | {i for i, sc in enumerate(scores) if sc >= SCREEN_PASS}
+    best = {i for i in set(best_a.values()) | set(best_b.values()) if scores[i] >= 1}
+    keep = best | {i for i, sc in enumerate(scores) if sc >= SCREEN_PASS}
     return [cands[i] for i in sorted(keep)]
 
 
