@@ -416,3 +416,30 @@ def test_fuzz_model_readers(model_seeds: dict[str, list[bytes]], tmp_path_factor
 def test_fuzz_stored_head_and_dedup_values() -> None:
     fuzz(decode_head, byte_inputs(HEADS))
     fuzz(decode_varints, byte_inputs(VARINTS))
+
+
+# ------------------------------------------------------------------ no user-supplied URL is ever fetched
+
+
+FETCHING_MODULES = ("urllib", "http.client", "requests", "httpx", "aiohttp", "ftplib", "smtplib", "socket",
+                    "urllib3", "pycurl", "websocket")
+
+
+def test_no_code_can_fetch_a_url() -> None:
+    """Issue 6: no user-supplied URL is ever fetched. No module of ``client`` or ``ledger`` imports a client
+    networking library (gRPC channels and the metrics HTTP *server* are the only network code)."""
+    import ast
+
+    repo = Path(__file__).resolve().parents[1]
+    offenders = []
+    for path in sorted([*(repo / "client").rglob("*.py"), *(repo / "ledger").rglob("*.py")]):
+        if "_pb" in path.parts:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                if name.split(".")[0] in {m.split(".")[0] for m in FETCHING_MODULES} and name != "http.server":
+                    offenders.append(f"{path.relative_to(repo)}: import {name}")
+    assert not offenders, offenders
