@@ -41,6 +41,7 @@ _EXIT_FOR_ERROR: tuple[tuple[type[ProvenanceError], int], ...] = (
 
 # One module per command group; each has register(subparsers).
 COMMAND_MODULES: tuple[str, ...] = (
+    "client.cli.serve_cmds",
     "client.cli.log_cmds",
     "client.cli.hash_cmd",
     "client.cli.compare_cmd",

@@ -1,0 +1,122 @@
+"""Server commands: ``serve`` (run the log and registry over gRPC) and ``backup`` (copy a data dir).
+
+Thin: parse flags into :class:`ledger.config.ServerConfig` fields and hand over to
+``ledger/serve.py`` / ``ledger/backup.py``, imported inside the handlers (the only
+places the client CLI reaches into the server package). Flags are documented in
+``docs/operations.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from client.cli.log_cmds import DEFAULT_DATA, DEFAULT_SERVER, _size_arg
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser("serve", help="serve the log over gRPC until SIGTERM/SIGINT")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="DIR", help="data directory")
+    p.add_argument("--listen", default=DEFAULT_SERVER, metavar="HOST:PORT")
+    p.add_argument("--origin", default=None, help="log name (default: the data dir's, or localhost/provenance-ledger)")
+    p.add_argument("--key", type=Path, default=None, metavar="FILE", help="signing key (default DATA/log.key)")
+    p.add_argument("--max-entry-bytes", type=_size_arg, default=None, metavar="N")
+    p.add_argument("--max-batch-entries", type=_size_arg, default=None, metavar="N")
+    p.add_argument("--max-receive-bytes", type=_size_arg, default=None, metavar="N")
+    p.add_argument("--drain-seconds", type=float, default=None, metavar="S")
+    p.add_argument("--allowlist", type=Path, default=None, metavar="FILE",
+                   help="registry: only these 'NAME ed25519:KEY' lines may register (default: open registration)")
+    p.add_argument("--backup-dir", type=Path, default=None, metavar="DIR",
+                   help="on SIGUSR1, write an online backup into DIR/backup-<time> (docs/operations.md)")
+    p.add_argument("--rotate-key", action="store_true",
+                   help="accept a signing key other than the one this log has used (docs/operations.md)")
+    g = p.add_argument_group("limits and deadlines (docs/operations.md)")
+    g.add_argument("--max-concurrent-streams", type=_size_arg, default=None, metavar="N", help="per connection")
+    g.add_argument("--checkpoint-wait-seconds", type=float, default=None, metavar="S",
+                   help="cap on an AddEntries wait_for_checkpoint (default 30)")
+    g.add_argument("--max-stream-seconds", type=float, default=None, metavar="S",
+                   help="a WatchCheckpoints stream ends after this; clients reopen it (default 3600)")
+    g.add_argument("--rate-limit", type=float, default=None, metavar="RPS",
+                   help="per-peer requests/s on the log and registry services (default 0 = off)")
+    g.add_argument("--rate-burst", type=float, default=None, metavar="N", help="per-peer burst (default 2 x RPS)")
+    g.add_argument("--keepalive-seconds", type=float, default=None, metavar="S",
+                   help="server keepalive ping interval on busy connections (default 120)")
+    g.add_argument("--min-ping-interval", type=float, default=None, metavar="S",
+                   help="client pings faster than this are strikes (default 10)")
+    g.add_argument("--max-ping-strikes", type=_size_arg, default=None, metavar="N",
+                   help="strikes before GOAWAY too_many_pings (default 2; 0 = unlimited)")
+    g.add_argument("--max-connection-idle", type=float, default=None, metavar="S",
+                   help="close idle connections after S seconds (default 900; 0 = never)")
+    g.add_argument("--max-connection-age", type=float, default=None, metavar="S",
+                   help="GOAWAY connections older than S seconds (default 0 = never)")
+    g.add_argument("--stuck-seconds", type=float, default=None, metavar="S",
+                   help="health NOT_SERVING when writes wait this long without progress (default 20)")
+    g = p.add_argument_group("transport security")
+    g.add_argument("--tls-cert", type=Path, default=None, metavar="PEM", help="serve TLS with this certificate chain")
+    g.add_argument("--tls-key", type=Path, default=None, metavar="PEM", help="its private key (mode 600 or 640)")
+    g.add_argument("--client-ca", type=Path, default=None, metavar="PEM",
+                   help="require client certificates signed by these CAs (mutual TLS)")
+    g = p.add_argument_group("observability")
+    m = g.add_mutually_exclusive_group()
+    m.add_argument("--metrics-port", type=_size_arg, default=None, metavar="PORT",
+                   help="serve Prometheus /metrics on 127.0.0.1:PORT")
+    m.add_argument("--metrics-listen", default=None, metavar="HOST:PORT", help="serve /metrics on HOST:PORT")
+    g.add_argument("--log-format", choices=("text", "json"), default=None, help="json: one object per line")
+    g.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), default=None)
+    p.set_defaults(func=_serve)
+
+    p = subparsers.add_parser("backup", help="copy a stopped server's data dir (RocksDB checkpoint) and check it "
+                              "(online: serve --backup-dir, then SIGUSR1)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="DIR", help="the data directory to copy")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="new directory for the copy")
+    p.add_argument("--with-key", action="store_true", help="copy the signing key too (mode 600)")
+    p.add_argument("--key", type=Path, default=None, metavar="FILE", help="signing key (default DATA/log.key)")
+    p.set_defaults(func=_backup)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ledger import serve  # the one place the client CLI reaches into the server package
+
+    limits = {
+        name: value
+        for name, value in (
+            ("max_entry_bytes", args.max_entry_bytes),
+            ("max_batch_entries", args.max_batch_entries),
+            ("max_receive_message_bytes", args.max_receive_bytes),
+            ("drain_seconds", args.drain_seconds),
+            ("allowlist", args.allowlist),
+            ("max_concurrent_streams", args.max_concurrent_streams),
+            ("checkpoint_wait_seconds", args.checkpoint_wait_seconds),
+            ("max_stream_seconds", args.max_stream_seconds),
+            ("rate_limit_per_second", args.rate_limit),
+            ("rate_limit_burst", args.rate_burst),
+            ("keepalive_time_seconds", args.keepalive_seconds),
+            ("min_client_ping_interval_seconds", args.min_ping_interval),
+            ("max_ping_strikes", args.max_ping_strikes),
+            ("max_connection_idle_seconds", args.max_connection_idle),
+            ("max_connection_age_seconds", args.max_connection_age),
+            ("stuck_seconds", args.stuck_seconds),
+            ("tls_cert", args.tls_cert),
+            ("tls_key", args.tls_key),
+            ("client_ca", args.client_ca),
+            ("metrics_listen", f"127.0.0.1:{args.metrics_port}" if args.metrics_port is not None
+             else args.metrics_listen),
+            ("log_format", args.log_format),
+            ("log_level", args.log_level),
+            ("rotate_key", args.rotate_key or None),
+            ("backup_dir", args.backup_dir),
+        )
+        if value is not None
+    }
+    config = serve.build_config(args.data, args.listen, args.origin, args.key, **limits)
+    return serve.main(config)
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from ledger import backup
+
+    report = backup.backup(args.data, args.out, key_path=args.key, include_key=args.with_key)
+    sys.stdout.write(json.dumps(report) + "\n")
+    return 0
