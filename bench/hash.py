@@ -226,6 +226,9 @@ def run(quick: bool) -> None:
         return
     version = subprocess.run(["b3sum", "--version"], capture_output=True, text=True).stdout.strip()
     print(f"threads: {THREADS}; {version}; load average at start: {_load()}")
+    startup = statistics.median(_wall([PY, "-m", "client.cli", "hash", "--help"]) for _ in range(3))
+    print(f"process start-up of `python -m client.cli hash --help`: {startup:.2f} s (included in every figure below"
+          f"{'; --quick sizes are so small that it dominates: a smoke test only' if quick else ''})")
     print("\n[1] throughput, one cached checkpoint", flush=True)
     _throughput(quick)
     print("\n[2] peak memory, file larger than 8 GB" if not quick else "\n[2] peak memory (quick: 1 GiB)", flush=True)
