@@ -174,7 +174,7 @@ def onnx_node(op: str, inputs: list[str], outputs: list[str], ints: dict[str, in
     body = b"".join(_f_bytes(1, i.encode()) for i in inputs) + b"".join(_f_bytes(2, o.encode()) for o in outputs)
     body += _f_bytes(4, op.encode())
     for k, v in (ints or {}).items():
-        body += _f_bytes(7, _f_bytes(1, k.encode()) + _f_varint(3, v) + _f_varint(20, 2))
+        body += _f_bytes(5, _f_bytes(1, k.encode()) + _f_varint(3, v) + _f_varint(20, 2))
     return body
 
 

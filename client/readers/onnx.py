@@ -1,7 +1,7 @@
 """ONNX models: graph initializers, read with the bounded decoder of :mod:`_protobuf`.
 
 Field numbers are those of onnx.proto (ModelProto.graph = 7; GraphProto.node = 1,
-initializer = 5; NodeProto.input = 1, output = 2, op_type = 4, attribute = 7;
+initializer = 5; NodeProto.input = 1, output = 2, op_type = 4, attribute = 5;
 AttributeProto.name = 1, i = 3; TensorProto.dims = 1, data_type = 2, float_data = 4,
 int32_data = 5, int64_data = 7, name = 8, raw_data = 9, double_data = 10, uint64_data = 11,
 data_location = 14).
@@ -63,7 +63,7 @@ def _node(buf: memoryview, path: Path) -> _Node:
             n.outputs.append(_text(v, path))
         elif f == 4:
             n.op = _text(v, path)
-        elif f == 7 and isinstance(v, memoryview):
+        elif f == 5 and isinstance(v, memoryview):
             name, ival = "", None
             for af, _aw, av in fields(v, path):
                 if af == 1:
