@@ -54,6 +54,8 @@ _U8 = struct.Struct(">B")
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
+_FILE_HEAD = struct.Struct(">BH")
+_NO_TENSORS = _U8.pack(0) + _U32.pack(0)  # tensor_format "" and no tensors
 
 
 def _s8(s: str) -> bytes:
@@ -75,7 +77,11 @@ def entry_bytes(entry: Entry) -> bytes:
     """The encoding of one entry (file or symlink)."""
     if isinstance(entry, SymlinkEntry):
         return _U8.pack(TAG_SYMLINK) + _s16(entry.path) + _s16(entry.target)
-    out = [_U8.pack(TAG_FILE), _s16(entry.path), _U64.pack(entry.size), entry.blake3, *entry.chunks]
+    path = entry.path.encode("utf-8")
+    head = _FILE_HEAD.pack(TAG_FILE, len(path)) + path + _U64.pack(entry.size) + entry.blake3
+    if not entry.tensor_format and not entry.tensors:
+        return head + b"".join(entry.chunks) + _NO_TENSORS
+    out = [head, *entry.chunks]
     out += [_s8(entry.tensor_format), _U32.pack(len(entry.tensors))]
     for t in entry.tensors:
         out += [_s16(t.name), _s8(t.dtype), _U8.pack(len(t.shape))]
