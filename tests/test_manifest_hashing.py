@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import blake3
@@ -251,3 +252,25 @@ def test_worker_processes_give_the_same_manifest(tmp_path: Path, monkeypatch: py
     assert with_procs == threads_only
     assert sum(batches) > 250
     assert any(f.tensors for f in with_procs.files)
+
+
+@pytest.mark.parametrize("inline_size", [0, 1 << 20])
+def test_entries_stream_with_a_bounded_number_in_flight(tmp_path: Path, inline_size: int) -> None:
+    from client.manifest.walk import walk
+
+    root = kit.dataset_folder(tmp_path / "d", files=200)
+    pulled = 0
+
+    def counting() -> Iterator[WalkItem]:
+        nonlocal pulled
+        for item in walk(str(root)):
+            pulled += 1
+            yield item
+
+    cfg = HashConfig(chunk_size=CS, threads=2, max_pending=16, inline_size=inline_size)
+    with Hasher(cfg) as h:
+        seen = 0
+        for _entry in h.entries(counting()):
+            seen += 1
+            assert pulled - seen <= 16 + 8  # max_pending, plus one unsent batch
+    assert seen == pulled == 200
