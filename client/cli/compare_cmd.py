@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,11 @@ def _compare(args: argparse.Namespace) -> int:
 
     if not 0 < args.alpha < 1:
         raise InvalidInputError("--alpha must be between 0 and 1")
-    result = compare(load_fingerprint(args.a), load_fingerprint(args.b), alpha=args.alpha)
+    # The two models are read and sketched in parallel (numpy releases the GIL in the heavy
+    # steps); each reader still holds one tensor at a time.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        fa, fb = pool.submit(load_fingerprint, args.a), pool.submit(load_fingerprint, args.b)
+        result = compare(fa.result(), fb.result(), alpha=args.alpha)
     if args.json:
         out = result.to_json()
         out["a"], out["b"] = str(args.a), str(args.b)

@@ -7,8 +7,9 @@ Two stages, so that 10,000 registered fingerprints answer in seconds:
    its derivations, near zero between independent ones). A suspect's signatures are scored
    against all registered ones in one matrix product; exact tensor digests are looked up in a
    dictionary.
-2. **Test.** The ``top`` best-screened fingerprints, and every one sharing an informative
-   tensor byte for byte, get the full :func:`client.descent.compare.compare`. Their p-values are
+2. **Test.** The best-screened fingerprint, up to ``top`` more whose screen score reaches
+   ``MIN_SCREEN``, and every one sharing an informative tensor byte for byte, get the full
+   :func:`client.descent.compare.compare`. Their p-values are
    multiplied by the number of registered fingerprints (Bonferroni over the search), so a
    match is significant against the whole registry, not just against the one compared.
 
@@ -30,6 +31,7 @@ from client.descent.fingerprint import Fingerprint
 from client.descent.sketch import FREQS
 
 _IU = np.triu_indices(FREQS, 1)
+MIN_SCREEN = 0.3  # signature agreement worth a full test (independent models: |score| ~ 0.1-0.3)
 SIG_DIM = len(_IU[0])
 
 
@@ -129,10 +131,16 @@ class FingerprintIndex:
         np.maximum.at(scores, owner, best)
         return scores
 
-    def match(self, suspect: Fingerprint, *, alpha: float = DEFAULT_ALPHA, top: int = 5) -> list[Match]:
-        """Matches of ``suspect``, most significant first. Requires 0 < alpha < 1, top >= 0."""
+    def match(self, suspect: Fingerprint, *, alpha: float = DEFAULT_ALPHA, top: int = 5,
+              min_screen: float = MIN_SCREEN) -> list[Match]:
+        """Matches of ``suspect``, most significant first. Requires 0 < alpha < 1, top >= 0.
+
+        Fully tested: the best-screened fingerprint, up to ``top`` more whose screen score
+        reaches ``min_screen``, and every one sharing an informative tensor byte for byte.
+        """
         scores = self.screen(suspect)
-        chosen = set(np.argsort(-scores, kind="stable")[:top].tolist())
+        order = np.argsort(-scores, kind="stable")[:top].tolist()
+        chosen = {i for rank, i in enumerate(order) if rank == 0 or scores[i] >= min_screen}
         for e in suspect.entries:
             if e.sketch is not None:
                 chosen |= self._digests.get(e.digest, set())
