@@ -198,7 +198,7 @@ def test_single_file_is_recorded_under_its_name(tmp_path: Path) -> None:
 
 
 def test_large_file_change_during_hash_is_detected(tmp_path: Path) -> None:
-    from client.manifest.hashing import FileChangedError
+    from client.manifest.errors import FileChangedError
 
     p = kit.write(tmp_path / "f", os.urandom(64 * CS))
     calls = 0

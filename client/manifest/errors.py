@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from client.errors import FormatError, InvalidInputError, VerificationError
+from client.errors import FormatError, InvalidInputError, ProvenanceError, VerificationError
 
 if TYPE_CHECKING:
     from client.manifest.diff import Difference
@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 
 class WalkError(InvalidInputError):
     """The input tree cannot be walked under the policy: empty, symlink refused, bad name, special file."""
+
+
+class FileChangedError(ProvenanceError):
+    """A file vanished or changed (size, mtime, type) while it was being hashed: its digests would be meaningless."""
 
 
 class UnsupportedVersionError(FormatError):

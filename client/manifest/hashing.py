@@ -40,9 +40,9 @@ from typing import TYPE_CHECKING
 
 import blake3
 
-from client.errors import InvalidInputError, ProvenanceError
+from client.errors import InvalidInputError
 from client.manifest import tensors as tensor_layer
-from client.manifest.errors import TensorFormatError
+from client.manifest.errors import FileChangedError, TensorFormatError
 from client.manifest.mapped import hash_mapped
 from client.manifest.model import (
     DEFAULT_CHUNK_SIZE,
@@ -67,10 +67,6 @@ _BATCH = 8
 _PROCESS_AFTER = 2048
 #: Walk items per worker-process task.
 _PROCESS_BATCH = 512
-
-
-class FileChangedError(ProvenanceError):
-    """A file changed (size or mtime) while it was being hashed; its digests would be meaningless."""
 
 
 @dataclass(frozen=True)
