@@ -388,6 +388,8 @@ class Hasher:
                 done = _take(pending.popleft())
                 in_flight -= len(done)
                 yield from done
+            if switch and inlined >= _PROCESS_AFTER:
+                break  # finish what is queued, then hand the rest of ``items`` to processes
         if batch:
             pending.append(self._pool.submit(self._batch, batch))
         while pending:
