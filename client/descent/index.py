@@ -31,7 +31,7 @@ from client.descent.fingerprint import Fingerprint
 from client.descent.sketch import FREQS
 
 _IU = np.triu_indices(FREQS, 1)
-MIN_SCREEN = 0.3  # signature agreement worth a full test (independent models: |score| ~ 0.1-0.3)
+MIN_SCREEN = 0.45  # signature agreement worth a full test (null maxima over 10,000 models reach ~0.3)
 SIG_DIM = len(_IU[0])
 
 
