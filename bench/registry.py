@@ -323,8 +323,17 @@ def lineage(quick: bool) -> None:
         env.close()
 
 
+PARTS: dict[str, Callable[[bool], None]] = {
+    "ingest": ingest, "ingest_grpc": ingest_grpc, "digests": digests, "lineage": lineage,
+}
+
+
 def run(quick: bool) -> None:
-    ingest(quick)
-    ingest_grpc(quick)
-    digests(quick)
-    lineage(quick)
+    """Every part, or those named (comma-separated) in ``BENCH_REGISTRY_PARTS``, e.g. ``digests,lineage``."""
+    wanted = os.environ.get("BENCH_REGISTRY_PARTS", "")
+    names = [n for n in wanted.split(",") if n] or list(PARTS)
+    unknown = [n for n in names if n not in PARTS]
+    if unknown:
+        raise SystemExit(f"unknown registry bench parts {unknown}; known: {', '.join(PARTS)}")
+    for name in names:
+        PARTS[name](quick)

@@ -352,6 +352,14 @@ class Log:
         """The hook's value for ``key`` (may include the batch being signed right now)."""
         return self._storage.read_aux([key])[0]
 
+    def get_aux_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """:meth:`get_aux` of each key, in one storage read."""
+        return self._storage.read_aux(keys)
+
+    def scan_aux(self, prefix: bytes, limit: int | None = None) -> list[tuple[bytes, bytes]]:
+        """The hook's ``(key, value)`` pairs under ``prefix`` in key order (see :meth:`Storage.scan_aux`)."""
+        return self._storage.scan_aux(prefix, limit)
+
     # ----------------------------------------------------------------- lifecycle
 
     def health(self) -> bool:

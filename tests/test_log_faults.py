@@ -86,6 +86,9 @@ class FaultyStorage:
     def read_aux(self, keys: Sequence[bytes]) -> list[bytes | None]:
         return self.inner.read_aux(keys)
 
+    def scan_aux(self, prefix: bytes, limit: int | None = None) -> list[tuple[bytes, bytes]]:
+        return self.inner.scan_aux(prefix, limit)
+
     def close(self) -> None:
         self.inner.close()
 

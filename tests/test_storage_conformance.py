@@ -150,6 +150,8 @@ def test_closed_store_raises_storage_error(store: Store) -> None:
         s.read_head()
     with pytest.raises(StorageError):
         s.commit(_batch(0, [b"a"]))
+    with pytest.raises(StorageError):
+        s.scan_aux(b"k")
 
 
 def test_large_values_and_many_entries(store: Store) -> None:
@@ -159,6 +161,44 @@ def test_large_values_and_many_entries(store: Store) -> None:
     s = store.reopen()
     assert s.read_entries(0, 1000) == entries
     assert s.read_entries_at(list(range(999, -1, -7))) == entries[999::-7]
+
+
+def test_scan_aux_lists_a_prefix_in_key_order(store: Store) -> None:
+    s = store.storage
+    assert s.scan_aux(b"p") == []
+    first = [(b"p\x01" + i.to_bytes(8, "big"), b"") for i in (5, 1, 300)]
+    other = [(b"p\x02" + (7).to_bytes(8, "big"), b"v"), (b"p", b"exact"), (b"o\xff", b"before"), (b"q", b"after")]
+    s.commit(_batch(0, [b"a"], aux=first + other))
+    s.commit(_batch(1, [b"b"], aux=[(b"p\x01" + (2).to_bytes(8, "big"), b"two"), (b"p", b"replaced")]))
+    for reopen in (False, True):
+        st = store.reopen() if reopen else s
+        want = [(b"p\x01" + i.to_bytes(8, "big"), b"two" if i == 2 else b"") for i in (1, 2, 5, 300)]
+        assert st.scan_aux(b"p\x01") == want
+        assert st.scan_aux(b"p\x01", limit=2) == want[:2]
+        assert st.scan_aux(b"p\x01", limit=0) == []
+        assert st.scan_aux(b"p\x01", limit=10) == want
+        assert [k for k, _ in st.scan_aux(b"p")] == [b"p", *(k for k, _ in want), b"p\x02" + (7).to_bytes(8, "big")]
+        assert st.scan_aux(b"p")[0] == (b"p", b"replaced")
+        assert st.scan_aux(b"p\x03") == []
+        assert st.scan_aux(b"r") == []
+        assert len(st.scan_aux(b"")) == 8
+
+
+def test_scan_aux_at_the_top_of_the_key_space(store: Store) -> None:
+    """A prefix of 0xff bytes has no successor key: the scan still stops at the prefix's end."""
+    s = store.storage
+    aux = [(b"\xff\xff", b"1"), (b"\xff\xff\x00", b"2"), (b"\xff\xfe", b"0"), (b"\xff", b"x")]
+    s.commit(_batch(0, [b"a"], aux=aux))
+    assert s.scan_aux(b"\xff\xff") == [(b"\xff\xff", b"1"), (b"\xff\xff\x00", b"2")]
+    assert [k for k, _ in s.scan_aux(b"\xff")] == [b"\xff", b"\xff\xfe", b"\xff\xff", b"\xff\xff\x00"]
+
+
+def test_scan_aux_never_sees_a_refused_batch(store: Store) -> None:
+    s = store.storage
+    s.commit(_batch(0, [b"a"], aux=[(b"k1", b"")]))
+    with pytest.raises(ValueError):
+        s.commit(_batch(5, [b"b"], aux=[(b"k2", b"")]))
+    assert s.scan_aux(b"k") == [(b"k1", b"")]
 
 
 # ------------------------------------------------------------------ RocksDB only

@@ -93,9 +93,9 @@ class _Writes:
         self.local[key] = value
         self.out.append((key, value))
 
-    def post(self, key: bytes, index: int) -> None:
-        for k, v in postings.append(self.get(key), key, index):
-            self.put(k, v)
+    def post(self, list_key: bytes, index: int, label: bytes = b"") -> None:
+        """Append ``index`` to a posting list: a blind write, never read back during admission."""
+        self.out.append((postings.posting(list_key, index), label))
 
 
 class RegistryHook:
@@ -232,11 +232,12 @@ class RegistryHook:
                 got = Kind(held[8]).label
                 raise WrongReferenceKindError(f"{role} {rid.hex()} is a {got} record, not a {want.label}")
         if isinstance(s, Dataset | Checkpoint):
+            # The relation rides on the posting, so a descendants query needs no child record to label its edge.
             for p in s.parents:
-                w.post(K.CHILD_POSTS + p.id, index)
+                w.post(K.CHILD_POSTS + p.id, index, p.relation.value.encode())
             if isinstance(s, Checkpoint):
                 for d in s.datasets:
-                    w.post(K.CHILD_POSTS + d.id, index)
+                    w.post(K.CHILD_POSTS + d.id, index, f"trained-on:{d.role.value}".encode())
         elif isinstance(s, Attestation):
             w.post(K.ABOUT_POSTS + s.subject, index)
             if s.claim.object_is_record:
@@ -245,8 +246,7 @@ class RegistryHook:
             w.post(K.ABOUT_POSTS + s.target, index)
 
     def _manifest(self, w: _Writes, digest: bytes, manifest: ManifestSummary | None, index: int) -> None:
-        # The manifest's posting list exists exactly when the manifest is stored (same batch).
-        if w.get(K.MANIFEST_POSTS + digest) is None:
+        if w.get(K.MANIFEST_HELD + digest) is None:
             if manifest is None:
                 raise ManifestMissingError(f"manifest {digest.hex()} was not sent with the record and is not stored")
             if manifest.digest != digest:
@@ -254,35 +254,20 @@ class RegistryHook:
                     f"the manifest sent has digest {manifest.digest.hex()}, the record names {digest.hex()}"
                 )
             w.put(K.MANIFEST + digest, manifest.encoded)
-            # Bulk path: one multi-read of the list heads; nothing else in this call writes these keys.
-            keys = manifest.index_keys
-            first = postings.append(None, b"", index)[0][1]
-            heads = w.get_many(keys)
-            if heads.count(None) == len(heads):  # the usual case, all new: built at C speed
-                w.out.extend(zip(keys, itertools.repeat(first)))
-            else:
-                for key, head in zip(keys, heads, strict=True):
-                    w.out.extend([(key, first)] if head is None else postings.append(head, key, index))
+            w.put(K.MANIFEST_HELD + digest, K.u64(index))
+            # One blind posting per contained digest, in the sorted order prepared outside the sequencer.
+            tail = postings.suffix(index)
+            w.out.extend(zip([key + tail for key in manifest.index_keys], itertools.repeat(b"")))
         w.post(K.MANIFEST_POSTS + digest, index)
 
 
 def _keys_to_read(s: Dataset | Checkpoint | Attestation | Dispute, signer: bytes) -> list[bytes]:
     """Every aux key admitting ``s`` reads, for one multi-read up front."""
-    keys = [K.KEY + signer, K.SIGNER_POSTS + signer]
+    keys = [K.KEY + signer]
     for _, rid in s.references():
         keys.append(K.RECORD + rid)
-    if isinstance(s, Dataset | Checkpoint):
-        keys += [K.CHILD_POSTS + p.id for p in s.parents]
-        if isinstance(s, Checkpoint):
-            keys += [K.CHILD_POSTS + d.id for d in s.datasets]
-            keys.append(K.version_key(s.KIND.value, s.model, s.version))
-        else:
-            keys.append(K.version_key(s.KIND.value, s.name, s.version))
-        keys.append(K.MANIFEST_POSTS + s.manifest)
-    elif isinstance(s, Attestation):
-        keys.append(K.ABOUT_POSTS + s.subject)
-        if s.claim.object_is_record:
-            keys.append(K.ABOUT_POSTS + s.object)
-    else:
-        keys.append(K.ABOUT_POSTS + s.target)
+    if isinstance(s, Checkpoint):
+        keys += [K.version_key(s.KIND.value, s.model, s.version), K.MANIFEST_HELD + s.manifest]
+    elif isinstance(s, Dataset):
+        keys += [K.version_key(s.KIND.value, s.name, s.version), K.MANIFEST_HELD + s.manifest]
     return list(dict.fromkeys(keys))

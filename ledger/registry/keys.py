@@ -18,12 +18,16 @@ KEY = b"rK"  # + signer key(32) -> status(1) since_index(8) registered_index(8) 
 NAME = b"rN"  # + identity name (utf-8) -> current key(32) or empty, then index(8) of the event
 VERSION = b"rV"  # + kind(1) + str(name) + str(version) -> index(8)
 MANIFEST = b"rM"  # + manifest digest(32) -> canonical manifest bytes
-SIGNER_POSTS = b"rS"  # + signer key(32): posting list of record indices
-CHILD_POSTS = b"rC"  # + parent id(32): posting list of records naming it as parent or training dataset
-MANIFEST_POSTS = b"rm"  # + manifest digest(32): posting list of record indices with that manifest
-DIGEST_POSTS = b"rD"  # + kind(1) + digest(32): posting list of indices of records that first stored a
-#                       manifest containing the digest
-ABOUT_POSTS = b"rA"  # + id(32): posting list of attestations and disputes about the record
+MANIFEST_HELD = b"rH"  # + manifest digest(32) -> index(8) of the record that stored it
+
+# Posting lists: one key per posting, ``list key || index(8)``, written once and never read back
+# during admission; a prefix scan of the list key lists them earliest first (ledger.registry.postings).
+SIGNER_POSTS = b"rS"  # + signer key(32): records signed by the key -> empty
+CHILD_POSTS = b"rC"  # + parent id(32): records naming it as parent or training dataset -> the relation
+MANIFEST_POSTS = b"rm"  # + manifest digest(32): records with that manifest -> empty
+DIGEST_POSTS = b"rD"  # + kind(1) + digest(32): records that first stored a manifest containing the
+#                       digest -> empty
+ABOUT_POSTS = b"rA"  # + id(32): attestations and disputes about the record -> empty
 
 KEY_ACTIVE = 1
 KEY_RETIRED = 2

@@ -1,55 +1,42 @@
-"""Append-only posting lists of log indices over a get/put store, O(1) reads per append.
+"""Posting lists of log indices as one aux key per posting. Pure.
 
-A list under ``key`` is a head value ``count(8) || tail`` where the tail holds the
-last ``count % BLOCK`` indices, plus full blocks of ``BLOCK`` indices at
-``key || block_number(4)``. Appending reads the head only; reading a whole list
-reads the head and ``count // BLOCK`` blocks. Indices are appended in log order,
-so lists are sorted (earliest first).
+A list lives under a *list key*; its posting for log index ``i`` is the key
+``list key || i (8 bytes, big-endian)`` with a small value (empty, or a label such
+as a lineage relation). Appending is a blind write -- no read of the list first --
+so the sequencer indexes a manifest's digests at the store's write speed, and a
+prefix scan lists the postings in key order, which is index order: earliest first.
+The first posting of a list is the first registration.
+
+Requires every list key under one index letter to have the same length, so no list
+key is a prefix of another list's keys (keys.py fixes each length).
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
-BLOCK = 128
 _U64 = struct.Struct(">Q")
-_U32 = struct.Struct(">I")
+
+Scan = Callable[[bytes, "int | None"], list[tuple[bytes, bytes]]]
+"""``scan(prefix, limit)``: aux ``(key, value)`` pairs under ``prefix`` in key order (``Storage.scan_aux``)."""
 
 
-def append(head: bytes | None, key: bytes, index: int) -> list[tuple[bytes, bytes]]:
-    """The writes that append ``index`` to the list whose current head value is ``head``."""
-    if head is None:
-        return [(key, _U64.pack(1) + _U64.pack(index))]
-    count = _U64.unpack_from(head)[0]
-    tail = head[8:] + _U64.pack(index)
-    count += 1
-    if count % BLOCK == 0:
-        return [(key + _U32.pack(count // BLOCK - 1), tail), (key, _U64.pack(count))]
-    return [(key, _U64.pack(count) + tail)]
+def posting(list_key: bytes, index: int) -> bytes:
+    """The key of ``index``'s posting in the list ``list_key``."""
+    return list_key + _U64.pack(index)
 
 
-def _unpack(data: bytes) -> list[int]:
-    return [v for (v,) in _U64.iter_unpack(data)]
+def suffix(index: int) -> bytes:
+    """What :func:`posting` appends to a list key (to build many postings of one index at C speed)."""
+    return _U64.pack(index)
 
 
-def read(get_many: Callable[[Sequence[bytes]], list[bytes | None]], key: bytes, limit: int | None = None) -> list[int]:
-    """The list under ``key``, earliest first (at most ``limit`` entries)."""
-    head = get_many([key])[0]
-    if head is None:
-        return []
-    count = _U64.unpack_from(head)[0]
-    blocks = count // BLOCK
-    want = blocks if limit is None else min(blocks, -(-limit // BLOCK))
-    out: list[int] = []
-    if want:
-        for value in get_many([key + _U32.pack(b) for b in range(want)]):
-            if value is not None:
-                out.extend(_unpack(value))
-    if limit is None or len(out) < limit:
-        out.extend(_unpack(head[8:]))
-    return out if limit is None else out[:limit]
+def read(scan: Scan, list_key: bytes, limit: int | None = None) -> list[int]:
+    """The indices in the list ``list_key``, earliest first (at most ``limit``)."""
+    return [_U64.unpack_from(k, len(k) - 8)[0] for k, _ in scan(list_key, limit)]
 
 
-def count(head: bytes | None) -> int:
-    return 0 if head is None else int(_U64.unpack_from(head)[0])
+def read_labelled(scan: Scan, list_key: bytes, limit: int | None = None) -> list[tuple[int, bytes]]:
+    """``(index, value)`` of each posting in the list ``list_key``, earliest first (at most ``limit``)."""
+    return [(_U64.unpack_from(k, len(k) - 8)[0], v) for k, v in scan(list_key, limit)]

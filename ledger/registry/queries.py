@@ -1,7 +1,8 @@
 """Read side of the registry: records by id, index, name/version and signer; lineage; digest lookups.
 
-Everything is point reads of the aux store plus entry reads from the log; parsed
-records are cached by index (entries never change).
+Everything is point reads and prefix scans (posting lists) of the aux store plus
+entry reads from the log; parsed records are cached by index, and their ids with
+them (entries never change, so neither does a cached answer).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class RegistryLog(Protocol):
     """What queries need from the log."""
 
     def get_aux_many(self, keys: Sequence[bytes]) -> list[bytes | None]: ...
+    def scan_aux(self, prefix: bytes, limit: int | None = None) -> list[tuple[bytes, bytes]]: ...
     def entries(self, start: int, end: int) -> Sequence[bytes]: ...
 
 
@@ -86,6 +88,7 @@ class RegistryReader:
     def __init__(self, log: RegistryLog, cache_records: int = 200_000) -> None:
         self._log = log
         self._cache: OrderedDict[int, LoggedRecord] = OrderedDict()
+        self._index_of: dict[bytes, int] = {}  # id -> index of every cached record
         self._cache_max = cache_records
         self._lock = threading.Lock()
 
@@ -108,11 +111,15 @@ class RegistryReader:
         rec = LoggedRecord(index, parse_entry(bytes(entries[0])))
         with self._lock:
             self._cache[index] = rec
+            self._index_of[rec.id] = index
             if len(self._cache) > self._cache_max:
-                self._cache.popitem(last=False)
+                self._index_of.pop(self._cache.popitem(last=False)[1].id, None)
         return rec
 
     def index_of(self, rid: bytes) -> int:
+        hit = self._index_of.get(rid)
+        if hit is not None:
+            return hit
         v = self._get(K.RECORD + rid)
         if v is None:
             raise NotFoundError(f"record {rid.hex()} is not in the registry")
@@ -121,6 +128,22 @@ class RegistryReader:
     def by_id(self, rid: bytes) -> LoggedRecord:
         return self.at(self.index_of(rid))
 
+    def by_ids(self, rids: Sequence[bytes]) -> list[LoggedRecord]:
+        """:meth:`by_id` of each, with one multi-read for the ids not cached."""
+        known = self._index_of
+        missing = list(dict.fromkeys(r for r in rids if r not in known))
+        found = dict(zip(missing, self._log.get_aux_many([K.RECORD + r for r in missing]), strict=True))
+        out = []
+        for rid in rids:
+            index = known.get(rid)
+            if index is None:
+                v = found.get(rid)
+                if v is None:
+                    raise NotFoundError(f"record {rid.hex()} is not in the registry")
+                index = K.read_u64(v)
+            out.append(self.at(index))
+        return out
+
     def by_name(self, kind: Kind, name: str, version: str) -> LoggedRecord:
         v = self._get(K.version_key(kind.value, name, version))
         if v is None:
@@ -128,12 +151,12 @@ class RegistryReader:
         return self.at(K.read_u64(v))
 
     def by_signer(self, key: bytes, limit: int = 1000) -> list[LoggedRecord]:
-        idx = postings.read(self._log.get_aux_many, K.SIGNER_POSTS + key, min(limit, MAX_RESULTS))
+        idx = postings.read(self._log.scan_aux, K.SIGNER_POSTS + key, min(limit, MAX_RESULTS))
         return [self.at(i) for i in idx]
 
     def about(self, rid: bytes, limit: int = 1000) -> list[LoggedRecord]:
         """Attestations and disputes that name ``rid``, earliest first."""
-        idx = postings.read(self._log.get_aux_many, K.ABOUT_POSTS + rid, min(limit, MAX_RESULTS))
+        idx = postings.read(self._log.scan_aux, K.ABOUT_POSTS + rid, min(limit, MAX_RESULTS))
         return [self.at(i) for i in idx]
 
     # --- identities ------------------------------------------------------------------
@@ -185,18 +208,20 @@ class RegistryReader:
         nodes = {start.id: start}
         edges: list[Edge] = []
         frontier = [start]
+        scan = self._log.scan_aux
         for level in range(1, depth + 1):
             nxt: list[LoggedRecord] = []
-            for rec in frontier:
-                if up:
-                    links = [(self.by_id(pid), rel) for pid, rel in parent_edges(rec.signed)]
-                else:
-                    kids = postings.read(self._log.get_aux_many, K.CHILD_POSTS + rec.id, MAX_RESULTS)
-                    links = []
-                    for i in kids:
-                        child = self.at(i)
-                        rels = [r for pid, r in parent_edges(child.signed) if pid == rec.id]
-                        links.append((child, rels[0] if rels else "other"))
+            if up:  # the parents of the whole level in one multi-read
+                stated = [(rec, parent_edges(rec.signed)) for rec in frontier]
+                parents = iter(self.by_ids([pid for _, links in stated for pid, _ in links]))
+                level_links = [(rec, [(next(parents), rel) for _, rel in links]) for rec, links in stated]
+            else:  # one prefix scan per record; the posting carries the relation
+                level_links = [
+                    (rec, [(self.at(i), rel.decode()) for i, rel in
+                           postings.read_labelled(scan, K.CHILD_POSTS + rec.id, MAX_RESULTS)])
+                    for rec in frontier
+                ]
+            for rec, links in level_links:
                 for other, rel in links:
                     edge = Edge(rec.id, other.id, rel, level) if up else Edge(other.id, rec.id, rel, level)
                     edges.append(edge)
@@ -251,7 +276,7 @@ class RegistryReader:
         """
         limit = min(limit, MAX_RESULTS)
         found: dict[int, str] = {}
-        get = self._log.get_aux_many
+        scan = self._log.scan_aux
         kinds = list(kinds)
         if "chunk" in kinds and "file" not in kinds:
             kinds.append("file")
@@ -261,10 +286,10 @@ class RegistryReader:
             if kind == "manifest":
                 manifests = [digest]
             else:
-                firsts = postings.read(get, K.DIGEST_POSTS + bytes([K.DIGEST_KINDS[kind]]) + digest, limit)
+                firsts = postings.read(scan, K.DIGEST_POSTS + bytes([K.DIGEST_KINDS[kind]]) + digest, limit)
                 manifests = [_manifest_of(self.at(i).signed) for i in firsts]
             for m in manifests:
-                for i in postings.read(get, K.MANIFEST_POSTS + m, limit):
+                for i in postings.read(scan, K.MANIFEST_POSTS + m, limit):
                     found.setdefault(i, kind)
         return [DigestMatch(found[i], self.at(i)) for i in sorted(found)[:limit]]
 

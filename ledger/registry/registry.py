@@ -36,7 +36,8 @@ class _View(Protocol):
 
 class _Log(Protocol):
     def submit(self, entries: Sequence[bytes]) -> Future[Any]: ...
-    def get_aux(self, key: bytes) -> bytes | None: ...
+    def get_aux_many(self, keys: Sequence[bytes]) -> list[bytes | None]: ...
+    def scan_aux(self, prefix: bytes, limit: int | None = None) -> list[tuple[bytes, bytes]]: ...
     def entries(self, start: int, end: int) -> Sequence[bytes]: ...
 
 
@@ -53,17 +54,6 @@ class Submission:
 
     entry: bytes
     manifest: bytes | None = None
-
-
-class _LogReader:
-    def __init__(self, log: _Log) -> None:
-        self._log = log
-
-    def get_aux_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        return [self._log.get_aux(k) for k in keys]
-
-    def entries(self, start: int, end: int) -> Sequence[bytes]:
-        return self._log.entries(start, end)
 
 
 def _chain(src: Future[list[Any]], dst: Future[list[Any]]) -> None:
@@ -87,7 +77,7 @@ class Registry:
 
     def attach(self, log: _Log) -> None:
         self._log = log
-        self._reader = RegistryReader(_LogReader(log))
+        self._reader = RegistryReader(log)
 
     @property
     def log(self) -> _Log:

@@ -118,6 +118,15 @@ class Storage(Protocol):
         """The value of each aux key written by a batch (None where there is none)."""
         ...
 
+    def scan_aux(self, prefix: bytes, limit: int | None = None) -> list[tuple[bytes, bytes]]:
+        """Aux ``(key, value)`` pairs whose key starts with ``prefix``, in ascending (bytewise) key order.
+
+        At most ``limit`` pairs (None: all). Sees exactly the committed batches, like
+        :meth:`read_aux`. With keys ``prefix || index (8 bytes, big-endian)`` this lists
+        a posting list earliest first without any read-modify-write on the writer's side.
+        """
+        ...
+
     def commit(self, batch: Batch) -> None:
         """Persist ``batch`` atomically and durably (see the class docstring)."""
         ...

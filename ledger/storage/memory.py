@@ -6,6 +6,7 @@ exactly what was committed, which is what tests of restart need.
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,10 @@ class _Contents:
     groups: dict[HashGroupKey, bytes] = field(default_factory=dict)
     leaves: dict[bytes, list[int]] = field(default_factory=dict)
     aux: dict[bytes, bytes] = field(default_factory=dict)
+    # Sorted aux keys for scans, rebuilt lazily: ``aux_sorted`` covers every key except ``aux_new``.
+    aux_sorted: list[bytes] = field(default_factory=list)
+    aux_new: list[bytes] = field(default_factory=list)
+    signed: tuple[int, bytes] | None = None
 
 
 class MemoryStorage:
@@ -85,6 +90,22 @@ class MemoryStorage:
             aux = self._c.aux
             return [aux.get(k) for k in keys]
 
+    def scan_aux(self, prefix: bytes, limit: int | None = None) -> list[tuple[bytes, bytes]]:
+        self._check_open()
+        with self._lock:
+            c = self._c
+            if c.aux_new:
+                c.aux_sorted.extend(c.aux_new)  # the old keys are one sorted run: Timsort merges, not re-sorts
+                c.aux_sorted.sort()
+                c.aux_new.clear()
+            keys = c.aux_sorted
+            out: list[tuple[bytes, bytes]] = []
+            for i in range(bisect.bisect_left(keys, prefix), len(keys)):
+                if (limit is not None and len(out) >= limit) or not keys[i].startswith(prefix):
+                    break
+                out.append((keys[i], c.aux[keys[i]]))
+            return out
+
     def commit(self, batch: Batch) -> None:
         self._check_open()
         c = self._c
@@ -99,7 +120,11 @@ class MemoryStorage:
             for i, h in enumerate(batch.leaf_hashes, start=batch.start):
                 c.leaves.setdefault(h, []).append(i)
             c.groups.update((k, bytes(v)) for k, v in batch.hash_groups.items())
-            c.aux.update((bytes(k), bytes(v)) for k, v in batch.aux)
+            for k, v in batch.aux:
+                k = bytes(k)
+                if k not in c.aux:
+                    c.aux_new.append(k)
+                c.aux[k] = bytes(v)
             c.meta.update(batch.meta)
             c.head = batch.head
 

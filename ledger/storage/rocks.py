@@ -20,11 +20,12 @@ dedup values are incompressible, so those families skip compression.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from rocksdict import (
     BlockBasedOptions,
@@ -84,6 +85,14 @@ def decode_varints(data: bytes) -> list[int]:
     if shift:
         raise CorruptStorageError("dedup index value ends inside a varint")
     return values
+
+
+def prefix_successor(prefix: bytes) -> bytes | None:
+    """The smallest key greater than every key starting with ``prefix`` (None if there is none: all 0xff)."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes((stripped[-1] + 1,))
 
 
 def encode_head(head: TreeHead) -> bytes:
@@ -230,6 +239,20 @@ class RocksStorage:
 
     def read_aux(self, keys: Sequence[bytes]) -> list[bytes | None]:
         return self._get("aux", [bytes(k) for k in keys])
+
+    def scan_aux(self, prefix: bytes, limit: int | None = None) -> list[tuple[bytes, bytes]]:
+        if self._closed:
+            raise StorageError("storage is closed")
+        opts = ReadOptions()
+        upper = prefix_successor(prefix)
+        if upper is not None:
+            opts.set_iterate_upper_bound(upper)  # the iterator stops at the prefix's end, inside RocksDB
+        try:
+            items = cast(Iterator[tuple[bytes, bytes]], self._cf["aux"].items(from_key=prefix, read_opt=opts))
+            got = list(items if limit is None else itertools.islice(items, limit))
+        except Exception as e:
+            raise StorageError(f"scan of aux failed: {e}") from e
+        return got
 
     def commit(self, batch: Batch) -> None:
         head = self.read_head()
