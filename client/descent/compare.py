@@ -38,6 +38,7 @@ DEFAULT_ALPHA = 0.01
 MIN_SIZE_RATIO = 0.5  # axes whose lengths differ more than this are not compared
 FULL_TEST_ALL_BELOW = 16  # with at most this many candidate pairs, every one gets the full test
 SCREEN_PASS = 3  # beyond that, pairs whose screen score reaches this get the full test too
+DECISIVE_MARGIN = 50 * math.log(10)  # a pair this far below alpha (after Bonferroni) is decisive
 DIRECTION_NOTE = (
     "Weights alone cannot tell parent from child or from sibling (both derived from a common "
     "ancestor); the ledger's registration order and times speak to direction."
@@ -172,7 +173,7 @@ def _select(cands: list[_Candidate], prep: _Prepared) -> list[_Candidate]:
             best_b[c.b.name] = i
     best = {i for i in set(best_a.values()) | set(best_b.values()) if scores[i] >= 1}
     keep = best | {i for i, sc in enumerate(scores) if sc >= SCREEN_PASS}
-    return [cands[i] for i in sorted(keep)]
+    return [cands[i] for i in sorted(keep, key=lambda i: (-scores[i], i))]
 
 
 def _best_possible(c: _Candidate) -> float:
@@ -210,9 +211,19 @@ def compare(fa: Fingerprint, fb: Fingerprint, *, alpha: float = DEFAULT_ALPHA, t
     exact.sort(key=lambda e: e.a)
     cands = _candidates(fa, fb)
     prep = _Prepared()
-    tested = [_test(c, prep) for c in _select(cands, prep)]
     n = len(cands)
     ln_n = math.log(n) if n else 0.0
+    tested: list[PairEvidence] = []
+    decisive = 0
+    for c in _select(cands, prep):  # best-screened first
+        ev = _test(c, prep)
+        tested.append(ev)
+        # Once `top` pairs are overwhelming even after the Bonferroni factor, more tests could
+        # neither change the verdict nor the evidence shown: stop.
+        if ev.log10_p * math.log(10) + ln_n < math.log(alpha) - DECISIVE_MARGIN:
+            decisive += 1
+            if decisive >= top:
+                break
     stat = sorted(tested, key=lambda e: e.log10_p)
     ln_min = stat[0].log10_p * math.log(10) if stat else 0.0
     ln_p = min(0.0, ln_min + ln_n)
