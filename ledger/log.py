@@ -92,6 +92,9 @@ class AuxView:
         self._storage = storage
         self.pending: dict[bytes, bytes] = {}
         self.index = 0  # the index the entry being admitted will get, if admitted
+        # Writes no admission reads back (e.g. posting keys unique to the entry): committed with the
+        # batch after ``pending`` but never visible to get; the log drops those of a refused entry.
+        self.blind: list[tuple[bytes, bytes]] = []
 
     def get(self, key: bytes) -> bytes | None:
         value = self.pending.get(key)
@@ -484,7 +487,7 @@ class Log:
             ext = self._edge.extend(new_hashes)
             head = ext.edge.head()
             storage.commit(Batch(start, new_entries, new_hashes, ext.writes, head,
-                                 aux=list(view.pending.items()) if view else ()))
+                                 aux=[*view.pending.items(), *view.blind] if view else ()))
             self._edge = ext.edge
             self._reader.publish(ext.edge.partial_groups(), ext.full)
             self._sign(head)
@@ -511,12 +514,15 @@ class Log:
                 continue
             if hook is not None:
                 view.index = start + len(new_entries)
+                mark = len(view.blind)
                 try:
                     writes = hook.admit(entry, view)
                 except ProvenanceError as refusal:
+                    del view.blind[mark:]
                     results.append(refusal)
                     continue
                 except Exception:
+                    del view.blind[mark:]
                     # A hook bug must not turn one entry into a poison pill for its whole batch.
                     log.exception("integration hook failed; refusing the entry", extra={"leaf_hash": h.hex()})
                     results.append(UnavailableError("the log could not admit this entry"))

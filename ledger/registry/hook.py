@@ -42,7 +42,7 @@ from ledger.registry.errors import (
     UnknownSignerError,
     WrongReferenceKindError,
 )
-from ledger.registry.manifests import ManifestSummary
+from ledger.registry.manifests import LIST_KEY_SIZE, ManifestSummary
 from ledger.registry.policy import Policy
 
 log = logging.getLogger(__name__)
@@ -66,9 +66,9 @@ class Prepared:
 
 
 class _Writes:
-    """Writes of one admit call, visible to its own later reads."""
+    """Writes of one admit call: ``out`` visible to its own later reads, ``blind`` (postings) never read."""
 
-    __slots__ = ("get_base", "get_many", "local", "read", "out")
+    __slots__ = ("get_base", "get_many", "local", "read", "out", "blind")
 
     def __init__(self, get: Get, get_many: GetMany | None) -> None:
         self.get_base = get
@@ -76,6 +76,7 @@ class _Writes:
         self.local: dict[bytes, bytes] = {}
         self.read: dict[bytes, bytes | None] = {}
         self.out: list[tuple[bytes, bytes]] = []
+        self.blind: list[tuple[bytes, bytes]] = []
 
     def prefetch(self, keys: list[bytes]) -> None:
         """Read ``keys`` in one go (before any write of this call), so later gets of them cost nothing."""
@@ -95,7 +96,7 @@ class _Writes:
 
     def post(self, list_key: bytes, index: int, label: bytes = b"") -> None:
         """Append ``index`` to a posting list: a blind write, never read back during admission."""
-        self.out.append((postings.posting(list_key, index), label))
+        self.blind.append((postings.posting(list_key, index), label))
 
 
 class RegistryHook:
@@ -116,12 +117,14 @@ class RegistryHook:
             self._prepared.pop(rid, None)
 
     def admit_at(
-        self, entry: bytes, index: int, get: Get, get_many: GetMany | None = None
+        self, entry: bytes, index: int, get: Get, get_many: GetMany | None = None,
+        blind: list[tuple[bytes, bytes]] | None = None,
     ) -> list[tuple[bytes, bytes]]:
         """Check the record logged as ``entry`` at ``index`` and return its index writes.
 
         ``get`` (and ``get_many``, for many keys at once) read the aux store including earlier entries of
-        the same batch. Entries that do not
+        the same batch. With ``blind``, the posting writes (never read back during admission) are
+        appended to it instead of returned, once the record is admitted. Entries that do not
         start with the record magic are opaque log entries (the log stays a general log): admitted
         with no index writes. Anything that claims to be a record must be a valid one.
         """
@@ -154,6 +157,7 @@ class RegistryHook:
                 self._manifest(w, s.manifest, prepared.manifest, index)
         w.put(K.RECORD + prepared.signed.id, K.u64(index) + bytes([rec.kind.value]))
         w.post(K.SIGNER_POSTS + rec.signer, index)
+        (w.out if blind is None else blind).extend(w.blind)
         return w.out
 
     # --- signers and identities -------------------------------------------------
@@ -255,9 +259,9 @@ class RegistryHook:
                 )
             w.put(K.MANIFEST + digest, manifest.encoded)
             w.put(K.MANIFEST_HELD + digest, K.u64(index))
-            # One blind posting per contained digest, in the sorted order prepared outside the sequencer.
-            tail = postings.suffix(index)
-            w.out.extend(zip([key + tail for key in manifest.index_keys], itertools.repeat(b"")))
+            # One blind posting per contained digest, in the order prepared outside the sequencer.
+            keys = postings.stamp(manifest.list_keys, LIST_KEY_SIZE, index)
+            w.blind.extend(zip(keys, itertools.repeat(b"")))
         w.post(K.MANIFEST_POSTS + digest, index)
 
 

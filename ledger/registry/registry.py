@@ -32,6 +32,7 @@ class _View(Protocol):
     index: int
 
     def get(self, key: bytes) -> bytes | None: ...
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]: ...
 
 
 class _Log(Protocol):
@@ -45,7 +46,7 @@ class Hook(RegistryHook):
     """The :class:`ledger.log.IntegrationHook` adapter: the log's view carries the index being admitted."""
 
     def admit(self, entry: bytes, view: _View) -> list[tuple[bytes, bytes]]:
-        return self.admit_at(entry, view.index, view.get, getattr(view, "get_many", None))
+        return self.admit_at(entry, view.index, view.get, view.get_many, getattr(view, "blind", None))
 
 
 @dataclass(frozen=True, slots=True)
