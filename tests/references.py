@@ -49,3 +49,15 @@ def require_model_signing() -> None:
     """The OpenSSF ``model-signing`` package (PyPI)."""
     if importlib.util.find_spec("model_signing") is None:
         _missing("model-signing", "pip install model-signing")
+
+
+def require_torch() -> object:
+    """PyTorch (``torch.save`` writes the reference .pt files our restricted reader must read).
+
+    Not a dependency of the project; ``.ci/run`` installs the CPU build.
+    """
+    if importlib.util.find_spec("torch") is None:
+        _missing("torch", "pip install torch (the CPU build is enough)")
+    import torch
+
+    return torch

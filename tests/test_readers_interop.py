@@ -1,17 +1,20 @@
-"""Files written by the real libraries (torch, onnx, gguf), when installed; skipped otherwise.
+"""Files written by the real libraries (torch, onnx, gguf).
 
-Locally: ``.venv/bin/pip install torch onnx gguf`` (CPU wheels). None of them is a dependency.
+onnx and gguf are test extras; torch is an outside reference (tests/references.py):
+skipped locally without it, a failure under CI, where ``.ci/run`` installs the CPU build.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from client.errors import FormatError
 from client.readers import open_model
+from tests.references import require_torch
 
 
 def _read(path: Path) -> dict[str, np.ndarray]:
@@ -20,7 +23,7 @@ def _read(path: Path) -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("zipfile_format", [True, False])
 def test_torch_save_round_trip(tmp_path: Path, zipfile_format: bool) -> None:
-    torch = pytest.importorskip("torch")
+    torch: Any = require_torch()
     g = torch.Generator().manual_seed(0)
     sd = {
         "w": torch.randn(8, 16, generator=g),
@@ -41,7 +44,7 @@ def test_torch_save_round_trip(tmp_path: Path, zipfile_format: bool) -> None:
 
 
 def test_torch_module_pickle_is_refused(tmp_path: Path) -> None:
-    torch = pytest.importorskip("torch")
+    torch: Any = require_torch()
     path = tmp_path / "module.pt"
     torch.save(torch.nn.Linear(4, 4), path)
     with pytest.raises(FormatError, match="refusing pickle global torch.nn.modules.linear.Linear"):
