@@ -537,6 +537,9 @@ class Log:
 
     def _sign(self, head: TreeHead) -> None:
         """Sign a durable tree head, publish it, wake waiters and listeners. Sequencer thread only."""
+        # Recorded (synced, outside the batches' write-ahead log) before anyone sees it, so an
+        # open can tell if signed entries were later lost to damage in that log.
+        self._storage.record_signed(head.size, head.root)
         signed = _sign_head(self._signer, self._config.origin, head)
         self._latest = signed
         try:
@@ -608,9 +611,21 @@ def _restore_checkpoint(storage: Storage, signer: Signer, origin: str, head: Tre
                         reader: TreeReader) -> SignedCheckpoint:
     """The checkpoint to serve at open: the saved note if it signs ``head``, else a fresh signature.
 
-    A saved note for a larger tree, or for a different root at a size the store
-    holds, means the store lost or changed signed data: :class:`CorruptStorageError`.
+    A recorded signed tree head (:meth:`Storage.record_signed`) or a saved note for a
+    larger tree, or for a different root at a size the store holds, means the store
+    lost or changed signed data: :class:`CorruptStorageError`.
     """
+    recorded = storage.read_signed()
+    if recorded is not None:
+        size, root = recorded
+        if size > head.size:
+            raise CorruptStorageError(f"the store holds {head.size} entries but a tree head of {size} was "
+                                      "signed: signed entries are lost (damaged write-ahead log?)")
+        want = head.root if size == head.size else (EMPTY_ROOT if size == 0 else reader.root_at(size))
+        if root != want:
+            raise CorruptStorageError(f"the stored tree disagrees with the signed tree head of size {size}")
+    if recorded is None or recorded[0] != head.size:
+        storage.record_signed(head.size, head.root)  # the head about to be signed (or re-served) below
     note = storage.read_meta("checkpoint")
     if note is not None:
         try:

@@ -242,14 +242,8 @@ def test_undamaged_copies_serve(clean_dir: Path, crashed_dir: Path, tmp_path: Pa
             assert c.consistency_proof(1, 0).new_size == size
 
 
-WAL_GAP = ("known gap: RocksDB replays the write-ahead log in point-in-time mode, so damage inside it "
-           "silently rolls the store back to the last record before the damage, and the log then serves "
-           "fewer entries than it acknowledged and signed. Fix in ledger/storage/rocks.py (see "
-           "docs/guarantees.md): WAL recovery mode tolerate_corrupted_tail_records, and a synced "
-           "record of the last signed size outside RocksDB checked at open.")
 
 
-@pytest.mark.xfail(strict=True, reason=WAL_GAP)
 def test_bit_flip_in_the_write_ahead_log_is_refused(crashed_dir: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     shutil.copytree(crashed_dir, data)
@@ -257,7 +251,6 @@ def test_bit_flip_in_the_write_ahead_log_is_refused(crashed_dir: Path, tmp_path:
     _refused(data)
 
 
-@pytest.mark.xfail(strict=True, reason=WAL_GAP)
 def test_truncated_write_ahead_log_is_refused(crashed_dir: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     shutil.copytree(crashed_dir, data)

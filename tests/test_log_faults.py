@@ -43,6 +43,7 @@ class FaultyStorage:
         self.plan: list[str | None] = []
         self.disk_full = False
         self.fail_reads = False
+        self.fail_record = False
         self.durable: set[int] = set()
 
     def commit(self, batch: Batch) -> None:
@@ -69,6 +70,14 @@ class FaultyStorage:
         if self.disk_full:
             raise StorageError("injected: no space left on device")
         self.inner.write_meta(name, value)
+
+    def record_signed(self, size: int, root: bytes) -> None:
+        if self.disk_full or self.fail_record:
+            raise StorageError("injected: cannot sync the signed-head record")
+        self.inner.record_signed(size, root)
+
+    def read_signed(self) -> tuple[int, bytes] | None:
+        return self.inner.read_signed()
 
     def read_entries(self, start: int, end: int) -> list[bytes]:
         return self.inner.read_entries(start, end)
@@ -419,3 +428,31 @@ def test_random_fault_schedule_keeps_every_promise(opener: Opener, seed: int) ->
         _reopen_and_verify(w, opener)
     finally:
         w.log.close()
+
+
+def test_unrecordable_signed_head_is_never_signed_then_recovers(watched: Watched) -> None:
+    """If the signed-head record cannot be synced, nothing is signed; writers are told; it recovers."""
+    lg, faulty = watched.log, watched.faulty
+    lg.add([b"a"])
+    before = lg.latest()
+    faulty.fail_record = True
+    with pytest.raises(UnavailableError):
+        lg.add([b"b"], timeout=5)
+    assert lg.latest() is before and watched.signed[-1] is before
+    faulty.fail_record = False
+    time.sleep(0.25)
+    assert lg.add([b"b"]) == [Appended(1, leaf_hash(b"b"), True)]  # it landed: same index, a duplicate
+    assert lg.latest().checkpoint.size == 2
+    _verify_whole_log(lg, watched.signed)
+
+
+def test_store_behind_its_recorded_signed_head_is_refused() -> None:
+    """Damage inside the write-ahead log can roll the batches back; the separate record catches it."""
+    small = _filled_memory(6)
+    small.record_signed(9, b"\x01" * 32)
+    with pytest.raises(CorruptStorageError, match="signed entries are lost"):
+        Log.open(small, SIGNER, CONFIG)
+    other = _filled_memory(6)
+    other.record_signed(4, b"\x02" * 32)
+    with pytest.raises(CorruptStorageError, match="disagrees with the signed tree head of size 4"):
+        Log.open(other, SIGNER, CONFIG)

@@ -247,6 +247,31 @@ def test_rocks_detects_a_mangled_tree_head(tmp_path: Path) -> None:
     s.close()
 
 
+def test_rocks_scan_aux_from_files_with_prefix_blooms(tmp_path: Path) -> None:
+    """Scans of prefixes longer and shorter than the bloom prefix, after the keys left the memtable."""
+    from ledger.storage.rocks import AUX_SCAN_PREFIX
+
+    s = RocksStorage.open(tmp_path / "db")
+    lists = [bytes([i]) * AUX_SCAN_PREFIX for i in (1, 2, 0xFF)]
+    aux = [(k + n.to_bytes(8, "big"), bytes([n])) for k in lists for n in range(3)] + [(lists[0][:5], b"short")]
+    s.commit(_batch(0, [b"a"], aux=aux))
+    s.compact()
+    s.commit(_batch(1, [b"b"], aux=[(lists[1] + (9).to_bytes(8, "big"), b"new")]))  # one in the memtable too
+    try:
+        for k in lists:
+            want = [(k + n.to_bytes(8, "big"), bytes([n])) for n in range(3)]
+            if k == lists[1]:
+                want.append((k + (9).to_bytes(8, "big"), b"new"))
+            assert s.scan_aux(k) == want
+            assert s.scan_aux(k + b"\x00" * 7) == want  # longer than the bloom prefix
+            assert s.scan_aux(k[:-1] + bytes([k[-1] ^ 1])) == []
+        assert len(s.scan_aux(b"")) == 11
+        assert [v for _, v in s.scan_aux(lists[0][:5])] == [b"short", b"\x00", b"\x01", b"\x02"]
+        assert len(s.scan_aux(b"\xff")) == 3
+    finally:
+        s.close()
+
+
 def test_rocks_is_locked_against_a_second_opener(tmp_path: Path) -> None:
     s = RocksStorage.open(tmp_path / "db")
     try:
@@ -254,3 +279,36 @@ def test_rocks_is_locked_against_a_second_opener(tmp_path: Path) -> None:
             RocksStorage.open(tmp_path / "db")
     finally:
         s.close()
+
+
+def test_signed_head_record_survives_reopen_newest_wins(store: Store) -> None:
+    s = store.storage
+    assert s.read_signed() is None
+    for size in (0, 1, 5):
+        s.record_signed(size, bytes([size]) * 32)
+    assert s.read_signed() == (5, b"\x05" * 32)
+    assert store.reopen().read_signed() == (5, b"\x05" * 32)
+
+
+def test_rocks_torn_signed_head_slot_falls_back_to_the_previous_record(tmp_path: Path) -> None:
+    from ledger.storage.rocks import SIGNED_HEAD_FILE
+    from ledger.storage.signed_head import SLOT
+
+    s = RocksStorage.open(tmp_path / "db")
+    s.record_signed(7, b"\x07" * 32)
+    s.record_signed(8, b"\x08" * 32)  # written to the other slot
+    s.close()
+    path = tmp_path / "db" / SIGNED_HEAD_FILE
+    raw = bytearray(path.read_bytes())
+    newest = 0 if raw[: SLOT].find(b"\x08" * 32) >= 0 else SLOT
+    raw[newest + 20] ^= 0x01  # a torn write of the newest record
+    path.write_bytes(bytes(raw))
+    s = RocksStorage.open(tmp_path / "db")
+    try:
+        assert s.read_signed() == (7, b"\x07" * 32)
+    finally:
+        s.close()
+    raw[(SLOT - newest) + 20] ^= 0x01  # both records damaged: refuse, never guess
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CorruptStorageError, match="neither record"):
+        RocksStorage.open(tmp_path / "db")

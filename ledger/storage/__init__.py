@@ -94,6 +94,19 @@ class Storage(Protocol):
         """
         ...
 
+    def record_signed(self, size: int, root: bytes) -> None:
+        """Durably record the tree head about to be signed, *outside* the batches' write-ahead log.
+
+        When it returns the record is synced. :meth:`read_signed` returns it after a crash
+        even if damage to the store's own log rolled the batches back, which is how an
+        open detects signed entries that were lost. Raises :class:`StorageError`.
+        """
+        ...
+
+    def read_signed(self) -> tuple[int, bytes] | None:
+        """(size, root) of the last :meth:`record_signed`, or None if never recorded."""
+        ...
+
     def read_entries(self, start: int, end: int) -> list[bytes]:
         """Entries ``[start, end)``. Requires ``0 <= start <= end <=`` the stored size."""
         ...

@@ -58,6 +58,15 @@ class MemoryStorage:
         with self._lock:
             self._c.meta[name] = bytes(value)
 
+    def record_signed(self, size: int, root: bytes) -> None:
+        self._check_open()
+        with self._lock:
+            self._c.signed = (size, bytes(root))
+
+    def read_signed(self) -> tuple[int, bytes] | None:
+        self._check_open()
+        return self._c.signed
+
     def read_entries(self, start: int, end: int) -> list[bytes]:
         self._check_open()
         with self._lock:

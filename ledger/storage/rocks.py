@@ -15,7 +15,9 @@ meta       ``format`` / ``origin`` /       format version / log origin / tree he
 
 A commit is one ``WriteBatch`` written with ``sync=True``. The dedup family is
 point-read only (a bloom filter answers most misses without I/O); hashes and the
-dedup values are incompressible, so those families skip compression.
+dedup values are incompressible, so those families skip compression. The aux
+family's bloom filters also index the first :data:`AUX_SCAN_PREFIX` bytes of each
+key, so a scan of a prefix at least that long skips every file without it.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from rocksdict import (
     Options,
     Rdict,
     ReadOptions,
+    SliceTransform,
     WriteBatch,
     WriteOptions,
 )
@@ -42,11 +45,13 @@ from rocksdict import (
 from client.merkle import HASH_SIZE
 from ledger.errors import CorruptStorageError, StorageError
 from ledger.storage import DEDUP_PREFIX, Batch, HashGroupKey, TreeHead
+from ledger.storage.signed_head import SignedHeadFile
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = b"1"
 _FAMILIES = ("entries", "hashes", "leaves", "aux", "meta")
+SIGNED_HEAD_FILE = "SIGNED-HEAD"  # next to RocksDB's own files; see ledger/storage/signed_head.py
 _HEAD_VERSION = 1
 
 
@@ -112,7 +117,13 @@ def decode_head(data: bytes) -> TreeHead:
     return TreeHead(size, data[9:41], edge)
 
 
-def _options(cache: Cache, *, compress: bool, bloom: bool, write_buffer: int) -> Options:
+AUX_SCAN_PREFIX = 34
+"""Aux key bytes the bloom filters index besides whole keys (a personality's 2-byte tag and a 32-byte
+id or digest: the registry's posting-list keys). A scan of at least this many bytes of prefix, on
+keys in files built by RocksDB after a flush, measured 3-5x faster with it (100,000 lists, 3 files)."""
+
+
+def _options(cache: Cache, *, compress: bool, bloom: bool, write_buffer: int, scan_prefix: int = 0) -> Options:
     opts = Options(raw_mode=True)
     table = BlockBasedOptions()
     table.set_block_cache(cache)
@@ -120,6 +131,8 @@ def _options(cache: Cache, *, compress: bool, bloom: bool, write_buffer: int) ->
         table.set_bloom_filter(10, False)
         opts.set_memtable_whole_key_filtering(True)  # most dedup lookups are misses, most in the memtable
         opts.set_memtable_prefix_bloom_ratio(0.1)
+        if scan_prefix:
+            opts.set_prefix_extractor(SliceTransform.create_fixed_prefix(scan_prefix))
     opts.set_block_based_table_factory(table)
     opts.set_compression_type(DBCompressionType.lz4() if compress else DBCompressionType.none())
     opts.set_write_buffer_size(write_buffer)
@@ -142,6 +155,7 @@ class RocksStorage:
         self._scattered.fill_cache(False)  # type: ignore[call-arg]  # the .pyi omits the argument
         self._closed = False
         self._lock = threading.Lock()
+        self._signed = SignedHeadFile(path / SIGNED_HEAD_FILE)
 
     @classmethod
     def open(cls, path: Path | str, *, cache_bytes: int = 32 << 20) -> RocksStorage:
@@ -173,7 +187,7 @@ class RocksStorage:
             "entries": _options(cache, compress=True, bloom=False, write_buffer=64 << 20),
             "hashes": _options(cache, compress=False, bloom=False, write_buffer=32 << 20),
             "leaves": _options(cache, compress=False, bloom=True, write_buffer=32 << 20),
-            "aux": _options(cache, compress=True, bloom=True, write_buffer=16 << 20),
+            "aux": _options(cache, compress=True, bloom=True, write_buffer=16 << 20, scan_prefix=AUX_SCAN_PREFIX),
             "meta": _options(cache, compress=False, bloom=False, write_buffer=4 << 20),
         }
         try:
@@ -219,6 +233,16 @@ class RocksStorage:
         batch.put(b"m:" + name.encode(), bytes(value), self._handles["meta"])
         self._write(batch, self._nosync)
 
+    def record_signed(self, size: int, root: bytes) -> None:
+        if self._closed:
+            raise StorageError("storage is closed")
+        self._signed.write(size, root)
+
+    def read_signed(self) -> tuple[int, bytes] | None:
+        if self._closed:
+            raise StorageError("storage is closed")
+        return self._signed.read()
+
     def read_entries(self, start: int, end: int) -> list[bytes]:
         if not 0 <= start <= end:
             raise ValueError(f"bad entry range [{start}, {end})")
@@ -248,6 +272,8 @@ class RocksStorage:
         upper = prefix_successor(prefix)
         if upper is not None:
             opts.set_iterate_upper_bound(upper)  # the iterator stops at the prefix's end, inside RocksDB
+        if len(prefix) < AUX_SCAN_PREFIX:
+            opts.set_total_order_seek(True)  # too short for the prefix blooms: they must not skip files
         try:
             items = cast(Iterator[tuple[bytes, bytes]], self._cf["aux"].items(from_key=prefix, read_opt=opts))
             got = list(items if limit is None else itertools.islice(items, limit))
@@ -331,5 +357,6 @@ class RocksStorage:
                 self._cf.clear()
                 self._handles.clear()
                 del self._db
+                self._signed.close()
             log.info("closed log store", extra={"path": str(self._path)})
 
