@@ -21,6 +21,7 @@ from client.records import (
     Digest,
     DigestAlgorithm,
     Dispute,
+    FingerprintCommitment,
     Identity,
     IdentityEvent,
     ModelParent,
@@ -59,6 +60,8 @@ def _statements() -> list[object]:
                    (ModelParent(D2, ModelRelation.QUANTIZATION),),
                    Digest(DigestAlgorithm.SHA256, D1),
                    Checkpoint.sorted_metadata({"z": "1", "a": "multi\nline"})),
+        Checkpoint("m", "", 1, D1, fingerprint=FingerprintCommitment(D2, published=True)),
+        Checkpoint("m", "r", 2, D1, "gguf", fingerprint=FingerprintCommitment(D1, published=False)),
         Attestation(Claim.DESCENDS_FROM, D1, D2, Digest(DigestAlgorithm.BLAKE3, D2), "because"),
         Attestation(Claim.WEIGHTS_MATCH_MANIFEST, D1, D1),
         Dispute(D1, "not ours", None),
@@ -140,6 +143,18 @@ def test_unknown_enum_code_refused() -> None:
     i = 5 + 32 + 1
     with pytest.raises(FormatError, match="identity event has unknown code 4"):
         decode_body(body[:i] + b"\x04" + body[i + 1 :])
+
+
+def test_unknown_fingerprint_mode_refused() -> None:
+    body = encode_body(Record(Checkpoint("m", "", 1, D1, fingerprint=FingerprintCommitment(D2, True)), D2, 5))
+    i = len(body) - 33  # the mode byte, before the 32-byte digest
+    assert body[i] == 1
+    decoded = decode_body(body[:i] + b"\x02" + body[i + 1 :]).statement
+    assert isinstance(decoded, Checkpoint) and decoded.fingerprint == FingerprintCommitment(D2, False)
+    with pytest.raises(FormatError, match="fingerprint mode has unknown code 3"):
+        decode_body(body[:i] + b"\x03" + body[i + 1 :])
+    with pytest.raises(InvalidInputError, match="fingerprint digest must be 32 bytes"):
+        FingerprintCommitment(b"x", True)
 
 
 def test_unsorted_metadata_refused_on_parse() -> None:

@@ -39,6 +39,7 @@ from client.records.model import (
     Digest,
     DigestAlgorithm,
     Dispute,
+    FingerprintCommitment,
     Identity,
     IdentityEvent,
     Kind,
@@ -103,6 +104,26 @@ def _digest(r: Reader, field: str) -> Digest | None:
     return Digest(members[code - 1], r.fixed(DIGEST_SIZE, field))
 
 
+_FP_ABSENT, _FP_PUBLISHED, _FP_COMMITTED = 0, 1, 2
+
+
+def _put_fingerprint(out: bytearray, fp: FingerprintCommitment | None) -> None:
+    if fp is None:
+        out.append(_FP_ABSENT)
+    else:
+        out.append(_FP_PUBLISHED if fp.published else _FP_COMMITTED)
+        out += fp.digest
+
+
+def _fingerprint(r: Reader) -> FingerprintCommitment | None:
+    mode = r.byte("fingerprint mode")
+    if mode == _FP_ABSENT:
+        return None
+    if mode not in (_FP_PUBLISHED, _FP_COMMITTED):
+        raise FormatError(f"fingerprint mode has unknown code {mode}")
+    return FingerprintCommitment(r.fixed(DIGEST_SIZE, "fingerprint digest"), mode == _FP_PUBLISHED)
+
+
 def encode_body(record: Record) -> bytes:
     """The canonical bytes of ``record`` without the signature: what is signed."""
     out = bytearray(HEADER)
@@ -147,6 +168,7 @@ def encode_body(record: Record) -> bytes:
         for k, v in s.metadata:
             put_str(out, k)
             put_str(out, v)
+        _put_fingerprint(out, s.fingerprint)
     elif isinstance(s, Attestation):
         out.append(_code(s.claim))
         out += s.subject
@@ -205,7 +227,8 @@ def _checkpoint(r: Reader) -> Checkpoint:
         (r.text("metadata key", MAX_SHORT), r.text("metadata value", MAX_METADATA_VALUE))
         for _ in range(r.uvarint("metadata count", MAX_METADATA))
     )
-    return Checkpoint(model, run, step, manifest, fmt, datasets, parents, config, metadata)
+    fingerprint = _fingerprint(r)
+    return Checkpoint(model, run, step, manifest, fmt, datasets, parents, config, metadata, fingerprint)
 
 
 def _attestation(r: Reader) -> Attestation:

@@ -43,6 +43,8 @@ def statement_json(s: Statement) -> dict[str, Any]:
             datasets=[{"id": d.id.hex(), "role": d.role.value} for d in s.datasets],
             parents=[{"id": p.id.hex(), "relation": p.relation.value} for p in s.parents],
             config=_digest(s.config), metadata=dict(s.metadata),
+            fingerprint=None if s.fingerprint is None else {
+                "digest": f"blake3:{s.fingerprint.digest.hex()}", "mode": s.fingerprint.mode},
         )
     elif isinstance(s, Attestation):
         out.update(claim=s.claim.value, subject=s.subject.hex(), object=s.object.hex(),
@@ -85,6 +87,8 @@ def describe(s: Statement, names: dict[bytes, str] | None = None) -> str:
             text += "; " + ", ".join(f"{p.relation.value} of {ref(p.id)}" for p in s.parents)
         if s.datasets:
             text += "; trained on " + ", ".join(f"{ref(d.id)} ({d.role.value})" for d in s.datasets)
+        if s.fingerprint is not None:
+            text += f"; fingerprint {s.fingerprint.mode} (blake3:{s.fingerprint.digest.hex()[:16]}…)"
         return text
     if isinstance(s, Attestation):
         obj = ref(s.object) if s.claim.object_is_record else f"manifest blake3:{s.object.hex()}"

@@ -267,6 +267,29 @@ class ModelParent:
 
 
 @dataclass(frozen=True, slots=True)
+class FingerprintCommitment:
+    """A checkpoint's model fingerprint (docs/descent.md section 4), named by its digest.
+
+    ``digest`` is BLAKE3 over the fingerprint's canonical bytes (``PLFP`` encoding; its version is
+    inside the bytes hashed). ``published``: the bytes were sent with the registration and the
+    registry stores and serves them; otherwise only this commitment is logged, and the bytes can
+    be revealed later (e.g. to a court) and checked against it.
+    """
+
+    digest: bytes
+    published: bool
+
+    def __post_init__(self) -> None:
+        _check_size("fingerprint digest", self.digest, DIGEST_SIZE)
+        if not isinstance(self.published, bool):
+            raise InvalidInputError("fingerprint published flag must be a bool")
+
+    @property
+    def mode(self) -> str:
+        return "published" if self.published else "committed"
+
+
+@dataclass(frozen=True, slots=True)
 class Checkpoint:
     """A model checkpoint: which weights (manifest), trained on what, derived from which checkpoints."""
 
@@ -280,6 +303,7 @@ class Checkpoint:
     parents: tuple[ModelParent, ...] = ()
     config: Digest | None = None
     metadata: tuple[tuple[str, str], ...] = field(default=())
+    fingerprint: FingerprintCommitment | None = None
 
     def __post_init__(self) -> None:
         _check_text("model name", self.model, MAX_NAME, empty_ok=False)
@@ -299,6 +323,8 @@ class Checkpoint:
         for k, v in self.metadata:
             _check_text("metadata key", k, MAX_SHORT, empty_ok=False)
             _check_text(f"metadata value of {k!r}", v, MAX_METADATA_VALUE, oneline=False)
+        if self.fingerprint is not None and not isinstance(self.fingerprint, FingerprintCommitment):
+            raise InvalidInputError("checkpoint fingerprint must be a FingerprintCommitment")
 
     @property
     def version(self) -> str:

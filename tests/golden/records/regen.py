@@ -22,6 +22,7 @@ from client.records import (
     Digest,
     DigestAlgorithm,
     Dispute,
+    FingerprintCommitment,
     Identity,
     IdentityEvent,
     ModelParent,
@@ -46,7 +47,7 @@ def golden() -> dict[str, bytes]:
                            (DatasetParent(b, DatasetRelation.FILTERED),)),
         "checkpoint": Checkpoint("m", "run-1", 1000, a, "safetensors", (TrainingData(b, DatasetRole.PRETRAINING),),
                                  (ModelParent(a, ModelRelation.FINE_TUNE),), Digest(DigestAlgorithm.SHA256, b),
-                                 (("lr", "3e-4"),)),
+                                 (("lr", "3e-4"),), FingerprintCommitment(bytes([0xCC] * 32), published=True)),
         "attestation": Attestation(Claim.DESCENDS_FROM, a, b, Digest(DigestAlgorithm.BLAKE3, a), "tested"),
         "dispute": Dispute(a, "not ours"),
     }
