@@ -319,6 +319,20 @@ def test_fuzz_record_id_and_key_texts(registry_seeds: dict[str, Any]) -> None:
     fuzz(parse, byte_inputs(seeds))
 
 
+def test_fuzz_bundle(registry_seeds: dict[str, Any]) -> None:
+    from client.bundle import verify_bundle
+
+    key = registry_seeds["log_key"]
+    fuzz(lambda d: verify_bundle(d, key), json_inputs([json.loads(registry_seeds["bundle"])]), examples=EXAMPLES // 2)
+
+
+def test_fuzz_tlog_proof(registry_seeds: dict[str, Any]) -> None:
+    from client.bundle import verify_tlog_proof
+
+    key = registry_seeds["log_key"]
+    fuzz(lambda d: verify_tlog_proof(d, key), byte_inputs([registry_seeds["tlog"]]))
+
+
 def test_record_key_text_with_non_ascii_is_refused_cleanly() -> None:
     """Found by the fuzzer (bare ValueError from base64); fixed in client/records/signing.py."""
     refuses_cleanly(lambda d: parse_key(d.decode()), "ed25519:é9G5ifn5+4T+w2yWvkFbcdTJjIB9x4h7oEmUI/f6I8=".encode())
