@@ -27,7 +27,6 @@ from client.records import (
     Kind,
     SignedRecord,
     parse_entry,
-    record_id,
 )
 from client.records.encoding import MAGIC
 from client.records.signing import key_text
@@ -104,17 +103,19 @@ class RegistryHook:
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
+        # Keyed by the entry bytes themselves: the log hands the same bytes object back to admit_at,
+        # whose hash Python has cached, so finding the preparation costs no second SHA-256.
         self._prepared: dict[bytes, Prepared] = {}
         self._lock = threading.Lock()
 
     def stage(self, prepared: Prepared) -> None:
         """Hand a prepared record to the sequencer (called just before submitting its entry)."""
         with self._lock:
-            self._prepared[prepared.signed.id] = prepared
+            self._prepared[prepared.signed.entry] = prepared
 
-    def unstage(self, rid: bytes) -> None:
+    def unstage(self, entry: bytes) -> None:
         with self._lock:
-            self._prepared.pop(rid, None)
+            self._prepared.pop(entry, None)
 
     def admit_at(
         self, entry: bytes, index: int, get: Get, get_many: GetMany | None = None,
@@ -131,7 +132,7 @@ class RegistryHook:
         if not entry.startswith(MAGIC):
             return []
         with self._lock:
-            prepared = self._prepared.pop(record_id(entry), None)
+            prepared = self._prepared.pop(entry, None)
         if prepared is None:
             signed = parse_entry(entry)
             signed.verify()

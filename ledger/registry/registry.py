@@ -159,12 +159,12 @@ class Registry:
             inner = self.log.submit([p.signed.entry for p in ok])
         except BaseException:  # refused up front (over a limit, pushback, draining): nothing was staged for long
             for p in ok:
-                self.hook.unstage(p.signed.id)
+                self.hook.unstage(p.signed.entry)
             raise
 
         def done(f: Future[Any]) -> None:
             for p in ok:
-                self.hook.unstage(p.signed.id)
+                self.hook.unstage(p.signed.entry)
             exc = f.exception()
             if exc is not None:
                 out.set_exception(exc)
