@@ -100,17 +100,29 @@ class RegistryService:
             raise InvalidInputError("GetRecord needs an id, an index or a name")
         return pb.GetRecordResponse(record=_rec(rec))
 
+    # Queries that may touch up to MAX_RESULTS records (milliseconds to a second of Python) run on a
+    # worker thread, so the event loop keeps serving other calls meanwhile.
+
     async def list_by_signer(self, req: pb.ListBySignerRequest) -> pb.ListRecordsResponse:
+        return await asyncio.to_thread(self._list_by_signer, req)
+
+    def _list_by_signer(self, req: pb.ListBySignerRequest) -> pb.ListRecordsResponse:
         if len(req.key) != KEY_SIZE:
             raise InvalidInputError(f"key must be {KEY_SIZE} bytes")
         recs = self._registry.reader.by_signer(bytes(req.key), _limit(req.limit))
         return pb.ListRecordsResponse(records=[_rec(r) for r in recs])
 
     async def list_about(self, req: pb.ListAboutRequest) -> pb.ListRecordsResponse:
+        return await asyncio.to_thread(self._list_about, req)
+
+    def _list_about(self, req: pb.ListAboutRequest) -> pb.ListRecordsResponse:
         recs = self._registry.reader.about(_id(req.id), _limit(req.limit))
         return pb.ListRecordsResponse(records=[_rec(r) for r in recs])
 
     async def get_lineage(self, req: pb.GetLineageRequest) -> pb.GetLineageResponse:
+        return await asyncio.to_thread(self._lineage, req)
+
+    def _lineage(self, req: pb.GetLineageRequest) -> pb.GetLineageResponse:
         reader = self._registry.reader
         walk = reader.descendants if req.descendants else reader.ancestors
         nodes, edges = walk(_id(req.id), req.depth)
@@ -120,6 +132,9 @@ class RegistryService:
         )
 
     async def find_digest(self, req: pb.FindDigestRequest) -> pb.FindDigestResponse:
+        return await asyncio.to_thread(self._find_digest, req)
+
+    def _find_digest(self, req: pb.FindDigestRequest) -> pb.FindDigestResponse:
         kinds = list(req.kinds) or ["manifest", "file", "tensor", "chunk"]
         matches = self._registry.reader.find(_id(req.digest, "digest"), kinds, _limit(req.limit))
         return pb.FindDigestResponse(matches=[pb.DigestMatch(kind=m.kind, record=_rec(m.record)) for m in matches])
@@ -146,6 +161,9 @@ class RegistryService:
         return pb.GetIdentityResponse(name=info.name, key=key, status=info.status, events=[_rec(e) for e in events])
 
     async def prove(self, req: pb.ProveRequest) -> pb.ProveResponse:
+        return await asyncio.to_thread(self._prove, req)
+
+    def _prove(self, req: pb.ProveRequest) -> pb.ProveResponse:
         lineage_to = _id(req.lineage_to, "lineage_to") if req.lineage_to else None
         bundle = build_bundle(self._registry.reader, self._log, self._log_key, _id(req.id), lineage_to)
         return pb.ProveResponse(bundle=to_bytes(bundle))
