@@ -24,7 +24,10 @@ import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+
+import blake3
 
 from client.errors import InvalidInputError
 from client.records import (
@@ -37,6 +40,7 @@ from client.records import (
     DatasetRole,
     Digest,
     Dispute,
+    FingerprintCommitment,
     Identity,
     IdentityEvent,
     ModelParent,
@@ -53,6 +57,40 @@ from client.registry_client import Registered, RegistryClient
 from client.remote import DEFAULT_SERVER
 
 log = logging.getLogger(__name__)
+
+
+FINGERPRINT_MODES = ("auto", "publish", "commit", "none")
+"""How a checkpoint registration carries its model fingerprint (docs/registry.md section 8): ``publish``
+(the bytes go to the ledger, which stores them and lets ``match`` test suspects against them),
+``commit`` (only their BLAKE3 digest is logged; keep the bytes to reveal later), ``none``, or ``auto``
+(the default: ``publish`` when the path holds a model the readers recognise, else ``none``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRegistration:
+    """A registered checkpoint and the fingerprint it carries (None when it carries none)."""
+
+    registered: Registered
+    fingerprint: bytes | None
+    commitment: FingerprintCommitment | None
+
+
+def fingerprint_model(path: str | Path, *, required: bool = True) -> bytes | None:
+    """Canonical fingerprint bytes of the model at ``path`` (docs/descent.md section 4).
+
+    With ``required=False``, a path that holds no model the readers recognise gives None instead of
+    the reader's FormatError (a malformed model file still raises).
+    """
+    from client.descent.fingerprint import build
+    from client.readers import detect_format, open_model
+
+    p = Path(path)
+    if not required:
+        try:
+            detect_format(p)
+        except InvalidInputError:
+            return None
+    return build(open_model(p).tensors(), source=str(p)).encode()
 
 
 def hash_manifest(path: str | Path, threads: int | None = None) -> tuple[bytes, bytes, int, str]:
@@ -90,8 +128,9 @@ class Registrar:
     def sign(self, statement: Statement) -> SignedRecord:
         return sign_record(Record(statement, self.signer.public_key, int(time.time())), self.signer)
 
-    def submit(self, signed: SignedRecord, manifest: bytes | None = None) -> Registered:
-        (got,) = self.client.register([(signed.entry, manifest)])
+    def submit(self, signed: SignedRecord, manifest: bytes | None = None, fingerprint: bytes | None = None
+               ) -> Registered:
+        (got,) = self.client.register([(signed.entry, manifest)], [fingerprint])
         if got.id != signed.id:
             raise InvalidInputError("the server returned another id than the record's")
         log.info("registered record", extra={"record_id": signed.id.hex(), "index": got.index})
@@ -127,17 +166,34 @@ class Registrar:
 
     def checkpoint_record(self, manifest_digest: bytes, *, model: str, step: int, run: str = "", format: str = "",
                           parents: Sequence[tuple[bytes, str]] = (), datasets: Sequence[tuple[bytes, str]] = (),
-                          config: Digest | None = None, metadata: dict[str, str] | None = None) -> SignedRecord:
+                          config: Digest | None = None, metadata: dict[str, str] | None = None,
+                          fingerprint: FingerprintCommitment | None = None) -> SignedRecord:
         ps = tuple(ModelParent(p, ModelRelation.parse(r)) for p, r in parents)
         ds = tuple(TrainingData(d, DatasetRole.parse(r)) for d, r in datasets)
         meta = Checkpoint.sorted_metadata(metadata or {})
-        return self.sign(Checkpoint(model, run, step, manifest_digest, format, ds, ps, config, meta))
+        return self.sign(Checkpoint(model, run, step, manifest_digest, format, ds, ps, config, meta, fingerprint))
 
-    def register_checkpoint(self, path: str | Path, **fields: object) -> Registered:
-        """Hash ``path`` and register it as a checkpoint (fields as :meth:`checkpoint_record`)."""
+    def register_model(self, path: str | Path, *, fingerprint: str = "auto", **fields: object) -> ModelRegistration:
+        """Hash and fingerprint ``path`` and register it as a checkpoint (fields as :meth:`checkpoint_record`).
+
+        ``fingerprint`` is one of :data:`FINGERPRINT_MODES`. A committed fingerprint's bytes are returned
+        and never sent: keep them (e.g. ``provenance fingerprint`` output) to reveal them later.
+        """
+        if fingerprint not in FINGERPRINT_MODES:
+            raise InvalidInputError(f"fingerprint mode {fingerprint!r} is not one of {', '.join(FINGERPRINT_MODES)}")
         encoded, digest, _, fmt = hash_manifest(path, self._hash_threads)
         fields.setdefault("format", fmt)
-        return self.submit(self.checkpoint_record(digest, **fields), encoded)  # type: ignore[arg-type]
+        fp = None if fingerprint == "none" else fingerprint_model(path, required=fingerprint != "auto")
+        commitment = None
+        if fp is not None:
+            commitment = FingerprintCommitment(blake3.blake3(fp).digest(), published=fingerprint != "commit")
+        signed = self.checkpoint_record(digest, fingerprint=commitment, **fields)  # type: ignore[arg-type]
+        sent = fp if commitment is not None and commitment.published else None
+        return ModelRegistration(self.submit(signed, encoded, sent), fp, commitment)
+
+    def register_checkpoint(self, path: str | Path, **fields: object) -> Registered:
+        """:meth:`register_model`, returning only the registration."""
+        return self.register_model(path, **fields).registered  # type: ignore[arg-type]
 
     def register_checkpoint_async(self, path: str | Path, **fields: object) -> Future[Registered]:
         """Queue a checkpoint folder: hashed and registered on a background thread, in order.

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import grpc
 
 from client._pb.provenance.registry.v1 import registry_pb2 as pb
-from client.errors import FormatError
+from client.errors import FormatError, InvalidInputError
 from client.records import Kind, SignedRecord, parse_entry, record_id
 from client.remote import DEFAULT_SERVER, DEFAULT_TIMEOUT, MAX_MESSAGE_BYTES, error_from_rpc
 
@@ -55,6 +55,29 @@ class Identity:
     key: bytes
     status: str
     events: tuple[RemoteRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ExactCandidate:
+    """A checkpoint the server says holds the suspect digests at these positions of the request."""
+
+    record: RemoteRecord
+    tensors: tuple[int, ...]
+    chunks: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RelatedCandidate:
+    """A checkpoint whose published fingerprint the server compared with the suspect's."""
+
+    record: RemoteRecord
+    fingerprint_digest: bytes
+    screen_score: float
+    verdict: str
+    log10_p: float
+    adjusted_log10_p: float
+    significant: bool
+    comparison_json: str
 
 
 def _record(r: Any) -> RemoteRecord:
@@ -103,9 +126,17 @@ class RegistryClient:
             raise error_from_rpc(err) from err
         return resp
 
-    def register(self, records: Sequence[tuple[bytes, bytes | None]]) -> list[Registered]:
-        """Register ``(entry, manifest or None)`` pairs in order; raises the first refusal."""
-        req = pb.RegisterRequest(records=[pb.Submission(entry=e, manifest=m or b"") for e, m in records])
+    def register(self, records: Sequence[tuple[bytes, bytes | None]],
+                 fingerprints: Sequence[bytes | None] | None = None) -> list[Registered]:
+        """Register ``(entry, manifest or None)`` pairs in order; raises the first refusal.
+
+        ``fingerprints`` (one per record, or None) carries the canonical bytes of published fingerprints.
+        """
+        fps = list(fingerprints) if fingerprints is not None else [None] * len(records)
+        if len(fps) != len(records):
+            raise InvalidInputError("one fingerprint (or None) per record")
+        req = pb.RegisterRequest(records=[pb.Submission(entry=e, manifest=m or b"", fingerprint=f or b"")
+                                          for (e, m), f in zip(records, fps, strict=True)])
         resp = self._unary("Register", req, pb.RegisterResponse)
         return [Registered(bytes(r.id), int(r.index), bool(r.duplicate)) for r in resp.records]
 
@@ -146,6 +177,29 @@ class RegistryClient:
         req = pb.GetIdentityRequest(key=key) if key is not None else pb.GetIdentityRequest(name=name or "")
         resp = self._unary("GetIdentity", req, pb.GetIdentityResponse)
         return Identity(resp.name, bytes(resp.key), resp.status, tuple(_record(r) for r in resp.events))
+
+    def match(self, tensors: Sequence[bytes], chunks: Sequence[bytes], fingerprint: bytes = b"", *,
+              alpha: float = 0.0, limit: int = 0) -> tuple[list[ExactCandidate], list[RelatedCandidate], int]:
+        """Ask which registered checkpoints share these digests or are related to this fingerprint.
+
+        Returns (exact candidates earliest first, related candidates most significant first, number of
+        published fingerprints searched). Nothing here is trusted: re-check with the records' bytes.
+        """
+        req = pb.MatchRequest(tensor_digests=list(tensors), chunk_digests=list(chunks), fingerprint=fingerprint,
+                              alpha=alpha, limit=limit)
+        resp = self._unary("Match", req, pb.MatchResponse)
+        exact = [ExactCandidate(_record(m.record), tuple(m.tensors), tuple(m.chunks)) for m in resp.exact]
+        related = [
+            RelatedCandidate(_record(m.record), bytes(m.fingerprint_digest), m.screen_score, m.verdict, m.log10_p,
+                             m.adjusted_log10_p, m.significant, m.comparison_json)
+            for m in resp.related
+        ]
+        return exact, related, int(resp.fingerprints)
+
+    def fingerprint(self, digest: bytes) -> bytes:
+        """A published fingerprint's bytes (unverified: check their BLAKE3 against the record's digest)."""
+        req = pb.GetFingerprintRequest(digest=digest)
+        return bytes(self._unary("GetFingerprint", req, pb.GetFingerprintResponse).fingerprint)
 
     def prove(self, rid: bytes, lineage_to: bytes | None = None) -> bytes:
         """The bundle bytes (unverified: check them with :func:`client.bundle.verify_bundle`)."""

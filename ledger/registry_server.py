@@ -17,6 +17,8 @@ from client.bundle.format import to_bytes
 from client.errors import InvalidInputError, ProvenanceError, UnavailableError
 from client.records import Kind
 from client.records.model import ID_SIZE, KEY_SIZE
+from ledger import registry_match
+from ledger.registry.matching import Matcher
 from ledger.registry.prove import build_bundle
 from ledger.registry.queries import MAX_RESULTS, LoggedRecord
 from ledger.registry.registry import Registry, Submission
@@ -51,6 +53,7 @@ class RegistryService:
         self._log = log
         self._log_key = log_key
         self._draining = False
+        self._matcher: Matcher | None = None
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
         handlers = {
@@ -63,6 +66,8 @@ class RegistryService:
             "GetManifest": _unary(pb.GetManifestRequest, self.get_manifest),
             "GetIdentity": _unary(pb.GetIdentityRequest, self.get_identity),
             "Prove": _unary(pb.ProveRequest, self.prove),
+            "Match": _unary(pb.MatchRequest, self.match),
+            "GetFingerprint": _unary(pb.GetFingerprintRequest, self.get_fingerprint),
         }
         return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
@@ -74,7 +79,7 @@ class RegistryService:
             raise UnavailableError("the server is draining; retry against another instance")
         if not 1 <= len(req.records) <= MAX_REGISTER:
             raise InvalidInputError(f"a Register call carries 1 to {MAX_REGISTER} records, got {len(req.records)}")
-        subs = [Submission(s.entry, s.manifest or None) for s in req.records]
+        subs = [Submission(s.entry, s.manifest or None, s.fingerprint or None) for s in req.records]
         results = await asyncio.wrap_future(self._registry.submit(subs))
         for r in results:
             if isinstance(r, ProvenanceError):
@@ -167,3 +172,15 @@ class RegistryService:
         lineage_to = _id(req.lineage_to, "lineage_to") if req.lineage_to else None
         bundle = build_bundle(self._registry.reader, self._log, self._log_key, _id(req.id), lineage_to)
         return pb.ProveResponse(bundle=to_bytes(bundle))
+
+    def matcher(self) -> Matcher:
+        """The registry's matcher, created on first use (its fingerprint index loads on the first match)."""
+        if self._matcher is None:
+            self._matcher = Matcher(self._registry.log, self._registry.reader)
+        return self._matcher
+
+    async def match(self, req: pb.MatchRequest) -> pb.MatchResponse:
+        return await asyncio.to_thread(registry_match.match, self.matcher(), req)
+
+    async def get_fingerprint(self, req: pb.GetFingerprintRequest) -> pb.GetFingerprintResponse:
+        return await asyncio.to_thread(registry_match.get_fingerprint, self.matcher(), req)

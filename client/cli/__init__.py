@@ -47,6 +47,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "client.cli.compare_cmd",
     "client.cli.registry_cmds",
     "client.cli.registry_query_cmds",
+    "client.cli.match_cmd",
 )
 
 

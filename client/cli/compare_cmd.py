@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from client.cli import _compare_attest
 from client.errors import InvalidInputError
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ def register(sub: Any) -> None:
     p.add_argument("b", type=Path, help="model file/folder or fingerprint (B)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--alpha", type=float, default=0.01, help="significance level (default 0.01)")
+    _compare_attest.add_flags(p)
     p.set_defaults(func=_compare)
 
     f = sub.add_parser("fingerprint", help="write a compact fingerprint of a model (offline)",
@@ -64,9 +66,12 @@ def _compare(args: argparse.Namespace) -> int:
     with ThreadPoolExecutor(max_workers=2) as pool:
         fa, fb = pool.submit(load_fingerprint, args.a), pool.submit(load_fingerprint, args.b)
         result = compare(fa.result(), fb.result(), alpha=args.alpha)
+    attested = _compare_attest.attest(args, result) if args.attest else None
     if args.json:
         out = result.to_json()
         out["a"], out["b"] = str(args.a), str(args.b)
+        if attested is not None:
+            out["attestation"] = attested
         sys.stdout.write(json.dumps(out, default=_json_default) + "\n")
         return 0
     w = sys.stdout.write
@@ -88,6 +93,9 @@ def _compare(args: argparse.Namespace) -> int:
             detail = " (" + ", ".join(parts) + f"), p {_fmt_p(e.log10_p)}"
         w(f"  A {e.a}  ~  B {e.b}: {e.how}{detail}\n")
     w("note: weights alone cannot tell parent from sibling; the ledger's registration order speaks to direction.\n")
+    if attested is not None:
+        w(f"attested: {attested['claim']} {attested['subject'][:12]} -> {attested['object'][:12]}, record "
+          f"{attested['id']} at index {attested['index']} (evidence {attested['evidence']})\n")
     return 0
 
 

@@ -70,6 +70,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help=f"training data; role one of {', '.join(sorted(_values(DatasetRole)))}")
     p.add_argument("--config-digest", default=None, metavar="ALG:HEX", help="digest of the training configuration")
     p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--fingerprint", choices=["auto", "publish", "commit", "none"], default="auto",
+                   help="publish the model fingerprint (found by `match`), commit to its digest only (reveal "
+                        "later), or none; default auto: publish when PATH holds a model, else none")
+    p.add_argument("--fingerprint-out", type=Path, default=None, metavar="FILE",
+                   help="also write the fingerprint bytes here (keep them to reveal a committed fingerprint)")
     add_common(p, key=True)
     p.set_defaults(func=_register_checkpoint)
 
@@ -167,8 +172,22 @@ def _register_checkpoint(args: argparse.Namespace) -> int:
             fields["format"] = args.format
         if args.config_digest:
             fields["config"] = Digest.parse(args.config_digest)
-        got = r.register_checkpoint(args.path, **fields)
-        return _report(args, f"checkpoint {args.name} step {args.step}", got)
+        reg = r.register_model(args.path, fingerprint=args.fingerprint, **fields)
+    if args.fingerprint_out is not None and reg.fingerprint is not None:
+        args.fingerprint_out.write_bytes(reg.fingerprint)
+    got, fc = reg.registered, reg.commitment
+    if args.json:
+        print_json({"id": got.id.hex(), "index": got.index, "duplicate": got.duplicate,
+                    "kind": f"checkpoint {args.name} step {args.step}",
+                    "fingerprint": None if fc is None else {"digest": f"blake3:{fc.digest.hex()}", "mode": fc.mode}})
+        return 0
+    _report(args, f"checkpoint {args.name} step {args.step}", got)
+    if fc is not None:
+        print(f"fingerprint {fc.mode}: blake3:{fc.digest.hex()}")
+        if not fc.published and args.fingerprint_out is None:
+            print("keep the fingerprint to reveal it: `provenance fingerprint PATH` rebuilds it, or pass "
+                  "--fingerprint-out next time")
+    return 0
 
 
 def _attest(args: argparse.Namespace) -> int:

@@ -107,6 +107,7 @@ class Claim(_Coded):
     DESCENDS_FROM = "descends-from"  # object is a record id
     DOES_NOT_DESCEND_FROM = "does-not-descend-from"  # object is a record id
     WEIGHTS_MATCH_MANIFEST = "weights-match-manifest"  # object is a manifest digest
+    DESCENT_TEST = "descent-test"  # object is a record id; the summary holds the verdict, the evidence the report
 
     @property
     def object_is_record(self) -> bool:

@@ -30,8 +30,8 @@ from client.records import (
 )
 from client.records.encoding import MAGIC
 from client.records.signing import key_text
+from ledger.registry import fingerprints, postings
 from ledger.registry import keys as K
-from ledger.registry import postings
 from ledger.registry.errors import (
     ConflictError,
     ManifestMissingError,
@@ -41,6 +41,7 @@ from ledger.registry.errors import (
     UnknownSignerError,
     WrongReferenceKindError,
 )
+from ledger.registry.fingerprints import FingerprintSummary
 from ledger.registry.manifests import LIST_KEY_SIZE, ManifestSummary
 from ledger.registry.policy import Policy
 
@@ -62,6 +63,7 @@ class Prepared:
 
     signed: SignedRecord
     manifest: ManifestSummary | None
+    fingerprint: FingerprintSummary | None = None  # a published fingerprint's bytes, if sent
 
 
 class _Writes:
@@ -156,6 +158,8 @@ class RegistryHook:
                     raise ConflictError(f"{what} is already registered at index {at}")
                 w.put(vkey, K.u64(index))
                 self._manifest(w, s.manifest, prepared.manifest, index)
+                if isinstance(s, Checkpoint):
+                    fingerprints.admit(w, s, prepared.fingerprint, index)
         w.put(K.RECORD + prepared.signed.id, K.u64(index) + bytes([rec.kind.value]))
         w.post(K.SIGNER_POSTS + rec.signer, index)
         (w.out if blind is None else blind).extend(w.blind)

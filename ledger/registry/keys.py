@@ -19,6 +19,8 @@ NAME = b"rN"  # + identity name (utf-8) -> current key(32) or empty, then index(
 VERSION = b"rV"  # + kind(1) + str(name) + str(version) -> index(8)
 MANIFEST = b"rM"  # + manifest digest(32) -> canonical manifest bytes
 MANIFEST_HELD = b"rH"  # + manifest digest(32) -> index(8) of the record that stored it
+FINGERPRINT = b"rF"  # + fingerprint digest(32) -> canonical fingerprint bytes (published ones only)
+FINGERPRINT_SIGS = b"rG"  # + fingerprint digest(32) -> its screening signatures (ledger.registry.fingerprints)
 
 # Posting lists: one key per posting, ``list key || index(8)``, written once and never read back
 # during admission; a prefix scan of the list key lists them earliest first (ledger.registry.postings).
@@ -28,6 +30,8 @@ MANIFEST_POSTS = b"rm"  # + manifest digest(32): records with that manifest -> e
 DIGEST_POSTS = b"rD"  # + kind(1) + digest(32): records that first stored a manifest containing the
 #                       digest -> empty
 ABOUT_POSTS = b"rA"  # + id(32): attestations and disputes about the record -> empty
+PUBLISHED_POSTS = b"rP"  # (no suffix): checkpoints that published a fingerprint -> its digest(32)
+FINGERPRINT_POSTS = b"rf"  # + fingerprint digest(32): checkpoints publishing or committing to it -> mode(1)
 
 KEY_ACTIVE = 1
 KEY_RETIRED = 2

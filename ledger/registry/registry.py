@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from client.errors import InvalidInputError, ProvenanceError, UnavailableError
 from client.records import Checkpoint, Dataset, parse_entry
+from ledger.registry import fingerprints
 from ledger.registry.hook import Prepared, RegistryHook
 from ledger.registry.manifests import ManifestReader
 from ledger.registry.policy import Policy
@@ -55,6 +56,7 @@ class Submission:
 
     entry: bytes
     manifest: bytes | None = None
+    fingerprint: bytes | None = None  # a checkpoint's published fingerprint (canonical bytes)
 
 
 def _chain(src: Future[list[Any]], dst: Future[list[Any]]) -> None:
@@ -109,7 +111,7 @@ class Registry:
                 raise InvalidInputError(
                     f"the manifest sent has digest {manifest.digest.hex()}, the record names {s.manifest.hex()}"
                 )
-        return Prepared(signed, manifest)
+        return Prepared(signed, manifest, fingerprints.prepare(s, sub.fingerprint))
 
     def _prepare_chunk(self, subs: Sequence[Submission]) -> list[Prepared | ProvenanceError]:
         out: list[Prepared | ProvenanceError] = []

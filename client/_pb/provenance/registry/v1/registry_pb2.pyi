@@ -33,12 +33,14 @@ class Record(_message.Message):
     def __init__(self, id: _Optional[bytes] = ..., index: _Optional[int] = ..., entry: _Optional[bytes] = ...) -> None: ...
 
 class Submission(_message.Message):
-    __slots__ = ("entry", "manifest")
+    __slots__ = ("entry", "manifest", "fingerprint")
     ENTRY_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     entry: bytes
     manifest: bytes
-    def __init__(self, entry: _Optional[bytes] = ..., manifest: _Optional[bytes] = ...) -> None: ...
+    fingerprint: bytes
+    def __init__(self, entry: _Optional[bytes] = ..., manifest: _Optional[bytes] = ..., fingerprint: _Optional[bytes] = ...) -> None: ...
 
 class RegisterRequest(_message.Message):
     __slots__ = ("records",)
@@ -209,3 +211,69 @@ class ProveResponse(_message.Message):
     BUNDLE_FIELD_NUMBER: _ClassVar[int]
     bundle: bytes
     def __init__(self, bundle: _Optional[bytes] = ...) -> None: ...
+
+class MatchRequest(_message.Message):
+    __slots__ = ("tensor_digests", "chunk_digests", "fingerprint", "alpha", "limit")
+    TENSOR_DIGESTS_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_DIGESTS_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    tensor_digests: _containers.RepeatedScalarFieldContainer[bytes]
+    chunk_digests: _containers.RepeatedScalarFieldContainer[bytes]
+    fingerprint: bytes
+    alpha: float
+    limit: int
+    def __init__(self, tensor_digests: _Optional[_Iterable[bytes]] = ..., chunk_digests: _Optional[_Iterable[bytes]] = ..., fingerprint: _Optional[bytes] = ..., alpha: _Optional[float] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ExactMatch(_message.Message):
+    __slots__ = ("record", "tensors", "chunks")
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    TENSORS_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    record: Record
+    tensors: _containers.RepeatedScalarFieldContainer[int]
+    chunks: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, record: _Optional[_Union[Record, _Mapping]] = ..., tensors: _Optional[_Iterable[int]] = ..., chunks: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class RelatedMatch(_message.Message):
+    __slots__ = ("record", "fingerprint_digest", "screen_score", "verdict", "log10_p", "adjusted_log10_p", "significant", "comparison_json")
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SCREEN_SCORE_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    LOG10_P_FIELD_NUMBER: _ClassVar[int]
+    ADJUSTED_LOG10_P_FIELD_NUMBER: _ClassVar[int]
+    SIGNIFICANT_FIELD_NUMBER: _ClassVar[int]
+    COMPARISON_JSON_FIELD_NUMBER: _ClassVar[int]
+    record: Record
+    fingerprint_digest: bytes
+    screen_score: float
+    verdict: str
+    log10_p: float
+    adjusted_log10_p: float
+    significant: bool
+    comparison_json: str
+    def __init__(self, record: _Optional[_Union[Record, _Mapping]] = ..., fingerprint_digest: _Optional[bytes] = ..., screen_score: _Optional[float] = ..., verdict: _Optional[str] = ..., log10_p: _Optional[float] = ..., adjusted_log10_p: _Optional[float] = ..., significant: _Optional[bool] = ..., comparison_json: _Optional[str] = ...) -> None: ...
+
+class MatchResponse(_message.Message):
+    __slots__ = ("exact", "related", "fingerprints")
+    EXACT_FIELD_NUMBER: _ClassVar[int]
+    RELATED_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINTS_FIELD_NUMBER: _ClassVar[int]
+    exact: _containers.RepeatedCompositeFieldContainer[ExactMatch]
+    related: _containers.RepeatedCompositeFieldContainer[RelatedMatch]
+    fingerprints: int
+    def __init__(self, exact: _Optional[_Iterable[_Union[ExactMatch, _Mapping]]] = ..., related: _Optional[_Iterable[_Union[RelatedMatch, _Mapping]]] = ..., fingerprints: _Optional[int] = ...) -> None: ...
+
+class GetFingerprintRequest(_message.Message):
+    __slots__ = ("digest",)
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    digest: bytes
+    def __init__(self, digest: _Optional[bytes] = ...) -> None: ...
+
+class GetFingerprintResponse(_message.Message):
+    __slots__ = ("fingerprint",)
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    fingerprint: bytes
+    def __init__(self, fingerprint: _Optional[bytes] = ...) -> None: ...

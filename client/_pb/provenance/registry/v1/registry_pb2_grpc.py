@@ -79,6 +79,16 @@ class RegistryServiceStub:
                 request_serializer=provenance_dot_registry_dot_v1_dot_registry__pb2.ProveRequest.SerializeToString,
                 response_deserializer=provenance_dot_registry_dot_v1_dot_registry__pb2.ProveResponse.FromString,
                 _registered_method=True)
+        self.Match = channel.unary_unary(
+                '/provenance.registry.v1.RegistryService/Match',
+                request_serializer=provenance_dot_registry_dot_v1_dot_registry__pb2.MatchRequest.SerializeToString,
+                response_deserializer=provenance_dot_registry_dot_v1_dot_registry__pb2.MatchResponse.FromString,
+                _registered_method=True)
+        self.GetFingerprint = channel.unary_unary(
+                '/provenance.registry.v1.RegistryService/GetFingerprint',
+                request_serializer=provenance_dot_registry_dot_v1_dot_registry__pb2.GetFingerprintRequest.SerializeToString,
+                response_deserializer=provenance_dot_registry_dot_v1_dot_registry__pb2.GetFingerprintResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -152,6 +162,23 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Match(self, request, context):
+        """Registered checkpoints that share exact tensors or chunks with a suspect
+        model (earliest registration first), and those whose published
+        fingerprints the descent test (docs/descent.md) finds related to the
+        suspect's fingerprint. Committed (unpublished) fingerprints are never used.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFingerprint(self, request, context):
+        """A published fingerprint's canonical bytes, by its BLAKE3 digest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -199,6 +226,16 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.Prove,
                     request_deserializer=provenance_dot_registry_dot_v1_dot_registry__pb2.ProveRequest.FromString,
                     response_serializer=provenance_dot_registry_dot_v1_dot_registry__pb2.ProveResponse.SerializeToString,
+            ),
+            'Match': grpc.unary_unary_rpc_method_handler(
+                    servicer.Match,
+                    request_deserializer=provenance_dot_registry_dot_v1_dot_registry__pb2.MatchRequest.FromString,
+                    response_serializer=provenance_dot_registry_dot_v1_dot_registry__pb2.MatchResponse.SerializeToString,
+            ),
+            'GetFingerprint': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFingerprint,
+                    request_deserializer=provenance_dot_registry_dot_v1_dot_registry__pb2.GetFingerprintRequest.FromString,
+                    response_serializer=provenance_dot_registry_dot_v1_dot_registry__pb2.GetFingerprintResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -444,6 +481,60 @@ class RegistryService:
             '/provenance.registry.v1.RegistryService/Prove',
             provenance_dot_registry_dot_v1_dot_registry__pb2.ProveRequest.SerializeToString,
             provenance_dot_registry_dot_v1_dot_registry__pb2.ProveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Match(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/provenance.registry.v1.RegistryService/Match',
+            provenance_dot_registry_dot_v1_dot_registry__pb2.MatchRequest.SerializeToString,
+            provenance_dot_registry_dot_v1_dot_registry__pb2.MatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFingerprint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/provenance.registry.v1.RegistryService/GetFingerprint',
+            provenance_dot_registry_dot_v1_dot_registry__pb2.GetFingerprintRequest.SerializeToString,
+            provenance_dot_registry_dot_v1_dot_registry__pb2.GetFingerprintResponse.FromString,
             options,
             channel_credentials,
             insecure,
