@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 
 
 FINGERPRINT_MODES = ("auto", "publish", "commit", "none")
-"""How a checkpoint registration carries its model fingerprint (docs/registry.md section 8): ``publish``
+"""How a checkpoint registration carries its model fingerprint (docs/registry.md section 7): ``publish``
 (the bytes go to the ledger, which stores them and lets ``match`` test suspects against them),
 ``commit`` (only their BLAKE3 digest is logged; keep the bytes to reveal later), ``none``, or ``auto``
 (the default: ``publish`` when the path holds a model the readers recognise, else ``none``)."""
