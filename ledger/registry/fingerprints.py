@@ -64,14 +64,22 @@ class Signatures:
 
 
 def encode_signatures(fp: Fingerprint) -> bytes:
-    """``u32 n | n x 32-byte digest | n x SIG_DIM float32 row signatures | same for columns`` (little-endian)."""
+    """The screening signatures of ``fp``'s sketched tensors, as :func:`pack_signatures` lays them out."""
     sketched = [e for e in fp.entries if e.sketch is not None]
     rows = [signature(e.sketch[0].features) for e in sketched if e.sketch is not None]
     cols = [signature(e.sketch[1].features) for e in sketched if e.sketch is not None]
+    return pack_signatures([e.digest for e in sketched], rows, cols)
+
+
+def pack_signatures(digests: list[bytes], rows: list[npt.NDArray[np.float32]],
+                    cols: list[npt.NDArray[np.float32]]) -> bytes:
+    """``u32 n | n x 32-byte digest | n x SIG_DIM float32 row signatures | same for columns`` (little-endian).
+
+    Requires len(digests) == len(rows) == len(cols), each signature of SIG_DIM values."""
     empty = np.zeros((0, SIG_DIM), "<f4")
     r = np.stack(rows).astype("<f4") if rows else empty
     c = np.stack(cols).astype("<f4") if cols else empty
-    return _COUNT.pack(len(sketched)) + b"".join(e.digest for e in sketched) + r.tobytes() + c.tobytes()
+    return _COUNT.pack(len(digests)) + b"".join(digests) + r.tobytes() + c.tobytes()
 
 
 def decode_signatures(data: bytes) -> Signatures:
