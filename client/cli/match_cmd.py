@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from client.cli._registry_common import add_common, print_json, read_log_key, resolve_ref
-from client.errors import InconsistencyError, InvalidInputError, VerificationError
+from client.errors import InconsistencyError, InvalidInputError, ProvenanceError, VerificationError
 
 RECHECK_DEFAULT = 3
 
@@ -85,7 +85,7 @@ def _record_facts(r: Any, names: dict[bytes, str], reg: Any) -> dict[str, Any]:
     if rec.signer not in names:
         try:
             names[rec.signer] = reg.identity(key=rec.signer).name
-        except Exception:  # noqa: BLE001 - a name is a courtesy; the key below is what is proved
+        except ProvenanceError:  # a name is a courtesy; the key below is what is proved
             names[rec.signer] = "?"
     out: dict[str, Any] = {"id": r.id.hex(), "index": r.index, "signer": key_text(rec.signer),
                            "signer_name": names[rec.signer], "timestamp": rec.timestamp, "time": _when(rec.timestamp)}
@@ -96,7 +96,6 @@ def _record_facts(r: Any, names: dict[bytes, str], reg: Any) -> dict[str, Any]:
 
 def _match(args: argparse.Namespace) -> int:
     from client import descent_ledger as dl
-    from client.cli.registry_query_cmds import _prove_included
     from client.registry_client import RegistryClient
     from client.trust import evidence_text
 
@@ -135,9 +134,9 @@ def _match(args: argparse.Namespace) -> int:
                                                                                 or result.basis == "exact")}
             related_out.append(item)
     try:
-        size = 0
-        for item in exact_out + related_out:
-            size = _prove_included(args, item.pop("_r"))
+        items = exact_out + related_out
+        size = _prove_all(args, [item.pop("_r") for item in items])
+        for item in items:
             item["proved_in_tree_size"] = size
     except InconsistencyError as err:
         sys.stderr.write(evidence_text(err))
@@ -148,6 +147,28 @@ def _match(args: argparse.Namespace) -> int:
         return 0
     _print_text(args, exact_out, related_out, searched)
     return 0
+
+
+def _prove_all(args: argparse.Namespace, records: list[Any]) -> int:
+    """Trust the log's latest checkpoint (consistency-checked against the trust state) and verify every
+    record's inclusion in it; returns its tree size (0 when there are no records)."""
+    from client.checkpoint import open_checkpoint
+    from client.cli._registry_common import trusted_key_and_advance
+    from client.merkle import verify_inclusion
+    from client.note import Verifier
+    from client.remote import LedgerClient
+
+    if not records:
+        return 0
+    with LedgerClient(args.server) as c:
+        note = c.checkpoint()
+        pinned = read_log_key(args.log_key) if args.log_key else None
+        key = trusted_key_and_advance(args.server, note, pinned, args.state)
+        cp = open_checkpoint(note, Verifier.from_text(key))
+        for r in records:
+            proof = c.inclusion_proof(index=r.index, tree_size=cp.size)
+            verify_inclusion(r.index, cp.size, r.id, list(proof.hashes), cp.root)
+    return int(cp.size)
 
 
 def _label(item: dict[str, Any]) -> str:
@@ -191,6 +212,7 @@ def _fingerprint_bytes(path: Path) -> bytes:
 
 def _verify_fingerprint(args: argparse.Namespace) -> int:
     from client import descent_ledger as dl
+    from client.trust import evidence_text
 
     data = _fingerprint_bytes(args.file)
     if (args.bundle is None) == (args.record is None):
@@ -201,6 +223,9 @@ def _verify_fingerprint(args: argparse.Namespace) -> int:
         else:
             record, index, proof = _from_server(args)
         s = dl.check_reveal(record, data)
+    except InconsistencyError as err:
+        sys.stderr.write(evidence_text(err))
+        return 1
     except VerificationError as err:
         if args.json:
             print_json({"verified": False, "error": str(err), "type": type(err).__name__})
@@ -233,11 +258,10 @@ def _from_bundle(args: argparse.Namespace) -> tuple[Any, int, str]:
 
 
 def _from_server(args: argparse.Namespace) -> tuple[Any, int, str]:
-    from client.cli.registry_query_cmds import _prove_included
     from client.registry_client import RegistryClient
 
     with RegistryClient(args.server) as reg:
         r = reg.by_id(resolve_ref(reg, args.record))
     r.signed.verify()
-    size = _prove_included(args, r)
+    size = _prove_all(args, [r])
     return r.signed.record, r.index, f"record signature verified, proved included in the checkpoint of size {size}"
