@@ -20,7 +20,7 @@ from descent_fixtures import base_model, noisy, permute_hidden, write_safetensor
 from servers import running_server
 
 from client.cli import main
-from client.errors import NotFoundError
+from client.errors import InvalidInputError, NotFoundError
 from client.records import Attestation, Claim
 from client.registry_client import RegistryClient
 
@@ -75,6 +75,15 @@ def test_register_match_reveal_attest(tmp_path: Path, capsys: pytest.CaptureFixt
             assert blake3.blake3(rc.fingerprint(digest)).digest() == digest
             with pytest.raises(NotFoundError):
                 rc.fingerprint(bytes.fromhex(str(c["fingerprint"]["digest"]).split(":")[1]))  # type: ignore[index]
+
+        # refusals at the gRPC edge carry the right codes (mapped back to the client's error classes)
+        with RegistryClient(srv.address) as rc:
+            with pytest.raises(InvalidInputError, match="32 bytes"):
+                rc.match([b"short"], [])
+            with pytest.raises(InvalidInputError, match="suspect fingerprint"):
+                rc.match([], [], b"PLFP" + bytes(12))
+            with pytest.raises(InvalidInputError, match="alpha"):
+                rc.match([], [], secret_fp.read_bytes(), alpha=2.0)
 
         # (a) statistical: a permuted, noised copy of the base is related to the base (at its index)
         got = json.loads(cli(capsys, "match", str(tmp_path / "suspect.safetensors"), "--json", *s))

@@ -29,6 +29,7 @@ PURE = [
     "client/manifest/jsonform.py",
     "client/manifest/diff.py",
     "client/descent/*.py",
+    "client/descent_ledger.py",
 ]
 
 
