@@ -19,9 +19,11 @@ import pytest
 from descent_fixtures import base_model, noisy, permute_hidden, write_safetensors, write_sharded
 from servers import running_server
 
+from client.api import Registrar, fingerprint_model, hash_manifest
 from client.cli import main
+from client.cli._registry_common import load_signer
 from client.errors import InvalidInputError, NotFoundError
-from client.records import Attestation, Claim
+from client.records import Attestation, Claim, FingerprintCommitment, Kind
 from client.registry_client import RegistryClient
 
 pytestmark = pytest.mark.slow
@@ -84,6 +86,18 @@ def test_register_match_reveal_attest(tmp_path: Path, capsys: pytest.CaptureFixt
                 rc.match([], [], b"PLFP" + bytes(12))
             with pytest.raises(InvalidInputError, match="alpha"):
                 rc.match([], [], secret_fp.read_bytes(), alpha=2.0)
+        with Registrar(load_signer(key), srv.address) as api:
+            encoded, manifest_digest, _, _ = hash_manifest(tmp_path / "independent.safetensors")
+            fp = fingerprint_model(tmp_path / "independent.safetensors")
+            assert fp is not None
+            for published, sent in ((True, secret_fp.read_bytes()), (False, fp)):
+                commitment = FingerprintCommitment(blake3.blake3(fp).digest(), published)
+                signed = api.checkpoint_record(manifest_digest, model="refused", step=int(published),
+                                               fingerprint=commitment)
+                with pytest.raises(InvalidInputError, match="fingerprint"):
+                    api.submit(signed, encoded, sent)
+            with pytest.raises(NotFoundError):  # neither reached the log
+                api.client.by_name(Kind.CHECKPOINT, "refused", "1")
 
         # (a) statistical: a permuted, noised copy of the base is related to the base (at its index)
         got = json.loads(cli(capsys, "match", str(tmp_path / "suspect.safetensors"), "--json", *s))
