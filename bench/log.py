@@ -56,12 +56,14 @@ class Server:
         self.data = data
         self.port = _free_port()
         self.address = f"127.0.0.1:{self.port}"
+        self.metrics_port = _free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         log = open(self.data.parent / "serve.log", "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "client.cli", "serve", "--data", str(self.data), "--listen", self.address],
+            [sys.executable, "-m", "client.cli", "serve", "--data", str(self.data), "--listen", self.address,
+             "--metrics-port", str(self.metrics_port)],
             cwd=REPO, stdout=log, stderr=log,
         )
         deadline = time.monotonic() + 30
@@ -74,6 +76,21 @@ class Server:
                 except grpc.RpcError:
                     time.sleep(0.05)
         raise RuntimeError("server did not start")
+
+    def rpc_buckets(self, method: str) -> dict[float, float]:
+        """Cumulative server-side latency buckets (seconds → count) of one RPC, from /metrics."""
+        from urllib.request import urlopen
+
+        from ledger.metrics import parse_exposition
+
+        with urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as r:
+            samples = parse_exposition(r.read().decode())
+        out: dict[float, float] = {}
+        for name, value in samples.items():
+            if name.startswith("provenance_rpc_duration_seconds_bucket{") and f'method="{method}"' in name:
+                le = name.split('le="', 1)[1].split('"', 1)[0]
+                out[float(le)] = value
+        return out
 
     def rss_mb(self) -> float:
         assert self.proc is not None
@@ -214,6 +231,7 @@ def _proofs_call(size: int, per_call: int):  # type: ignore[no-untyped-def]
 
 def proofs(srv: Server, size: int, seconds: float, rounds: int) -> None:
     health_rates, proof_rates, proof_lat = [], [], []
+    before = srv.rpc_buckets("GetInclusionProof")
     for _ in range(rounds):
         r, _lat = asyncio.run(_closed_loop(srv.address, _health_call, seconds, 64))
         health_rates.append(r)
@@ -226,6 +244,18 @@ def proofs(srv: Server, size: int, seconds: float, rounds: int) -> None:
           f"{', '.join(f'{x:,.0f}' for x in proof_rates)}; health {', '.join(f'{x:,.0f}' for x in health_rates)})")
     print(f"  client-observed latency at 64 in flight: p50 {percentile(proof_lat, 50):.2f} ms, "
           f"p99 {percentile(proof_lat, 99):.2f} ms (includes queueing in both processes)")
+    from ledger.metrics import histogram_quantile
+
+    after = srv.rpc_buckets("GetInclusionProof")
+    delta = [(le, after[le] - before.get(le, 0.0)) for le in sorted(after)]
+    if delta and delta[-1][1] > 0:
+        n = delta[-1][1]
+        p99_bound = next(le for le, c in delta if c >= 0.99 * n)
+        print(f"  server-side handling of those {n:,.0f} calls (Prometheus histogram): "
+              f"p50 {histogram_quantile(0.5, delta) * 1e3:.3f} ms, p99 {histogram_quantile(0.99, delta) * 1e3:.3f} ms "
+              f"(99% of calls took at most {p99_bound * 1e3:g} ms, the bucket bound)")
+    else:
+        print("  server-side latency: not measured (no metrics)")
     per_call = 1000
     rates = []
     for _ in range(rounds):
