@@ -7,12 +7,11 @@ caller runs this in a worker thread), converts the answer.
 from __future__ import annotations
 
 import json
-import math
-from typing import Any
 
 from client._pb.provenance.registry.v1 import registry_pb2 as pb
 from client.descent.compare import DEFAULT_ALPHA
 from client.descent.fingerprint import decode
+from client.descent_ledger import finite_json
 from client.errors import InvalidInputError
 from ledger.registry.fingerprints import MAX_FINGERPRINT
 from ledger.registry.matching import Matcher, candidates
@@ -21,17 +20,6 @@ from ledger.registry.queries import LoggedRecord
 
 def _rec(r: LoggedRecord) -> pb.Record:
     return pb.Record(id=r.id, index=r.index, entry=r.signed.entry)
-
-
-def _finite(obj: Any) -> Any:
-    """JSON cannot hold infinities: they become null (the typed fields carry them)."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def match(matcher: Matcher, req: pb.MatchRequest) -> pb.MatchResponse:
@@ -56,7 +44,7 @@ def match(matcher: Matcher, req: pb.MatchRequest) -> pb.MatchResponse:
                 record=_rec(h.record), fingerprint_digest=h.fingerprint_digest,
                 screen_score=h.match.screen_score, verdict=c.verdict, log10_p=c.log10_p,
                 adjusted_log10_p=h.match.adjusted_log10_p, significant=h.match.significant,
-                comparison_json=json.dumps(_finite(c.to_json()), sort_keys=True, allow_nan=False),
+                comparison_json=json.dumps(finite_json(c.to_json()), sort_keys=True, allow_nan=False),
             ))
     return resp
 

@@ -19,7 +19,6 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from client.descent.compare import DEFAULT_ALPHA
 from client.descent.fingerprint import Fingerprint, decode
 from client.descent.index import FingerprintIndex, Match
 from client.errors import InvalidInputError, NotFoundError
@@ -153,10 +152,7 @@ class Matcher:
             matches = self._index.match(suspect, alpha=alpha)
             held = len(self._index)
             digests = dict(self._digest_of)
-        out = [RelatedHit(self._reader.at(int(m.key)), digests[m.key], m) for m in matches[:limit]]
-        for hit in out:
-            assert isinstance(hit.record.signed.record.statement, Checkpoint)
-        return out, held
+        return [RelatedHit(self._reader.at(int(m.key)), digests[m.key], m) for m in matches[:limit]], held
 
     def fingerprint(self, digest: bytes) -> bytes:
         """A published fingerprint's bytes."""
@@ -170,4 +166,4 @@ def candidates(limit: int) -> int:
     return min(limit or DEFAULT_CANDIDATES, MAX_CANDIDATES)
 
 
-__all__ = ["DEFAULT_ALPHA", "ExactHit", "Matcher", "RelatedHit", "candidates"]
+__all__ = ["ExactHit", "Matcher", "RelatedHit", "candidates"]
