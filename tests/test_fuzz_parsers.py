@@ -365,6 +365,23 @@ def _onnx_wrong_dims(path: Path) -> bytes:
     return raw.replace(b"\x08\x04\x08 ", b"\x08\x05\x08 ")
 
 
+def _gguf_wrapping_dims(path: Path) -> bytes:
+    write_gguf(path, {"w": np.zeros(32, np.float32)})
+    raw = path.read_bytes()  # 'w' has one dim, 32: make it two whose int64 product wraps to a small size
+    info = b"\x01\x00\x00\x00" + (32).to_bytes(8, "little")
+    assert raw.count(info) == 1
+    return raw.replace(info, b"\x02\x00\x00\x00" + (32).to_bytes(8, "little") + (1 << 59).to_bytes(8, "little"))
+
+
+def _manifest_json_with(symlinks: object) -> Callable[[Path], bytes]:
+    def make(_: Path) -> bytes:
+        doc = manifest.to_json(MANIFEST)
+        doc["symlinks"] = symlinks
+        return json.dumps(doc).encode()
+
+    return make
+
+
 ROOT = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 REGRESSIONS: dict[str, tuple[str, Callable[[Path], bytes]]] = {
     # audit state: non-ASCII base64 (bare ValueError) and a lone surrogate from a JSON \u escape
@@ -376,6 +393,11 @@ REGRESSIONS: dict[str, tuple[str, Callable[[Path], bytes]]] = {
     "onnx wrong dims": ("bad.onnx", _onnx_wrong_dims),
     # npy: numpy's header parser raises SyntaxError / tokenize.TokenError
     "npy bad header": ("bad.npy", lambda _: b"\x93NUMPY\x01\x00\x10\x00{'descr': '<f4\x00  \n"),
+    # gguf: dims whose int64 product wraps passed the size check, then numpy refused the allocation (make fuzz)
+    "gguf wrapping dims": ("wrap.gguf", _gguf_wrapping_dims),
+    # manifest JSON: "symlinks": null or a number was a TypeError (make fuzz)
+    "manifest symlinks null": ("manifest", _manifest_json_with(None)),
+    "manifest symlinks number": ("manifest", _manifest_json_with(5)),
 }
 
 
@@ -385,6 +407,8 @@ def test_regressions_found_by_fuzzing(tmp_path: Path, case: str) -> None:
     target, make = REGRESSIONS[case]
     if target == "state":
         refuses_cleanly(lambda d: TrustState.from_text(d.decode()), make(tmp_path))
+    elif target == "manifest":
+        refuses_cleanly(_manifest_from_json, make(tmp_path))
     else:
         path = tmp_path / target
         refuses_cleanly(_read_model(path), make(path))

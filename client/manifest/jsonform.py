@@ -129,7 +129,10 @@ def from_json(obj: Any) -> Manifest:
         raise FormatError(f"unknown manifest algorithm {obj['algorithm']!r}")
     try:
         entries: list[Entry] = [_file(f) for f in _get(obj, "files", list, "manifest")]
-        for s in obj.get("symlinks", []):
+        symlinks = obj.get("symlinks", [])
+        if not isinstance(symlinks, list):
+            raise FormatError("manifest: symlinks must be a list")
+        for s in symlinks:
             entries.append(
                 SymlinkEntry(path=_get(s, "path", str, "symlink"), target=_get(s, "target", str, "symlink"))
             )

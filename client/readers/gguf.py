@@ -13,6 +13,7 @@ Other types (K-quants, IQ types) raise a FormatError naming the type.
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -133,7 +134,7 @@ def read_header(f: BinaryIO, path: Path) -> tuple[dict[str, object], list[Tensor
 
 
 def _nbytes(path: Path, info: TensorInfo) -> int:
-    count = int(np.prod(info.shape, dtype=np.int64)) if info.shape else 1
+    count = math.prod(info.shape)  # exact: np.prod in int64 wraps, and a wrapped size passed the bounds check
     if info.ggml_type in _PLAIN:
         return count * np.dtype(_PLAIN[info.ggml_type]).itemsize
     if info.ggml_type in _BLOCKS:
