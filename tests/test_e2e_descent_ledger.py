@@ -159,6 +159,17 @@ def test_register_match_reveal_attest(tmp_path: Path, capsys: pytest.CaptureFixt
         assert 0 < shared["a_in_b"] < 0.01  # only LayerNorm ones and zero biases: never evidence
         assert report["verdict"] == "related" and report["subject"] == b["id"] and report["object"] == d["id"]
         assert evidence.read_bytes() == json.dumps(report, sort_keys=True, separators=(",", ":")).encode()
+
+        # A later registration of the same tensors (a mirror) is listed after the base: earliest first.
+        # After a restart the lazily built index comes back from the stored signatures.
+        m = reg("copy", "--name", "mirror", "--step", "1")
+        assert srv.stop() == 0
+        srv.restart()
+        got = json.loads(cli(capsys, "match", str(tmp_path / "copy"), "--json", *s))
+        assert [e["id"] for e in got["exact"]] == [b["id"], m["id"]] and b["index"] < m["index"]
+        got = json.loads(cli(capsys, "match", str(tmp_path / "suspect.safetensors"), "--json", *s))
+        assert got["searched_fingerprints"] == 3
+        assert b["id"] in {r["id"] for r in got["related"] if r["significant"]}
         assert srv.stop() == 0
 
     # offline reveal from the bundle, server stopped; and a wrong reveal fails offline too
