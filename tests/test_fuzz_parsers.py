@@ -373,6 +373,29 @@ def _gguf_wrapping_dims(path: Path) -> bytes:
     return raw.replace(info, b"\x02\x00\x00\x00" + (32).to_bytes(8, "little") + (1 << 59).to_bytes(8, "little"))
 
 
+def _zip_first_member(write: Callable[[Path], None], offset: int, value: int) -> Callable[[Path], bytes]:
+    """A zip whose first central-directory entry has the 2-byte field at ``offset`` set to ``value``
+    (8: flags, bit 0 = encrypted; 10: compression method)."""
+
+    def make(path: Path) -> bytes:
+        write(path)
+        raw = bytearray(path.read_bytes())
+        at = raw.index(b"PK\x01\x02") + offset
+        raw[at : at + 2] = value.to_bytes(2, "little")
+        return bytes(raw)
+
+    return make
+
+
+def _torch_zip(path: Path) -> None:
+    write_torch_zip(path, {"w": np.zeros(4, np.float32)})
+
+
+def _npz(path: Path) -> None:
+    with path.open("wb") as f:
+        np.savez(f, w=np.zeros(4, np.float32))
+
+
 def _manifest_json_with(symlinks: object) -> Callable[[Path], bytes]:
     def make(_: Path) -> bytes:
         doc = manifest.to_json(MANIFEST)
@@ -398,6 +421,11 @@ REGRESSIONS: dict[str, tuple[str, Callable[[Path], bytes]]] = {
     # manifest JSON: "symlinks": null or a number was a TypeError (make fuzz)
     "manifest symlinks null": ("manifest", _manifest_json_with(None)),
     "manifest symlinks number": ("manifest", _manifest_json_with(5)),
+    # zip members that are encrypted (RuntimeError) or use an unknown method (NotImplementedError) (make fuzz)
+    "torch zip encrypted": ("enc.pt", _zip_first_member(_torch_zip, 8, 1)),
+    "torch zip unknown method": ("method.pt", _zip_first_member(_torch_zip, 10, 99)),
+    "npz encrypted": ("enc.npz", _zip_first_member(_npz, 8, 1)),
+    "npz unknown method": ("method.npz", _zip_first_member(_npz, 10, 99)),
 }
 
 

@@ -15,8 +15,10 @@ import numpy as np
 from client.readers.base import MAX_TENSORS, Tensor, fail
 
 # numpy parses the .npy header with ast/tokenize (SyntaxError, TokenError) and allocates the
-# array the header claims before reading it (MemoryError).
-_ERRORS = (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, SyntaxError, tokenize.TokenError, MemoryError)
+# array the header claims before reading it (MemoryError); zipfile refuses encrypted members
+# (RuntimeError) and unknown compression methods (NotImplementedError).
+_ERRORS = (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, SyntaxError, tokenize.TokenError, MemoryError,
+           RuntimeError, NotImplementedError)
 
 
 class NpzReader:

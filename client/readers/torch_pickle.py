@@ -226,7 +226,8 @@ class TorchZipReader:
             return zf.read(name)
         except KeyError:
             raise fail(self.path, f"missing archive entry {name}") from None
-        except (zipfile.BadZipFile, OSError, EOFError, zlib_error) as err:
+        # RuntimeError: an encrypted entry; NotImplementedError: an unknown compression method.
+        except (zipfile.BadZipFile, OSError, EOFError, zlib_error, RuntimeError, NotImplementedError) as err:
             raise fail(self.path, f"truncated or damaged archive entry {name} ({err})") from err
 
 
