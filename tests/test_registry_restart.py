@@ -54,3 +54,33 @@ def test_reopen_keeps_indexes(tmp_path: Path) -> None:
         log.close()
         registry.close()
         storage.close()
+
+
+def test_store_with_the_first_index_layout_is_refused(tmp_path: Path) -> None:
+    """Posting-list heads of the first layout (``rm digest`` -> count, indices) are not read as postings."""
+    import pytest
+
+    from ledger.errors import CorruptStorageError
+    from ledger.registry import keys as K
+    from ledger.storage import Batch
+
+    signer = Signer.generate(ORIGIN)
+    registry, log, storage = _open(tmp_path / "db", signer)
+    log.close()
+    registry.close()
+    storage.close()
+    storage = RocksStorage.open(tmp_path / "db")
+    head = storage.read_head()
+    assert head is not None
+    old_head = (1).to_bytes(8, "big") + (5).to_bytes(8, "big")
+    storage.commit(Batch(head.size, (), (), {}, head, aux=[(K.MANIFEST_POSTS + b"\x01" * 32, old_head)]))
+    storage.close()
+    storage = RocksStorage.open(tmp_path / "db")
+    registry = Registry(Policy(), read_manifest)
+    log = Log.open(storage, signer, LogConfig(ORIGIN), hook=registry.hook)
+    try:
+        with pytest.raises(CorruptStorageError, match="first layout"):
+            registry.attach(log)
+    finally:
+        log.close()
+        registry.close()

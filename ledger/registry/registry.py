@@ -18,7 +18,9 @@ from typing import Any, Protocol
 
 from client.errors import InvalidInputError, ProvenanceError, UnavailableError
 from client.records import Checkpoint, Dataset, parse_entry
+from ledger.errors import CorruptStorageError
 from ledger.registry import fingerprints
+from ledger.registry import keys as K
 from ledger.registry.hook import Prepared, RegistryHook
 from ledger.registry.manifests import ManifestReader
 from ledger.registry.policy import Policy
@@ -79,6 +81,13 @@ class Registry:
         self._reader: RegistryReader | None = None
 
     def attach(self, log: _Log) -> None:
+        """Serve queries from ``log``. Raises :class:`CorruptStorageError` for a store indexed by an older layout."""
+        first = log.scan_aux(K.MANIFEST_POSTS, 1)
+        if first and len(first[0][0]) != len(K.MANIFEST_POSTS) + 32 + 8:
+            # Before 50f1d2d posting lists were read-modify-write heads (``rm digest``, 34 bytes);
+            # read as one-key postings they would answer with wrong indices.
+            raise CorruptStorageError("the store's registry indexes use the first layout (posting-list heads); "
+                                      "this code reads one key per posting: rebuild the indexes from the entries")
         self._log = log
         self._reader = RegistryReader(log)
 
