@@ -153,9 +153,10 @@ def test_metrics_endpoint_of_a_real_server(tmp_path: Path) -> None:
                 get(rpb.GetRecordRequest(id=b"\x07" * 32), timeout=5)
         reg = 'method="GetRecord",service="RegistryService"'
         deadline = time.monotonic() + 5  # another service's errors are counted just after the client has them
-        while f"provenance_rpc_duration_seconds_count{{{reg}}}" not in (m := _scrape(port)):
+        while _scrape(port).get(f"provenance_rpc_duration_seconds_count{{{reg}}}", 0.0) < 1:
             assert time.monotonic() < deadline
             time.sleep(0.02)
+        m = _scrape(port)
         assert m[f"provenance_rpc_duration_seconds_count{{{reg}}}"] == 1
         assert m[f'provenance_rpc_errors_total{{code="{info.value.code().name}",{reg}}}'] == 1
         assert srv.stop() == 0

@@ -42,6 +42,6 @@ def test_stubs_import_as_package() -> None:
 
 
 def test_generated_imports_are_rooted_in_client_pb() -> None:
-    for path in COMMITTED.rglob("*.py*"):
-        text = path.read_text()
+    for path in [*COMMITTED.rglob("*.py"), *COMMITTED.rglob("*.pyi")]:
+        text = path.read_text(encoding="utf-8")
         assert "\nfrom provenance." not in text and "\nimport provenance." not in text, path
