@@ -51,10 +51,12 @@ def _list_keys(by_kind: Mapping[int, Iterable[bytes]]) -> bytes:
         if not distinct:
             continue
         digests = np.frombuffer(distinct, np.uint8).reshape(-1, 32)
-        first = np.frombuffer(distinct, ">u8").reshape(-1, 4)[:, 0]  # one C sort of 8-byte integers
+        # One C sort of each digest's first 8 bytes as an integer: converted to native byte order first
+        # (sorting the big-endian view measured 2.5x slower), unstable (ties need no order).
+        first = np.frombuffer(distinct, ">u8").reshape(-1, 4)[:, 0].astype(np.uint64)
         keys = np.empty((len(digests), LIST_KEY_SIZE), np.uint8)
         keys[:, : LIST_KEY_SIZE - 32] = np.frombuffer(DIGEST_POSTS + bytes([code]), np.uint8)
-        keys[:, LIST_KEY_SIZE - 32 :] = digests[np.argsort(first, kind="stable")]
+        keys[:, LIST_KEY_SIZE - 32 :] = digests[np.argsort(first)]
         out.append(keys.tobytes())
     return b"".join(out)
 
