@@ -35,7 +35,16 @@ from client.records import decode_body, parse_entry, parse_id, parse_key
 from client.trust import TrustState
 from ledger.storage import TreeHead
 from ledger.storage.rocks import decode_head, decode_varints, encode_head, encode_varints
-from tests.descent_fixtures import write_gguf, write_onnx_model, write_safetensors, write_torch_legacy, write_torch_zip
+from tests.descent_fixtures import (
+    _p_int,
+    _p_tuple,
+    state_dict_pickle,
+    write_gguf,
+    write_onnx_model,
+    write_safetensors,
+    write_torch_legacy,
+    write_torch_zip,
+)
 
 FUZZ_SECONDS = float(os.environ.get("FUZZ_SECONDS", "0"))
 """0 in ``make test``: one Hypothesis run per property. ``make fuzz``: keep running for this long."""
@@ -396,6 +405,26 @@ def _npz(path: Path) -> None:
         np.savez(f, w=np.zeros(4, np.float32))
 
 
+def _torch_zip_pickle(change: Callable[[bytes], bytes]) -> Callable[[Path], bytes]:
+    def make(path: Path) -> bytes:
+        arr = np.arange(4, dtype=np.float32)
+        write_torch_zip(path, {"w": arr}, pickle_bytes=change(state_dict_pickle({"w": arr})))
+        return path.read_bytes()
+
+    return make
+
+
+def _negative_offset(pkl: bytes) -> bytes:
+    assert pkl.count(b"Q" + _p_int(0)) == 1  # the storage offset after the persistent id
+    return pkl.replace(b"Q" + _p_int(0), b"Q" + _p_int(-1))
+
+
+def _stride_longer_than_size(pkl: bytes) -> bytes:
+    old = _p_tuple([_p_int(1)])  # the stride (1,) of the shape (4,)
+    assert pkl.count(old) == 1
+    return pkl.replace(old, _p_tuple([_p_int(1), _p_int(1)]))
+
+
 def _manifest_json_with(symlinks: object) -> Callable[[Path], bytes]:
     def make(_: Path) -> bytes:
         doc = manifest.to_json(MANIFEST)
@@ -426,6 +455,8 @@ REGRESSIONS: dict[str, tuple[str, Callable[[Path], bytes]]] = {
     "torch zip unknown method": ("method.pt", _zip_first_member(_torch_zip, 10, 99)),
     "npz encrypted": ("enc.npz", _zip_first_member(_npz, 8, 1)),
     "npz unknown method": ("method.npz", _zip_first_member(_npz, 10, 99)),
+    # torch: a stride longer than the size was a bare ValueError from zip() (make fuzz)
+    "torch stride longer than size": ("stride.pt", _torch_zip_pickle(_stride_longer_than_size)),
 }
 
 
@@ -509,3 +540,14 @@ def test_no_code_can_fetch_a_url() -> None:
                 if name.split(".")[0] in {m.split(".")[0] for m in FETCHING_MODULES} and name != "http.server":
                     offenders.append(f"{path.relative_to(repo)}: import {name}")
     assert not offenders, offenders
+
+
+def test_torch_negative_storage_offset_is_refused(tmp_path: Path) -> None:
+    """Found by ``make fuzz``: a negative storage offset made the strided view read memory *before* the
+    storage (the reader returned bytes from outside the file's data). Now refused."""
+    from client.errors import FormatError
+
+    path = tmp_path / "neg.pt"
+    path.write_bytes(_torch_zip_pickle(_negative_offset)(path))
+    with pytest.raises(FormatError, match="negative offset"):
+        list(open_model(path).tensors())

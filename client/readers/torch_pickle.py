@@ -178,12 +178,14 @@ def _materialize(path: Path, t: _LazyTensor, raw: bytes, big_endian: bool) -> np
     numel = 1
     for d in t.size:
         numel *= d
-    if numel:
-        last = t.offset + sum((d - 1) * s for d, s in zip(t.size, t.stride, strict=True))
-        if len(t.size) != len(t.stride) or last >= flat.size:
-            raise fail(path, f"tensor view out of bounds of storage {t.storage.key}")
     if len(t.size) != len(t.stride):
         raise fail(path, "tensor size and stride differ in length")
+    if t.offset < 0:  # a negative offset made the strided view read memory before the storage (fuzz finding)
+        raise fail(path, f"tensor view of storage {t.storage.key} has a negative offset {t.offset}")
+    if numel:
+        last = t.offset + sum((d - 1) * s for d, s in zip(t.size, t.stride, strict=True))
+        if last >= flat.size:
+            raise fail(path, f"tensor view out of bounds of storage {t.storage.key}")
     view = np.lib.stride_tricks.as_strided(
         flat[t.offset:] if numel else flat[:0], shape=t.size,
         strides=tuple(s * base_dt.itemsize for s in t.stride),
@@ -199,7 +201,7 @@ class TorchZipReader:
     def tensors(self) -> Iterator[Tensor]:
         try:
             zf = zipfile.ZipFile(self.path)
-        except (zipfile.BadZipFile, OSError) as err:
+        except (zipfile.BadZipFile, OSError, NotImplementedError) as err:  # NotImplemented: zip version
             raise fail(self.path, f"not a readable zip archive ({err})") from err
         with zf:
             pkls = [n for n in zf.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
