@@ -110,11 +110,11 @@ def test_gguf_unsupported_type_is_named(tmp_path: Path) -> None:
     write_gguf(tmp_path / "k.gguf", T, {"w": "Q8_0"})
     data = bytearray((tmp_path / "k.gguf").read_bytes())
     i = data.index(b"\x01\x00\x00\x00w") if b"\x01\x00\x00\x00w" in data else -1
-    # patch the type of "w" (u32 after its dims) to 12 (Q4_K)
+    # patch the type of "w" (u32 after its dims) to 9 (Q8_1, never dequantized)
     name_at = data.index(b"\x01\x00\x00\x00\x00\x00\x00\x00w")
     type_at = name_at + 9 + 4 + 16
     assert i >= -1
-    data[type_at:type_at + 4] = (12).to_bytes(4, "little")
+    data[type_at:type_at + 4] = (9).to_bytes(4, "little")
     (tmp_path / "k.gguf").write_bytes(bytes(data))
-    with pytest.raises(FormatError, match="Q4_K is not supported"):
+    with pytest.raises(FormatError, match="Q8_1 is not supported"):
         _load(tmp_path / "k.gguf")
