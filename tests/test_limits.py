@@ -10,7 +10,9 @@ from concurrent.futures import Future
 import grpc
 import pytest
 
+from client import merkle
 from client._pb.provenance.ledger.v1 import ledger_pb2 as pb
+from client.checkpoint import Checkpoint, SignedCheckpoint, sign_checkpoint
 from client.errors import ResourceExhaustedError, UnavailableError
 from client.remote import LedgerClient
 from ledger.config import ServerConfig
@@ -203,6 +205,11 @@ class SlowCheckpointLog(FakeLog):
     def __init__(self) -> None:
         super().__init__()
         self.timeouts: list[float | None] = []
+
+    def latest(self):  # type: ignore[no-untyped-def]
+        """The empty tree's checkpoint: it never catches up with the entries added."""
+        cp = Checkpoint(self.origin, 0, merkle.EMPTY_ROOT)
+        return SignedCheckpoint(cp, sign_checkpoint(cp, self.signer))
 
     def wait_for_size(self, size: int, timeout: float | None):  # type: ignore[no-untyped-def]
         self.timeouts.append(timeout)
