@@ -13,7 +13,8 @@ meta       ``format`` / ``origin`` /       format version / log origin / tree he
            ``head`` / ``checkpoint``       (size, root, edge) / last signed note
 =========  ==============================  ==============================================
 
-A commit is one ``WriteBatch`` written with ``sync=True``. The dedup family is
+A commit is one ``WriteBatch``, then a sync of the write-ahead log (``flush_wal(True)``,
+as durable as ``sync=True``; see :meth:`RocksStorage._write_synced`). The dedup family is
 point-read only (a bloom filter answers most misses without I/O); hashes and the
 dedup values are incompressible, so those families skip compression. The aux
 family's bloom filters also index the first :data:`AUX_SCAN_PREFIX` bytes of each
