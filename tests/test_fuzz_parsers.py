@@ -396,6 +396,22 @@ def _zip_first_member(write: Callable[[Path], None], offset: int, value: int) ->
     return make
 
 
+def _zip_name_not_utf8(write: Callable[[Path], None], header: bytes) -> Callable[[Path], bytes]:
+    """A zip whose first ``header`` (local ``PK\\3\\4`` or central ``PK\\1\\2``) entry is flagged
+    UTF-8 (bit 11) but has a name byte that is not UTF-8."""
+    flags_at, name_at = (6, 30) if header == b"PK\x03\x04" else (8, 46)
+
+    def make(path: Path) -> bytes:
+        write(path)
+        raw = bytearray(path.read_bytes())
+        at = raw.index(header)
+        raw[at + flags_at + 1] |= 0x08
+        raw[at + name_at + 2] = 0x80
+        return bytes(raw)
+
+    return make
+
+
 def _torch_zip(path: Path) -> None:
     write_torch_zip(path, {"w": np.zeros(4, np.float32)})
 
@@ -455,6 +471,9 @@ REGRESSIONS: dict[str, tuple[str, Callable[[Path], bytes]]] = {
     "torch zip unknown method": ("method.pt", _zip_first_member(_torch_zip, 10, 99)),
     "npz encrypted": ("enc.npz", _zip_first_member(_npz, 8, 1)),
     "npz unknown method": ("method.npz", _zip_first_member(_npz, 10, 99)),
+    # torch zip: a member name flagged UTF-8 that is not was a bare UnicodeDecodeError (make fuzz, 600 s)
+    "torch zip local name not UTF-8": ("utf8l.pt", _zip_name_not_utf8(_torch_zip, b"PK\x03\x04")),
+    "torch zip central name not UTF-8": ("utf8c.pt", _zip_name_not_utf8(_torch_zip, b"PK\x01\x02")),
     # torch: a stride longer than the size was a bare ValueError from zip() (make fuzz)
     "torch stride longer than size": ("stride.pt", _torch_zip_pickle(_stride_longer_than_size)),
 }

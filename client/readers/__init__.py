@@ -44,7 +44,8 @@ def detect_format(path: Path) -> str:
         try:
             with zipfile.ZipFile(path) as zf:
                 names = zf.namelist()
-        except (zipfile.BadZipFile, OSError, NotImplementedError) as err:  # NotImplemented: an unknown zip version
+        # NotImplementedError: an unknown zip version; UnicodeDecodeError: a name flagged UTF-8 that is not.
+        except (zipfile.BadZipFile, OSError, NotImplementedError, UnicodeDecodeError) as err:
             raise fail(path, f"damaged or truncated zip archive ({err})") from err
         if any(n.endswith("/data.pkl") for n in names):
             return "torch-zip"

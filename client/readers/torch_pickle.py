@@ -201,7 +201,8 @@ class TorchZipReader:
     def tensors(self) -> Iterator[Tensor]:
         try:
             zf = zipfile.ZipFile(self.path)
-        except (zipfile.BadZipFile, OSError, NotImplementedError) as err:  # NotImplemented: zip version
+        # NotImplementedError: zip version; UnicodeDecodeError: a name flagged UTF-8 that is not.
+        except (zipfile.BadZipFile, OSError, NotImplementedError, UnicodeDecodeError) as err:
             raise fail(self.path, f"not a readable zip archive ({err})") from err
         with zf:
             pkls = [n for n in zf.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
@@ -228,8 +229,10 @@ class TorchZipReader:
             return zf.read(name)
         except KeyError:
             raise fail(self.path, f"missing archive entry {name}") from None
-        # RuntimeError: an encrypted entry; NotImplementedError: an unknown compression method.
-        except (zipfile.BadZipFile, OSError, EOFError, zlib_error, RuntimeError, NotImplementedError) as err:
+        # RuntimeError: an encrypted entry; NotImplementedError: an unknown compression method;
+        # UnicodeDecodeError: a local header name flagged UTF-8 that is not (found by make fuzz).
+        except (zipfile.BadZipFile, OSError, EOFError, zlib_error, RuntimeError, NotImplementedError,
+                UnicodeDecodeError) as err:
             raise fail(self.path, f"truncated or damaged archive entry {name} ({err})") from err
 
 
