@@ -615,14 +615,16 @@ def _restore_checkpoint(storage: Storage, signer: Signer, origin: str, head: Tre
     larger tree, or for a different root at a size the store holds, means the store
     lost or changed signed data: :class:`CorruptStorageError`.
     """
+    def stored_root(size: int) -> bytes:
+        return head.root if size == head.size else (EMPTY_ROOT if size == 0 else reader.root_at(size))
+
     recorded = storage.read_signed()
     if recorded is not None:
         size, root = recorded
         if size > head.size:
             raise CorruptStorageError(f"the store holds {head.size} entries but a tree head of {size} was "
                                       "signed: signed entries are lost (damaged write-ahead log?)")
-        want = head.root if size == head.size else (EMPTY_ROOT if size == 0 else reader.root_at(size))
-        if root != want:
+        if root != stored_root(size):
             raise CorruptStorageError(f"the stored tree disagrees with the signed tree head of size {size}")
     if recorded is None or recorded[0] != head.size:
         storage.record_signed(head.size, head.root)  # the head about to be signed (or re-served) below
@@ -638,8 +640,7 @@ def _restore_checkpoint(storage: Storage, signer: Signer, origin: str, head: Tre
             if cp.size > head.size:
                 raise CorruptStorageError(f"the store holds {head.size} entries but a checkpoint of {cp.size} "
                                           "was signed: signed entries are lost")
-            want = head.root if cp.size == head.size else (EMPTY_ROOT if cp.size == 0 else reader.root_at(cp.size))
-            if cp.root != want:
+            if cp.root != stored_root(cp.size):
                 raise CorruptStorageError(f"the stored tree disagrees with the signed checkpoint of size {cp.size}")
             if cp.size == head.size:
                 return SignedCheckpoint(cp, note)
