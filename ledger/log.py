@@ -6,9 +6,10 @@ One sequencer thread does all writing (group commit): it takes everything queued
 commits ONE atomic storage batch (entries, tree hashes, dedup index, hook writes,
 tree head), and only then signs one checkpoint over the new, durable tree head and
 resolves the writers' futures. A failed commit is never signed: the affected
-futures fail with :class:`UnavailableError`, the tree head is re-read from storage
-(the write may or may not have landed) and, if it did land, made durable by a
-synced barrier commit before it is signed.
+futures fail with :class:`UnavailableError`, storage is asked to recover (RocksDB
+latches a failed write until it is reopened: it reopens in place, no restart), the
+tree head is re-read and checked as at open (the write may or may not have landed)
+and, if it did land, made durable by a synced barrier commit before it is signed.
 
 Readers (``entries``, proofs, ``root_at``) only see tree sizes up to the latest
 signed checkpoint.
@@ -386,6 +387,9 @@ class Log:
             waiters, self._waiters = self._waiters, []
         for _, _, fut in waiters:
             _settle(fut, UnavailableError("the log closed"))
+        if self._broken:
+            log.error("log closing while its storage is failing: entries refused meanwhile were never "
+                      "acknowledged; every acknowledged entry is durable", extra={"tree_size": self.size})
         self._storage.close()
         log.info("log closed", extra={"origin": self._config.origin, "tree_size": self.size})
 
@@ -561,21 +565,35 @@ class Log:
                 log.exception("checkpoint listener failed", extra={"tree_size": head.size})
 
     def _recover(self) -> None:
-        """Re-read the tree head after a failure; make it durable and sign it if the failed write landed."""
+        """After a failure: let storage recover, re-read and check its state as :meth:`open` does, resume.
+
+        :meth:`Storage.recover` clears a latched write failure (RocksDB reopens in place), so
+        no restart is needed once the cause (a full disk) is gone. The tree head is then read
+        back and checked with a fresh :class:`TreeReader` (nothing cached before the failure
+        is trusted) against the stored tree, the recorded signed head and the latest signed
+        checkpoint. If the failed batch landed, it is made durable and only then signed.
+        """
+        storage = self._storage
         try:
-            head = self._storage.read_head()
+            storage.recover()
+            head = storage.read_head()
             if head is None:
                 raise CorruptStorageError("the store lost its tree head")
+            if storage.read_meta("origin") != self._config.origin.encode():
+                raise CorruptStorageError("the store no longer holds this log's origin")
             signed = self._latest.checkpoint
             if head.size < signed.size:
                 raise CorruptStorageError(f"the store went back from signed size {signed.size} to {head.size}")
-            edge = load_edge(self._storage, head, self._reader)
-            if head.size == signed.size and head.root != signed.root:
-                raise CorruptStorageError(f"the stored root of size {head.size} differs from the signed one")
+            reader = TreeReader(storage, self._config.cache_bytes)
+            edge = load_edge(storage, head, reader)
+            _check_recorded_head(storage, head, reader)
+            if _stored_root(head, reader, signed.size) != signed.root:
+                raise CorruptStorageError(f"the stored tree disagrees with the signed checkpoint of size {signed.size}")
             # A synced (empty) commit of the head read back: it proves storage takes writes
             # again, and if the failed batch did land ("failed but saved", visible but maybe
             # not synced), it makes that batch durable before anything signs it.
-            self._storage.commit(Batch(head.size, (), (), {}, head))
+            storage.commit(Batch(head.size, (), (), {}, head))
+            self._reader = reader
             self._edge = edge
             if head.size > signed.size:
                 self._sign(head)
@@ -607,25 +625,37 @@ def _sign_head(signer: Signer, origin: str, head: TreeHead) -> SignedCheckpoint:
     return SignedCheckpoint(cp, sign_checkpoint(cp, signer))
 
 
-def _restore_checkpoint(storage: Storage, signer: Signer, origin: str, head: TreeHead,
-                        reader: TreeReader) -> SignedCheckpoint:
-    """The checkpoint to serve at open: the saved note if it signs ``head``, else a fresh signature.
+def _stored_root(head: TreeHead, reader: TreeReader, size: int) -> bytes:
+    """Root of the stored tree of ``size`` leaves. Requires ``0 <= size <= head.size``, ``head`` checked."""
+    return head.root if size == head.size else (EMPTY_ROOT if size == 0 else reader.root_at(size))
 
-    A recorded signed tree head (:meth:`Storage.record_signed`) or a saved note for a
-    larger tree, or for a different root at a size the store holds, means the store
-    lost or changed signed data: :class:`CorruptStorageError`.
+
+def _check_recorded_head(storage: Storage, head: TreeHead, reader: TreeReader) -> tuple[int, bytes] | None:
+    """The recorded signed tree head (:meth:`Storage.record_signed`), checked against the stored tree.
+
+    One for a larger tree, or for a different root at a size the store holds, means the
+    store lost or changed signed data: :class:`CorruptStorageError`.
     """
-    def stored_root(size: int) -> bytes:
-        return head.root if size == head.size else (EMPTY_ROOT if size == 0 else reader.root_at(size))
-
     recorded = storage.read_signed()
     if recorded is not None:
         size, root = recorded
         if size > head.size:
             raise CorruptStorageError(f"the store holds {head.size} entries but a tree head of {size} was "
                                       "signed: signed entries are lost (damaged write-ahead log?)")
-        if root != stored_root(size):
+        if root != _stored_root(head, reader, size):
             raise CorruptStorageError(f"the stored tree disagrees with the signed tree head of size {size}")
+    return recorded
+
+
+def _restore_checkpoint(storage: Storage, signer: Signer, origin: str, head: TreeHead,
+                        reader: TreeReader) -> SignedCheckpoint:
+    """The checkpoint to serve at open: the saved note if it signs ``head``, else a fresh signature.
+
+    A recorded signed tree head (see :func:`_check_recorded_head`) or a saved note for a
+    larger tree, or for a different root at a size the store holds, means the store
+    lost or changed signed data: :class:`CorruptStorageError`.
+    """
+    recorded = _check_recorded_head(storage, head, reader)
     if recorded is None or recorded[0] != head.size:
         storage.record_signed(head.size, head.root)  # the head about to be signed (or re-served) below
     note = storage.read_meta("checkpoint")
@@ -640,7 +670,7 @@ def _restore_checkpoint(storage: Storage, signer: Signer, origin: str, head: Tre
             if cp.size > head.size:
                 raise CorruptStorageError(f"the store holds {head.size} entries but a checkpoint of {cp.size} "
                                           "was signed: signed entries are lost")
-            if cp.root != stored_root(cp.size):
+            if cp.root != _stored_root(head, reader, cp.size):
                 raise CorruptStorageError(f"the stored tree disagrees with the signed checkpoint of size {cp.size}")
             if cp.size == head.size:
                 return SignedCheckpoint(cp, note)

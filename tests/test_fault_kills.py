@@ -6,8 +6,9 @@
 * A damaged data directory is refused at start: the process exits non-zero with a message
   naming the problem and never reports SERVING.
 * A real full disk (a 16 MiB tmpfs; skipped without root/mount): writes refused, nothing
-  signed, NOT_SERVING; a restart recovers with nothing lost (recovery without a restart is a
-  recorded finding, strict xfail).
+  signed, NOT_SERVING; once space is freed the same process recovers (RocksDB reopened in
+  place; a finding, was a strict xfail), and so does a restart, with nothing lost; SIGTERM
+  while full drains and exits 0.
 
 Storage failures injected through the storage interface (failed-and-not-saved,
 failed-but-saved, full disk) are in tests/test_log_faults.py.
@@ -20,6 +21,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,9 +31,10 @@ from grpc_health.v1 import health_pb2
 from bench.faults import Book, FaultConfig, check_against, run_kills
 from bench.hammer import verifier_key
 from client import merkle
-from client.checkpoint import open_checkpoint
+from client.checkpoint import Checkpoint, open_checkpoint
 from client.errors import ProofError, UnavailableError
 from client.note import Verifier
+from client.remote import LedgerClient
 from ledger.storage import TreeHead
 from ledger.storage.rocks import RocksStorage, decode_head, encode_head
 from tests.servers import ServerProcess, health_status, running_server
@@ -269,6 +272,7 @@ class FullDisk:
     srv: ServerProcess
     filler: Path
     acked: int = 0
+    acked_entries: dict[int, bytes] = field(default_factory=dict)  # index -> entry, each acknowledged one
     error: str = ""
     signed_before: bytes = b""
     signed_while_full: bytes = b""
@@ -276,10 +280,10 @@ class FullDisk:
     refusals_while_full: list[str] = field(default_factory=list)
 
 
-@pytest.fixture(scope="module")
-def full_disk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FullDisk]:
-    """A server whose data dir is on a 16 MiB tmpfs, written until the disk is full, then space freed."""
-    mnt = tmp_path_factory.mktemp("tmpfs")
+@contextmanager
+def _small_disk(mnt: Path) -> Iterator[Path]:
+    """A 16 MiB tmpfs mounted at ``mnt`` for the block; skips the test without root and mount(8)."""
+    mnt.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("needs root and mount(8) to make a small file system; the full disk is injected "
                     "through the storage interface in tests/test_log_faults.py instead")
@@ -287,60 +291,113 @@ def full_disk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FullDisk]:
                              text=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()})")
-    srv = ServerProcess(mnt / "data")
     try:
-        srv.start()
-        disk = FullDisk(srv, mnt / "filler")
-        with srv.client(timeout=10) as c:
-            c.add_entries([b"first"], wait_for_checkpoint=True)
-            st = os.statvfs(mnt)
-            disk.filler.write_bytes(b"\0" * (st.f_bavail * st.f_frsize - (2 << 20)))
-            disk.signed_before = c.checkpoint()
-            for k in range(10_000):
-                try:
-                    added = c.add_entries([os.urandom(2000) + k.to_bytes(4, "big") for _ in range(50)])
-                except UnavailableError as err:
-                    disk.error = str(err)
-                    break
-                disk.acked = added.entries[-1].index + 1
-                disk.signed_before = c.checkpoint()
-            time.sleep(1.0)  # past the health poll
-            disk.health_while_full = health_status(srv.address)
-            for k in range(3):
-                try:
-                    c.add_entries([f"while full {k}".encode()])
-                except UnavailableError as err:
-                    disk.refusals_while_full.append(str(err))
-            disk.signed_while_full = c.checkpoint()
-        disk.filler.unlink()
-        yield disk
+        yield mnt
     finally:
-        srv.kill()
         subprocess.run(["umount", str(mnt)], capture_output=True)
 
 
+def _full_disk_server(mnt: Path, log_dir: Path) -> FullDisk:
+    """A started server with its data on ``mnt`` and its log in ``log_dir`` (off the disk about to fill)."""
+    srv = ServerProcess(mnt / "data")
+    srv.log_path = log_dir / "serve.log"
+    srv.start()
+    return FullDisk(srv, mnt / "filler")
+
+
+def _fill_until_refused(disk: FullDisk, c: LedgerClient) -> None:
+    """Fill the disk but 2 MiB, then add entries until the log refuses them for want of space."""
+    first = c.add_entries([b"first"], wait_for_checkpoint=True)
+    disk.acked_entries[first.entries[0].index] = b"first"
+    disk.acked = first.entries[0].index + 1
+    st = os.statvfs(disk.filler.parent)
+    disk.filler.write_bytes(b"\0" * (st.f_bavail * st.f_frsize - (2 << 20)))
+    disk.signed_before = c.checkpoint()
+    for k in range(10_000):
+        batch = [os.urandom(2000) + k.to_bytes(4, "big") for _ in range(50)]
+        try:
+            added = c.add_entries(batch)
+        except UnavailableError as err:
+            disk.error = str(err)
+            break
+        disk.acked_entries.update((a.index, e) for a, e in zip(added.entries, batch, strict=True))
+        disk.acked = added.entries[-1].index + 1
+        disk.signed_before = c.checkpoint()
+
+
+@pytest.fixture(scope="module")
+def full_disk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FullDisk]:
+    """A server whose data dir is on a 16 MiB tmpfs, written until the disk is full, then space freed."""
+    with _small_disk(tmp_path_factory.mktemp("tmpfs")) as mnt:
+        disk = _full_disk_server(mnt, tmp_path_factory.mktemp("logs"))
+        try:
+            with disk.srv.client(timeout=10) as c:
+                _fill_until_refused(disk, c)
+                time.sleep(1.0)  # past the health poll
+                disk.health_while_full = health_status(disk.srv.address)
+                for k in range(3):
+                    try:
+                        c.add_entries([f"while full {k}".encode()])
+                    except UnavailableError as err:
+                        disk.refusals_while_full.append(str(err))
+                disk.signed_while_full = c.checkpoint()
+            disk.filler.unlink()
+            yield disk
+        finally:
+            disk.srv.kill()
+
+
+def _check_nothing_acknowledged_lost(disk: FullDisk, c: LedgerClient) -> tuple[Checkpoint, Checkpoint]:
+    """The served checkpoint extends the last one signed before the disk filled, and holds every acked entry.
+
+    Returns (that last checkpoint, the served one).
+    """
+    verifier = Verifier.from_text(c.log_info().verifier_key)
+    before = open_checkpoint(disk.signed_before, verifier)
+    after = open_checkpoint(c.checkpoint(), verifier)
+    assert after.size >= disk.acked == before.size
+    if after.size > before.size:
+        proof = c.consistency_proof(before.size, after.size).hashes
+        merkle.verify_consistency(before.size, after.size, list(proof), before.root, after.root)
+    assert list(c.iter_entries(0, disk.acked)) == [disk.acked_entries[i] for i in range(disk.acked)]
+    return before, after
+
+
 def test_real_full_disk_refuses_writes_and_signs_nothing(full_disk: FullDisk) -> None:
-    assert full_disk.acked > 0 and "durable" in full_disk.error, full_disk.error
+    assert full_disk.acked > 1 and "durable" in full_disk.error, full_disk.error
     assert full_disk.health_while_full == health_pb2.HealthCheckResponse.NOT_SERVING
     assert len(full_disk.refusals_while_full) == 3
     assert full_disk.signed_while_full == full_disk.signed_before, "signed something while the disk was full"
 
 
-@pytest.mark.xfail(strict=True, reason="finding: once RocksDB has hit ENOSPC it keeps failing every write after space "
-                   "is freed (its background error is latched) until the store is reopened; the sequencer retries "
-                   "forever and stays NOT_SERVING. Fix in ledger/storage/rocks.py + ledger/log.py _recover: reopen "
-                   "the RocksDB handle (or call its resume) when recovering. A restart recovers (next test).")
 def test_real_full_disk_recovers_without_a_restart_once_space_is_freed(full_disk: FullDisk) -> None:
-    with full_disk.srv.client(timeout=10) as c:
-        deadline = time.monotonic() + 3
+    """RocksDB latches ENOSPC until its instance is reopened: the store reopens it in place (a finding, fixed)."""
+    srv = full_disk.srv
+    assert srv.proc is not None
+    pid = srv.proc.pid
+    with srv.client(timeout=10) as c:
+        deadline = time.monotonic() + 10
         while True:
             try:
-                c.add_entries([b"after freeing space"], wait_for_checkpoint=True)
-                return
+                added = c.add_entries([b"after freeing space"], wait_for_checkpoint=True)
+                break
             except UnavailableError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+                assert time.monotonic() < deadline, f"no recovery once space was freed:\n{srv.log_text()[-4000:]}"
+                time.sleep(0.2)
+        assert srv.proc.poll() is None and srv.proc.pid == pid, "the server restarted"
+        assert "reopened RocksDB after a write failure" in srv.log_text()
+        before, after = _check_nothing_acknowledged_lost(full_disk, c)
+        # The new entry comes after every acknowledged one (a refused batch that landed may sit in between),
+        # in a checkpoint consistent with the one signed before the disk filled (checked above).
+        index = added.entries[0].index
+        assert added.checkpoint is not None and added.checkpoint == c.checkpoint()
+        assert before.size == full_disk.acked <= index < after.size
+        proof = c.inclusion_proof(index=index, tree_size=after.size).hashes
+        merkle.verify_inclusion(index, after.size, merkle.leaf_hash(b"after freeing space"), list(proof), after.root)
+    deadline = time.monotonic() + 5
+    while health_status(srv.address) != health_pb2.HealthCheckResponse.SERVING:
+        assert time.monotonic() < deadline, "health did not come back to SERVING"
+        time.sleep(0.1)
 
 
 def test_real_full_disk_a_restart_recovers_with_nothing_lost(full_disk: FullDisk) -> None:
@@ -348,12 +405,30 @@ def test_real_full_disk_a_restart_recovers_with_nothing_lost(full_disk: FullDisk
     srv.kill()
     srv.restart()
     with srv.client(timeout=10) as c:
-        verifier = Verifier.from_text(c.log_info().verifier_key)
-        before = open_checkpoint(full_disk.signed_before, verifier)
-        after = open_checkpoint(c.checkpoint(), verifier)
-        assert after.size >= full_disk.acked == before.size
-        if after.size > before.size:
-            proof = c.consistency_proof(before.size, after.size).hashes
-            merkle.verify_consistency(before.size, after.size, list(proof), before.root, after.root)
+        _, after = _check_nothing_acknowledged_lost(full_disk, c)
         added = c.add_entries([b"after the restart"], wait_for_checkpoint=True)
         assert added.entries[0].index == after.size
+
+
+def test_real_full_disk_sigterm_drains_and_exits_0(tmp_path: Path) -> None:
+    """SIGTERM while the disk is full is a clean drain: exit 0, the failure in the log, nothing acked lost.
+
+    Entries refused while full were never acknowledged; every acknowledged one is in the
+    synced write-ahead log, so the memtable flush that fails at close loses nothing.
+    """
+    with _small_disk(tmp_path / "tmpfs") as mnt:
+        disk = _full_disk_server(mnt, tmp_path)
+        try:
+            with disk.srv.client(timeout=10) as c:
+                _fill_until_refused(disk, c)
+            assert disk.acked > 1 and "durable" in disk.error, disk.error
+            code = disk.srv.stop()
+            log = disk.srv.log_text()
+            assert code == 0, log[-4000:]
+            assert "No space left on device" in log and "log closing while its storage is failing" in log
+            disk.filler.unlink()
+            disk.srv.restart()
+            with disk.srv.client(timeout=10) as c:
+                _check_nothing_acknowledged_lost(disk, c)
+        finally:
+            disk.srv.kill()

@@ -8,6 +8,7 @@ and recovers (or reports itself unhealthy) without a restart.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 
 from client.checkpoint import SignedCheckpoint
 from client.errors import UnavailableError
-from client.merkle import leaf_hash, verify_consistency, verify_inclusion
+from client.merkle import EMPTY_ROOT, leaf_hash, verify_consistency, verify_inclusion
 from client.note import Signer
 from ledger.errors import CorruptStorageError, StorageError
 from ledger.log import Appended, Log, LogConfig
@@ -35,7 +36,9 @@ class FaultyStorage:
 
     ``"before"``: raise without saving ("failed and not saved"). ``"after"``: save,
     then raise ("failed but was saved"). ``disk_full``: every commit fails unsaved.
-    ``durable`` records the size of every head whose commit *returned*.
+    ``durable`` records the size of every head whose commit *returned*. A failed commit
+    latches a RocksDB store as a real write failure does, so its :meth:`recover` reopens
+    the instance in place (``reopens`` counts them).
     """
 
     def __init__(self, inner: Storage) -> None:
@@ -45,15 +48,27 @@ class FaultyStorage:
         self.fail_reads = False
         self.fail_record = False
         self.durable: set[int] = set()
+        self.reopens = 0
+
+    def _latch(self) -> None:
+        if isinstance(self.inner, RocksStorage):
+            self.inner._write_error = "injected: a write failed"  # what RocksStorage._write records
 
     def commit(self, batch: Batch) -> None:
         mode = self.plan.pop(0) if self.plan else None
         if self.disk_full or mode == "before":
+            self._latch()
             raise StorageError("injected: no space left on device")
         self.inner.commit(batch)
         if mode == "after":
+            self._latch()
             raise StorageError("injected: fsync failed after the write")
         self.durable.add(batch.head.size)
+
+    def recover(self) -> None:
+        if isinstance(self.inner, RocksStorage) and self.inner._write_error is not None:
+            self.reopens += 1
+        self.inner.recover()
 
     def _reads(self) -> None:
         if self.fail_reads:
@@ -236,6 +251,21 @@ def test_full_disk_fails_writers_signs_nothing_and_recovers(watched: Watched) ->
     _verify_whole_log(lg, watched.signed)
 
 
+def test_recovery_checks_the_store_as_open_does(watched: Watched) -> None:
+    """After a failure the store is checked like at open: one that disagrees with a signed head stays refused."""
+    lg, faulty = watched.log, watched.faulty
+    lg.add([b"a", b"b"])
+    faulty.inner.record_signed(2, b"\x01" * 32)  # as if the store changed under a signed tree head
+    faulty.plan = ["before"]
+    with pytest.raises(UnavailableError):
+        lg.add([b"c"], timeout=5)
+    time.sleep(0.25)
+    with pytest.raises(UnavailableError):
+        lg.add([b"c"], timeout=5)
+    assert not lg.health()
+    assert watched.signed[-1].checkpoint.size == 2
+
+
 def test_read_failure_during_integration_fails_the_batch_only(watched: Watched) -> None:
     lg, faulty = watched.log, watched.faulty
     faulty.fail_reads = True
@@ -388,6 +418,173 @@ def _healthy_within(lg: Log, seconds: float) -> bool:
             return False
         time.sleep(0.02)
     return True
+
+
+def test_failed_writes_recover_in_place_while_readers_read(opener: Opener) -> None:
+    """Each failed commit latches the store (RocksDB: reopened in place by the log's recovery, no restart).
+
+    Readers proving and fetching entries of the signed tree the whole time never see an
+    error or a wrong answer, and the log ends whole and consistent with every checkpoint.
+    """
+    w = Watched(opener)
+    lg, faulty = w.log, w.faulty
+    known: dict[int, bytes] = {}
+    for r in lg.add([f"r{i}".encode() for i in range(300)]):
+        assert isinstance(r, Appended)
+        known[r.index] = f"r{r.index}".encode()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    reads = [0, 0, 0]
+
+    def reader(k: int) -> None:
+        rng = random.Random(k)
+        while not stop.is_set():
+            try:
+                cp = lg.latest().checkpoint
+                i = rng.randrange(cp.size)
+                entry = lg.entries(i, i + 1)[0]
+                assert known.get(i, entry) == entry, f"entry {i} read wrong"
+                verify_inclusion(i, cp.size, leaf_hash(entry), lg.inclusion_proof(i, cp.size), cp.root)
+                if cp.size > 1:
+                    old = rng.randrange(1, cp.size)
+                    verify_consistency(old, cp.size, lg.consistency_proof(old, cp.size), lg.root_at(old), cp.root)
+            except BaseException as e:
+                errors.append(e)
+                return
+            reads[k] += 1
+
+    threads = [threading.Thread(target=reader, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for step in range(8):
+            faulty.plan = ["after" if step % 2 else "before"]
+            with pytest.raises(UnavailableError):
+                lg.add([f"failed {step}".encode()], timeout=10)
+            assert _healthy_within(lg, 5.0), "the log did not recover in place"
+            batch = [f"s{step}.{j}".encode() for j in range(50)]
+            for entry, r in zip(batch, lg.add(batch, timeout=10), strict=True):
+                assert isinstance(r, Appended) and not r.duplicate
+                known[r.index] = entry
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors
+    assert min(reads) > 0
+    if isinstance(faulty.inner, RocksStorage):
+        assert faulty.reopens >= 8
+    assert lg.size == 300 + 4 + 8 * 50  # the four "after" batches landed and were signed
+    _verify_whole_log(lg, w.signed)
+    _reopen_and_verify(w, opener)
+
+
+def test_rocks_reopen_does_not_disturb_concurrent_reads(tmp_path: Path) -> None:
+    """RocksStorage.recover closes and reopens its instance under threads reading every kind of value.
+
+    Each read either uses the old instance or, if the reopen closed it under the read,
+    waits for the new one and reads again: never an error, never a wrong value.
+    """
+    s = RocksStorage.open(tmp_path / "db")
+    entries = [f"entry {i}".encode() * 3 for i in range(500)]
+    hashes = [leaf_hash(e) for e in entries]
+    groups = {(1, 0): b"\x01" * 32 * 256, (1, 1): b"\x02" * 32 * 6}
+    aux = [(b"p" + i.to_bytes(4, "big"), f"v{i}".encode()) for i in range(300)]
+    head = TreeHead(500, b"\x07" * 32, tuple(bytes([i]) * 32 for i in range((500).bit_count())))
+    s.commit(Batch(0, entries, hashes, groups, head, aux=aux))
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    reads = [0] * 4
+
+    def reader(k: int) -> None:
+        rng = random.Random(k)
+        while not stop.is_set():
+            try:
+                i = rng.randrange(500)
+                assert s.read_entries_at([i, 10_000]) == [entries[i], None]
+                assert s.read_entries(i, min(i + 3, 500)) == entries[i : i + 3]
+                assert s.read_hash_groups([(1, 1), (1, 9)]) == [groups[(1, 1)], None]
+                assert i in s.leaf_candidates([hashes[i]])[0]
+                assert s.read_aux([aux[i % 300][0]]) == [aux[i % 300][1]]
+                assert s.scan_aux(b"p", limit=50) == aux[:50]
+                assert s.scan_aux(b"") == aux
+                got = s.read_head()
+                assert got is not None and got.size >= 500
+            except BaseException as e:
+                errors.append(e)
+                return
+            reads[k] += 1
+
+    threads = [threading.Thread(target=reader, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for n in range(10):
+            before = s._h
+            s._write_error = "injected: a write failed"  # as RocksStorage._write records a real one
+            s.recover()
+            assert s._h is not before and s._write_error is None
+            size = 500 + n
+            edge = tuple(bytes([i]) * 32 for i in range((size + 1).bit_count()))
+            s.commit(Batch(size, [f"more {n}".encode()], [leaf_hash(f"more {n}".encode())], {},
+                           TreeHead(size + 1, b"\x08" * 32, edge)))
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        s.close()
+    assert not errors, errors
+    assert min(reads) > 0
+
+
+def test_rocks_reopen_waits_for_a_scan_holding_the_old_instance(tmp_path: Path) -> None:
+    """An iterator keeps its RocksDB instance (and its LOCK) alive after close: the reopen waits for it."""
+    s = RocksStorage.open(tmp_path / "db")
+    try:
+        s.commit(Batch(0, (), (), {}, TreeHead(0, EMPTY_ROOT), aux=[(b"a", b"1"), (b"b", b"2")]))
+        holder = [s._cf["aux"].items()]
+        next(holder[0])
+        s._write_error = "injected: a write failed"
+        threading.Timer(0.2, holder.clear).start()
+        s.recover()
+        assert s._write_error is None
+        assert s.scan_aux(b"") == [(b"a", b"1"), (b"b", b"2")]
+    finally:
+        s.close()
+
+
+def test_rocks_store_that_cannot_reopen_for_writes_serves_reads_and_retries(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reopen that cannot open for writes (the disk still full) falls back to read-only, then backs off."""
+    from ledger.storage import rocks
+
+    s = RocksStorage.open(tmp_path / "db")
+    try:
+        s.commit(Batch(0, [b"a"], [leaf_hash(b"a")], {}, TreeHead(1, leaf_hash(b"a"), (leaf_hash(b"a"),))))
+        real_open = rocks._open_db
+
+        def full_disk_open(path: Path, cache: object, *, read_only: bool = False) -> object:
+            if not read_only:
+                raise OSError("IO error: No space left on device")
+            return real_open(path, cache, read_only=True)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(rocks, "_open_db", full_disk_open)
+        s._write_error = "injected: a write failed"
+        with pytest.raises(StorageError, match="read-only instance"):
+            s.recover()
+        assert s.read_entries(0, 1) == [b"a"] and s.read_head() is not None  # reads go on
+        with pytest.raises(StorageError, match="read-only"):
+            s.commit(Batch(1, [b"b"], [leaf_hash(b"b")], {}, TreeHead(2, bytes(32), (bytes(32),))))
+        with pytest.raises(StorageError, match="reopened again in"):
+            s.recover()  # too soon: an open replays the whole write-ahead log
+        monkeypatch.setattr(rocks, "_open_db", real_open)
+        time.sleep(0.3)
+        s.recover()
+        s.commit(Batch(1, [b"b"], [leaf_hash(b"b")], {}, TreeHead(2, bytes(32), (bytes(32),))))
+        assert s.read_entries(0, 2) == [b"a", b"b"]
+    finally:
+        s.close()
 
 
 @pytest.mark.parametrize("seed", [1])

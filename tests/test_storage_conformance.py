@@ -154,6 +154,19 @@ def test_closed_store_raises_storage_error(store: Store) -> None:
         s.scan_aux(b"k")
 
 
+def test_recover_of_a_working_store_changes_nothing(store: Store) -> None:
+    s = store.storage
+    s.commit(_batch(0, [b"a", b"b"], aux=[(b"k", b"v")]))
+    s.recover()
+    assert s.read_head() == _head(2)
+    assert s.read_entries(0, 2) == [b"a", b"b"] and s.read_aux([b"k"]) == [b"v"]
+    s.commit(_batch(2, [b"c"]))
+    assert store.reopen().read_entries(0, 3) == [b"a", b"b", b"c"]
+    store.storage.close()
+    with pytest.raises(StorageError):
+        store.storage.recover()
+
+
 def test_large_values_and_many_entries(store: Store) -> None:
     s = store.storage
     entries = [os.urandom(300) for _ in range(1000)]

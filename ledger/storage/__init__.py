@@ -144,6 +144,21 @@ class Storage(Protocol):
         """Persist ``batch`` atomically and durably (see the class docstring)."""
         ...
 
+    def recover(self) -> None:
+        """After a failed write: make the store take writes again, without a restart, if it can.
+
+        A backend may latch a write failure (RocksDB refuses every write after one hit a
+        full disk, until it is reopened); this clears it, e.g. by reopening in place. When
+        it returns, reads see the durable state, as an open after a crash would (a batch
+        whose commit failed is wholly visible or not at all: re-read :meth:`read_head`),
+        and commits may succeed again; the caller proves it with one before trusting it.
+        Raises :class:`StorageError` while the store still cannot take writes; a later call
+        tries again (it may refuse to retry too often). Reads in flight meanwhile are not
+        cut off: they may wait for the reopen, then read the reopened store. Only the
+        committing thread calls it.
+        """
+        ...
+
     def close(self) -> None:
         """Release the store; later calls raise :class:`ledger.errors.StorageError`."""
         ...

@@ -137,5 +137,9 @@ class MemoryStorage:
             c.meta.update(batch.meta)
             c.head = batch.head
 
+    def recover(self) -> None:
+        """Nothing latches here: a failed commit changed nothing (the checks come before any update)."""
+        self._check_open()
+
     def close(self) -> None:
         self._closed = True
