@@ -44,6 +44,7 @@ from client.records import (
     SignedRecord,
     sign_record,
 )
+from ledger.config import ServerConfig
 from ledger.log import Log, LogConfig
 from ledger.registry.manifests import read_manifest
 from ledger.registry.policy import Policy
@@ -59,7 +60,8 @@ class Env:
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="bench-registry-"))
         self.storage = RocksStorage.open(self.dir / "db")
-        self.registry = Registry(Policy(), read_manifest)
+        # Signature checks as `provenance serve` does them: worker processes, one per core.
+        self.registry = Registry(Policy(), read_manifest, verify_processes=ServerConfig().signature_processes)
         signer = Signer.generate("bench/registry")
         self.log = Log.open(self.storage, signer, LogConfig("bench/registry"), hook=self.registry.hook)
         self.registry.attach(self.log)

@@ -6,6 +6,7 @@ everything else takes a :class:`ServerConfig`.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,7 @@ class ServerConfig:
     drain_seconds: float = 30.0  # SIGTERM: how long in-flight calls may take to finish
     checkpoint_wait_seconds: float = 30.0  # AddEntries wait_for_checkpoint timeout
     allowlist: Path | None = None  # registry policy: None = open registration, else the allowlist file
+    verify_processes: int | None = None  # registry: processes checking large batches' signatures; None = one per core
     # -- deadlines and transport limits (ledger/limits.py; docs/operations.md) --
     max_stream_seconds: float = 3600.0  # a WatchCheckpoints stream ends (OK) after this; clients reopen it
     rate_limit_per_second: float = 0.0  # per-peer requests/s on the log and registry services; 0 = off
@@ -96,6 +98,8 @@ class ServerConfig:
                      "max_connection_age_grace_seconds"):
             if not getattr(self, name) >= 0:
                 raise InvalidInputError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.verify_processes is not None and not 0 <= self.verify_processes <= 64:
+            raise InvalidInputError(f"verify_processes must be 0..64, got {self.verify_processes}")
         if self.max_ping_strikes < 0:
             raise InvalidInputError(f"max_ping_strikes must be >= 0, got {self.max_ping_strikes}")
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -115,6 +119,13 @@ class ServerConfig:
     def rate_burst(self) -> float:
         """The per-peer bucket size in effect."""
         return self.rate_limit_burst or max(1.0, 2 * self.rate_limit_per_second)
+
+    @property
+    def signature_processes(self) -> int:
+        """Worker processes for the registry's signature checks (:attr:`verify_processes` resolved)."""
+        if self.verify_processes is not None:
+            return self.verify_processes
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
     @property
     def tls(self) -> bool:

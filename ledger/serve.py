@@ -148,7 +148,7 @@ def run(config: ServerConfig) -> int:
     )
     from ledger.registry.setup import registry_for, registry_service
 
-    registry = registry_for(config.allowlist)
+    registry = registry_for(config.allowlist, config.signature_processes)
     metrics = ServerMetrics()
     storage = RocksStorage.open(config.store_path)
     try:

@@ -90,9 +90,9 @@ class Env:
         self.registry.close()
 
 
-def open_env(policy: Policy | None = None) -> Env:
+def open_env(policy: Policy | None = None, verify_processes: int = 0) -> Env:
     storage = MemoryStorage()
-    registry = Registry(policy or Policy(), read_manifest)
+    registry = Registry(policy or Policy(), read_manifest, verify_processes=verify_processes)
     signer = Signer.generate("example.com/registry-test")
     log = Log.open(storage, signer, LogConfig("example.com/registry-test"), hook=registry.hook)
     registry.attach(log)

@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--drain-seconds", type=float, default=None, metavar="S")
     p.add_argument("--allowlist", type=Path, default=None, metavar="FILE",
                    help="registry: only these 'NAME ed25519:KEY' lines may register (default: open registration)")
+    p.add_argument("--verify-processes", type=int, default=None, metavar="N",
+                   help="registry: worker processes that check the signatures of large Register batches "
+                        "(default: one per core; 0: check them in threads)")
     p.add_argument("--backup-dir", type=Path, default=None, metavar="DIR",
                    help="on SIGUSR1, write an online backup into DIR/backup-<time> (docs/operations.md)")
     p.add_argument("--rotate-key", action="store_true",
@@ -87,6 +90,7 @@ def _serve(args: argparse.Namespace) -> int:
             ("max_receive_message_bytes", args.max_receive_bytes),
             ("drain_seconds", args.drain_seconds),
             ("allowlist", args.allowlist),
+            ("verify_processes", args.verify_processes),
             ("max_concurrent_streams", args.max_concurrent_streams),
             ("checkpoint_wait_seconds", args.checkpoint_wait_seconds),
             ("max_stream_seconds", args.max_stream_seconds),

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -103,12 +104,29 @@ class RecordSigner:
         return f"RecordSigner({key_text(self.public_key)})"
 
 
-def verify_signature(public_key: bytes, body: bytes, signature: bytes) -> None:
-    """Raise :class:`SignatureError` unless ``signature`` is ``public_key``'s signature of ``body``."""
+def signature_valid(public_key: bytes, body: bytes, signature: bytes) -> bool:
+    """Whether ``signature`` is ``public_key``'s record signature of ``body``."""
     try:
         Ed25519PublicKey.from_public_bytes(public_key).verify(signature, SIGNING_CONTEXT + body)
-    except (InvalidSignature, ValueError) as err:
-        raise SignatureError(f"record signature does not verify with signer key {key_text(public_key)}") from err
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def signatures_valid(items: Sequence[tuple[bytes, bytes, bytes]]) -> list[bool]:
+    """:func:`signature_valid` of each ``(public_key, body, signature)``, in order (a worker process's task)."""
+    return [signature_valid(k, b, s) for k, b, s in items]
+
+
+def signature_error(public_key: bytes) -> SignatureError:
+    """The refusal of a record whose signature does not verify."""
+    return SignatureError(f"record signature does not verify with signer key {key_text(public_key)}")
+
+
+def verify_signature(public_key: bytes, body: bytes, signature: bytes) -> None:
+    """Raise :class:`SignatureError` unless ``signature`` is ``public_key``'s signature of ``body``."""
+    if not signature_valid(public_key, body, signature):
+        raise signature_error(public_key)
 
 
 def rotation_message(name: str, old_key: bytes, new_key: bytes) -> bytes:
@@ -142,6 +160,10 @@ class SignedRecord:
         """Raise :class:`SignatureError` unless the signature is the signer's over the body
         (and, for a rotation, the new key's endorsement is valid)."""
         verify_signature(self.record.signer, self.body, self.signature)
+        self.verify_endorsement()
+
+    def verify_endorsement(self) -> None:
+        """The part of :meth:`verify` beyond the record signature: a rotation's endorsement by the new key."""
         s = self.record.statement
         if isinstance(s, Identity) and s.event is IdentityEvent.ROTATE:
             try:

@@ -2,10 +2,11 @@
 
 Construct a :class:`Registry`, open the log with ``hook=registry.hook``, then
 :meth:`Registry.attach` the log. Submission runs the expensive checks (record
-format, Ed25519 signature, manifest parsing and digest) in a small thread pool
--- Ed25519 verification releases the GIL -- and only then hands the entries to
-the sequencer, whose hook does the cheap reference and identity checks in log
-order. A record refused at either stage never reaches the log.
+format, Ed25519 signature, manifest parsing and digest) in a small thread pool,
+a large batch's signatures on worker processes (:mod:`ledger.registry.verifier`),
+and only then hands the entries to the sequencer, whose hook does the cheap
+reference and identity checks in log order. A record refused at either stage
+never reaches the log.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from client.errors import InvalidInputError, ProvenanceError, UnavailableError
-from client.records import Checkpoint, Dataset, parse_entry
+from client.records import Checkpoint, Dataset, SignedRecord, parse_entry
+from client.records.signing import signature_error, verify_signature
 from ledger.errors import CorruptStorageError
 from ledger.registry import fingerprints
 from ledger.registry import keys as K
@@ -25,10 +27,9 @@ from ledger.registry.hook import Prepared, RegistryHook
 from ledger.registry.manifests import ManifestReader
 from ledger.registry.policy import Policy
 from ledger.registry.queries import RegistryReader
+from ledger.registry.verifier import SignatureChecker
 
 log = logging.getLogger(__name__)
-
-PREPARE_CHUNK = 64  # records per thread-pool task
 
 
 class _View(Protocol):
@@ -72,10 +73,12 @@ def _chain(src: Future[list[Any]], dst: Future[list[Any]]) -> None:
 class Registry:
     """See the module docstring."""
 
-    def __init__(self, policy: Policy, manifest_reader: ManifestReader, workers: int = 2) -> None:
+    def __init__(self, policy: Policy, manifest_reader: ManifestReader, workers: int = 2,
+                 verify_processes: int = 0) -> None:
         self.policy = policy
         self.hook = Hook(policy)
         self._manifests = manifest_reader
+        self._signatures = SignatureChecker(verify_processes)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="registry-prepare")
         self._log: _Log | None = None
         self._reader: RegistryReader | None = None
@@ -105,11 +108,17 @@ class Registry:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self._signatures.close()
 
     def prepare(self, sub: Submission) -> Prepared:
         """Check one record's format, signature and manifest. Raises the refusal."""
         signed = parse_entry(sub.entry)
-        signed.verify()
+        verify_signature(signed.record.signer, signed.body, signed.signature)
+        return self._finish(sub, signed)
+
+    def _finish(self, sub: Submission, signed: SignedRecord) -> Prepared:
+        """The checks after the record signature: a rotation's endorsement, the manifest, the fingerprint."""
+        signed.verify_endorsement()
         s = signed.record.statement
         manifest = None
         if sub.manifest is not None:
@@ -123,20 +132,28 @@ class Registry:
         return Prepared(signed, manifest, fingerprints.prepare(s, sub.fingerprint))
 
     def _prepare_chunk(self, subs: Sequence[Submission]) -> list[Prepared | ProvenanceError]:
-        out: list[Prepared | ProvenanceError] = []
+        """:meth:`prepare` each (a refusal in place of its record), the signatures checked together
+        (on worker processes for a large batch, see :mod:`ledger.registry.verifier`)."""
+        parsed: list[SignedRecord | ProvenanceError] = []
         for sub in subs:
             try:
-                out.append(self.prepare(sub))
+                parsed.append(parse_entry(sub.entry))
             except ProvenanceError as err:
-                out.append(err)
+                parsed.append(err)
+        signed = [p for p in parsed if isinstance(p, SignedRecord)]
+        valid = iter(self._signatures.check([(p.record.signer, p.body, p.signature) for p in signed]))
+        out: list[Prepared | ProvenanceError] = []
+        for sub, p in zip(subs, parsed, strict=True):
+            if isinstance(p, ProvenanceError):
+                out.append(p)
+            elif not next(valid):
+                out.append(signature_error(p.record.signer))
+            else:
+                try:
+                    out.append(self._finish(sub, p))
+                except ProvenanceError as err:
+                    out.append(err)
         return out
-
-    def prepare_many(self, subs: Sequence[Submission]) -> list[Prepared | ProvenanceError]:
-        """:meth:`prepare` each, in parallel chunks on the pool; a refusal is returned in place of its record."""
-        if len(subs) <= PREPARE_CHUNK:
-            return self._prepare_chunk(subs)
-        chunks = [subs[i : i + PREPARE_CHUNK] for i in range(0, len(subs), PREPARE_CHUNK)]
-        return [p for part in self._pool.map(self._prepare_chunk, chunks) for p in part]
 
     def submit(self, subs: Sequence[Submission]) -> Future[list[Any]]:
         """Register records without blocking. The future's list has, per submission in order, the log's

@@ -25,10 +25,10 @@ def load_policy(allowlist: Path | None) -> Policy:
     return parse_allowlist(text)
 
 
-def registry_for(allowlist: Path | None) -> Registry:
+def registry_for(allowlist: Path | None, verify_processes: int = 0) -> Registry:
     policy = load_policy(allowlist)
     log.info("registry policy: %s", policy.describe())
-    return Registry(policy, read_manifest)
+    return Registry(policy, read_manifest, verify_processes=verify_processes)
 
 
 def registry_service(registry: Registry, log_: Any, verifier_key: str) -> Any:
