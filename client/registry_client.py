@@ -3,7 +3,8 @@
 Records come back as their exact entry bytes and are parsed here (format only);
 callers verify signatures, or better, ask for a proof bundle and verify it with
 :mod:`client.bundle`. Status codes map back to :mod:`client.errors` classes via
-:func:`client.remote.error_from_rpc`.
+:func:`client.remote.error_from_rpc` (a failed call) and :func:`client.remote.error_for_status`
+(a refused record inside a partly logged ``Register`` batch).
 """
 
 from __future__ import annotations
@@ -16,9 +17,17 @@ from typing import Any, TypeVar
 import grpc
 
 from client._pb.provenance.registry.v1 import registry_pb2 as pb
-from client.errors import FormatError, InvalidInputError
+from client.errors import FormatError, InvalidInputError, ProvenanceError
 from client.records import Kind, SignedRecord, parse_entry, record_id
-from client.remote import DEFAULT_SERVER, DEFAULT_TIMEOUT, MAX_MESSAGE_BYTES, error_from_rpc
+from client.remote import (
+    DEFAULT_SERVER,
+    DEFAULT_TIMEOUT,
+    RemoteError,
+    TlsOptions,
+    error_for_status,
+    error_from_rpc,
+    open_channel,
+)
 
 _SERVICE = "/provenance.registry.v1.RegistryService/"
 Resp = TypeVar("Resp")
@@ -36,9 +45,24 @@ class RemoteRecord:
 
 @dataclass(frozen=True, slots=True)
 class Registered:
+    """A logged record: its id and index; ``duplicate`` when it was logged before this call."""
+
     id: bytes
     index: int
     duplicate: bool
+
+
+RegisterResult = Registered | ProvenanceError
+"""One record's outcome in :meth:`RegistryClient.register_many`: logged, or the error that refused it."""
+
+
+def batch_results(err: BaseException) -> tuple[RegisterResult, ...] | None:
+    """The per-record results a :meth:`RegistryClient.register` refusal carries, or None.
+
+    Set (as the error's ``results`` attribute) when other records of the same call were logged.
+    """
+    results: tuple[RegisterResult, ...] | None = getattr(err, "results", None)
+    return results
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,19 +111,33 @@ def _record(r: Any) -> RemoteRecord:
     return RemoteRecord(int(r.index), signed)
 
 
+def _result(entry: bytes, r: Any) -> RegisterResult:
+    """One ``Registered`` message: a logged record (checked to be the one sent) or a refusal's error."""
+    if r.code:
+        return error_for_status(int(r.code), r.error or "refused without a message")
+    if bytes(r.id) != record_id(entry):
+        raise FormatError("server returned another id than the record's")
+    return Registered(bytes(r.id), int(r.index), bool(r.duplicate))
+
+
+def _partial(first: ProvenanceError, position: int, total: int, logged: int) -> ProvenanceError:
+    """``first`` (a refusal) restated, same class, so that it says the rest of its batch was partly logged."""
+    note = (f"{first} [record {position + 1} of {total} refused; {logged} of the {total} records were "
+            f"logged: see the error's results]")
+    if isinstance(first, RemoteError):
+        return RemoteError(note, first.code)
+    return type(first)(note)
+
+
 class RegistryClient:
     """One channel to a ledger's registry service. Use as a context manager, or call :meth:`close`."""
 
-    def __init__(self, address: str = DEFAULT_SERVER, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, address: str = DEFAULT_SERVER, *, timeout: float = DEFAULT_TIMEOUT,
+                 tls: TlsOptions | None = None) -> None:
+        """``tls``: connect over TLS (mutual TLS when it carries a client certificate); None: plaintext."""
         self.address = address
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(
-            address,
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ],
-        )
+        self._channel = open_channel(address, tls)
         self._methods: dict[str, Callable[..., Any]] = {}
 
     def __enter__(self) -> RegistryClient:
@@ -126,11 +164,16 @@ class RegistryClient:
             raise error_from_rpc(err) from err
         return resp
 
-    def register(self, records: Sequence[tuple[bytes, bytes | None]],
-                 fingerprints: Sequence[bytes | None] | None = None) -> list[Registered]:
-        """Register ``(entry, manifest or None)`` pairs in order; raises the first refusal.
+    def register_many(self, records: Sequence[tuple[bytes, bytes | None]],
+                      fingerprints: Sequence[bytes | None] | None = None) -> list[RegisterResult]:
+        """Register ``(entry, manifest or None)`` pairs in order, in one call; per record, in order, its
+        :class:`Registered` or the :class:`~client.errors.ProvenanceError` that refused it (a refused
+        record is not in the log; the others are).
 
         ``fingerprints`` (one per record, or None) carries the canonical bytes of published fingerprints.
+        Raises when the call fails as a whole: the first refusal's error when every record was refused
+        (nothing was logged), or a transport or overload error (resubmitting is safe: a logged record
+        comes back as a duplicate).
         """
         fps = list(fingerprints) if fingerprints is not None else [None] * len(records)
         if len(fps) != len(records):
@@ -138,7 +181,26 @@ class RegistryClient:
         req = pb.RegisterRequest(records=[pb.Submission(entry=e, manifest=m or b"", fingerprint=f or b"")
                                           for (e, m), f in zip(records, fps, strict=True)])
         resp = self._unary("Register", req, pb.RegisterResponse)
-        return [Registered(bytes(r.id), int(r.index), bool(r.duplicate)) for r in resp.records]
+        if len(resp.records) != len(records):
+            raise FormatError(f"server answered {len(resp.records)} results for {len(records)} records")
+        return [_result(entry, r) for (entry, _), r in zip(records, resp.records, strict=True)]
+
+    def register(self, records: Sequence[tuple[bytes, bytes | None]],
+                 fingerprints: Sequence[bytes | None] | None = None) -> list[Registered]:
+        """:meth:`register_many`, raising the first refusal.
+
+        When other records of the call were logged, the raised error (of the refusal's class) says how
+        many, and carries every record's result as its ``results`` attribute (see :func:`batch_results`).
+        """
+        results = self.register_many(records, fingerprints)
+        refused = [(i, r) for i, r in enumerate(results) if isinstance(r, ProvenanceError)]
+        if not refused:
+            return [r for r in results if isinstance(r, Registered)]
+        i, first = refused[0]
+        logged = len(results) - len(refused)
+        err = _partial(first, i, len(results), logged) if logged else first
+        err.results = tuple(results)  # type: ignore[attr-defined]  # read with batch_results()
+        raise err
 
     def by_id(self, rid: bytes) -> RemoteRecord:
         return _record(self._unary("GetRecord", pb.GetRecordRequest(id=rid), pb.GetRecordResponse).record)

@@ -57,15 +57,32 @@ class RemoteError(ProvenanceError):
         self.code = code
 
 
+_STATUS_BY_NUMBER: dict[int, grpc.StatusCode] = {c.value[0]: c for c in grpc.StatusCode}
+
+
+def error_for_status(code: grpc.StatusCode | int | None, details: str) -> ProvenanceError:
+    """The :mod:`client.errors` instance for a status (the inverse of ``ledger.status``).
+
+    ``code`` may be a status code number (as ``Registered.code`` carries it); the message is
+    ``"DETAILS (CODE_NAME)"``, the same whether the status came as a call's or as a number.
+    """
+    status: grpc.StatusCode | None = code
+    if isinstance(code, int):
+        status = _STATUS_BY_NUMBER.get(code)
+        if status is None:
+            return RemoteError(f"{details} (status {code})", None)
+    message = f"{details} ({status.name if status else 'no status'})"
+    cls = ERROR_FOR_STATUS.get(status) if status is not None else None
+    if cls is None:
+        return RemoteError(message, status)
+    return cls(message)
+
+
 def error_from_rpc(err: grpc.RpcError) -> ProvenanceError:
     """The :mod:`client.errors` instance for a failed call (the inverse of ``ledger.status``)."""
     code: grpc.StatusCode | None = err.code() if isinstance(err, grpc.Call) else None
     details = err.details() if isinstance(err, grpc.Call) else str(err)
-    message = f"{details} ({code.name if code else 'no status'})"
-    cls = ERROR_FOR_STATUS.get(code) if code is not None else None
-    if cls is None:
-        return RemoteError(message, code)
-    return cls(message)
+    return error_for_status(code, details)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +164,18 @@ class TlsOptions:
         return [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
 
 
+def open_channel(address: str, tls: TlsOptions | None = None) -> grpc.Channel:
+    """A channel to ``address`` with the client's message limits: plaintext, or TLS per ``tls``
+    (mutual TLS when it carries a client certificate). Every client class builds its channel here."""
+    options: list[tuple[str, Any]] = [
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ]
+    if tls is None:
+        return grpc.insecure_channel(address, options=options)
+    return grpc.secure_channel(address, tls.credentials(), options=options + tls.channel_options())
+
+
 Resp = TypeVar("Resp")
 
 
@@ -158,14 +187,7 @@ class LedgerClient:
         """``tls``: connect over TLS (mutual TLS when it carries a client certificate); None: plaintext."""
         self.address = address
         self.timeout = timeout
-        options: list[tuple[str, Any]] = [
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ]
-        if tls is None:
-            self._channel = grpc.insecure_channel(address, options=options)
-        else:
-            self._channel = grpc.secure_channel(address, tls.credentials(), options=options + tls.channel_options())
+        self._channel = open_channel(address, tls)
         self._methods: dict[str, Callable[..., Any]] = {}
 
     def __enter__(self) -> LedgerClient:

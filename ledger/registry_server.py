@@ -2,7 +2,9 @@
 
 Thin, like ``ledger/server.py`` (whose wrappers it reuses, so errors map through
 the one table in ``ledger/status.py``): decode the request, call the
-:class:`~ledger.registry.registry.Registry`, build the response.
+:class:`~ledger.registry.registry.Registry`, build the response. ``Register`` is the one
+place a refusal can also travel inside a successful response (a batch partly logged):
+its code comes from the same table.
 """
 
 from __future__ import annotations
@@ -15,14 +17,16 @@ import grpc
 from client._pb.provenance.registry.v1 import registry_pb2 as pb
 from client.bundle.format import to_bytes
 from client.errors import InvalidInputError, ProvenanceError, UnavailableError
-from client.records import Kind
+from client.records import Kind, parse_entry
 from client.records.model import ID_SIZE, KEY_SIZE
 from ledger import registry_match
+from ledger.log import Appended
 from ledger.registry.matching import Matcher
 from ledger.registry.prove import build_bundle
 from ledger.registry.queries import MAX_RESULTS, LoggedRecord
 from ledger.registry.registry import Registry, Submission
 from ledger.server import _unary
+from ledger.status import code_for
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RegistryService"].full_name
 DEFAULT_LIMIT = 1000
@@ -41,6 +45,17 @@ def _limit(n: int) -> int:
 
 def _rec(r: LoggedRecord) -> pb.Record:
     return pb.Record(id=r.id, index=r.index, entry=r.signed.entry)
+
+
+def _registered(entry: bytes, result: Appended | ProvenanceError) -> pb.Registered:
+    """One record's outcome in a Register response; a refusal carries the status the call would have had."""
+    if isinstance(result, ProvenanceError):
+        try:
+            rid = parse_entry(entry).id
+        except ProvenanceError:
+            rid = b""  # not a record: it has no record id
+        return pb.Registered(id=rid, code=code_for(result).value[0], error=str(result) or type(result).__name__)
+    return pb.Registered(id=result.leaf_hash, index=result.index, duplicate=result.duplicate)
 
 
 class RegistryService:
@@ -80,13 +95,11 @@ class RegistryService:
         if not 1 <= len(req.records) <= MAX_REGISTER:
             raise InvalidInputError(f"a Register call carries 1 to {MAX_REGISTER} records, got {len(req.records)}")
         subs = [Submission(s.entry, s.manifest or None, s.fingerprint or None) for s in req.records]
-        results = await asyncio.wrap_future(self._registry.submit(subs))
-        for r in results:
-            if isinstance(r, ProvenanceError):
-                raise r
-        return pb.RegisterResponse(
-            records=[pb.Registered(id=r.leaf_hash, index=r.index, duplicate=r.duplicate) for r in results]
-        )
+        results: list[Appended | ProvenanceError] = await asyncio.wrap_future(self._registry.submit(subs))
+        refused = [r for r in results if isinstance(r, ProvenanceError)]
+        if len(refused) == len(results):  # nothing logged: the call fails, as a one-record call would
+            raise refused[0]
+        return pb.RegisterResponse(records=[_registered(s.entry, r) for s, r in zip(subs, results, strict=True)])
 
     async def get_record(self, req: pb.GetRecordRequest) -> pb.GetRecordResponse:
         reader = self._registry.reader

@@ -49,14 +49,18 @@ class RegisterRequest(_message.Message):
     def __init__(self, records: _Optional[_Iterable[_Union[Submission, _Mapping]]] = ...) -> None: ...
 
 class Registered(_message.Message):
-    __slots__ = ("id", "index", "duplicate")
+    __slots__ = ("id", "index", "duplicate", "code", "error")
     ID_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     id: bytes
     index: int
     duplicate: bool
-    def __init__(self, id: _Optional[bytes] = ..., index: _Optional[int] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+    code: int
+    error: str
+    def __init__(self, id: _Optional[bytes] = ..., index: _Optional[int] = ..., duplicate: _Optional[bool] = ..., code: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
 
 class RegisterResponse(_message.Message):
     __slots__ = ("records",)

@@ -96,10 +96,17 @@ class RegistryServiceServicer:
 
     def Register(self, request, context):
         """Registers records in order (a record may reference an earlier one of the
-        same request). Each record is admitted or refused on its own; if any is
-        refused the call fails with the first refusal's status and message, and
-        the others may have been logged: resubmitting them is safe (a logged
-        record comes back with its index, as a duplicate).
+        same request). Each record is admitted or refused on its own, and a
+        refused record never touches the log:
+        - if at least one record of the call is logged (a duplicate counts), the
+        call succeeds and RegisterResponse has one Registered per record, in
+        request order, each either logged (code 0) or refused (code and error);
+        - if every record is refused, the call fails with the first refusal's
+        status and message, and nothing was logged.
+        A call that fails for any other reason (UNAVAILABLE, DEADLINE_EXCEEDED,
+        RESOURCE_EXHAUSTED...) may or may not have logged its records:
+        resubmitting them is safe (a logged record comes back with its index, as
+        a duplicate).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
