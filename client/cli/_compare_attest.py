@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from client.cli._connect import add_tls_args, registry_client
 from client.cli._registry_common import load_signer, resolve_ref
 from client.descent.compare import Comparison
 from client.errors import InvalidInputError, NotFoundError
@@ -31,6 +32,7 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--object", default=None, metavar="REF", help="B's record (default: found by B's manifest)")
     g.add_argument("--evidence-out", type=Path, default=None, metavar="FILE",
                    help="write the canonical JSON report (its BLAKE3 is the evidence digest)")
+    add_tls_args(p)  # for --server
 
 
 def _head(path: Path) -> bytes:
@@ -62,7 +64,7 @@ def attest(args: argparse.Namespace, result: Comparison) -> dict[str, Any]:
 
     if args.key is None:
         raise InvalidInputError("--attest needs --key")
-    with Registrar(load_signer(args.key), args.server) as r:
+    with Registrar(load_signer(args.key), args.server, client=registry_client(args)) as r:
         subject = resolve_ref(r.client, args.subject) if args.subject else _by_manifest(r.client, args.a, "--subject")
         obj = resolve_ref(r.client, args.object) if args.object else _by_manifest(r.client, args.b, "--object")
         report = dl.canonical_report(result, subject, obj)

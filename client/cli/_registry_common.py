@@ -8,14 +8,16 @@ import os
 from pathlib import Path
 from typing import Any
 
+from client.cli._connect import add_server_args
 from client.errors import InvalidInputError, NotFoundError, ProvenanceError
 from client.records import Kind, RecordSigner
 from client.registry_client import RegistryClient
-from client.remote import DEFAULT_SERVER, LedgerClient
+from client.remote import LedgerClient
 
 
 def add_common(p: argparse.ArgumentParser, *, key: bool = False) -> None:
-    p.add_argument("--server", default=DEFAULT_SERVER, metavar="HOST:PORT", help=f"default {DEFAULT_SERVER}")
+    """``--server`` with the TLS flags (``client/cli/_connect.py``), ``--json``, and with ``key`` ``--key``."""
+    add_server_args(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     if key:
         p.add_argument("--key", type=Path, required=True, metavar="FILE", help="private key (provenance keygen)")
@@ -84,8 +86,8 @@ def read_log_key(value: str) -> str:
     return value.strip()
 
 
-def trusted_key_and_advance(address: str, note: bytes, pinned: str | None, state: Path | None) -> str:
-    """Trust ``note`` (a checkpoint the server just gave us) per the client trust state, and keep it.
+def trusted_key_and_advance(c: LedgerClient, note: bytes, pinned: str | None, state: Path | None) -> str:
+    """Trust ``note`` (a checkpoint the server of ``c`` just gave us) per the client trust state, and keep it.
 
     The log key is the pinned one, else the one remembered for the log, else the server's (first use).
     A checkpoint inconsistent with the last one trusted raises InconsistencyError with the evidence.
@@ -96,14 +98,13 @@ def trusted_key_and_advance(address: str, note: bytes, pinned: str | None, state
 
     path = state_path(state)
     trust = TrustState.from_text(path.read_text(encoding="utf-8")) if path.exists() else TrustState()
-    with LedgerClient(address) as c:
-        info = c.log_info()
-        verifier = audit.choose_verifier(info.origin, info.verifier_key, pinned, trust.trusted(info.origin))
-        from client.checkpoint import SignedCheckpoint
+    from client.checkpoint import SignedCheckpoint
 
-        signed = SignedCheckpoint.open(note, verifier)
-        sizes = trust.proof_needed(signed)
-        proof = list(c.consistency_proof(*sizes).hashes) if sizes else []
+    info = c.log_info()
+    verifier = audit.choose_verifier(info.origin, info.verifier_key, pinned, trust.trusted(info.origin))
+    signed = SignedCheckpoint.open(note, verifier)
+    sizes = trust.proof_needed(signed)
+    proof = list(c.consistency_proof(*sizes).hashes) if sizes else []
     trust, _ = trust.advance(verifier, note, proof)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

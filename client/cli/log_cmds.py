@@ -1,7 +1,8 @@
 """Log commands: ``checkpoint``, ``log-key``, ``log append|entries|inclusion|consistency``, ``audit``.
 
 Thin: parse flags, call :mod:`client.remote`, print. (``serve`` and ``backup`` are in
-``client/cli/serve_cmds.py``.) JSON output is one object per
+``client/cli/serve_cmds.py``.) ``--server`` and the TLS flags come from ``client/cli/_connect.py``,
+shared with every command that talks to a server. JSON output is one object per
 line with standard base64 for bytes.
 """
 
@@ -17,9 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from client.cli import _connect
+from client.cli._connect import add_server_args, add_tls_args, ledger_client
 from client.errors import InvalidInputError, VerificationError
 
-DEFAULT_SERVER = "127.0.0.1:50051"
+DEFAULT_SERVER = _connect.DEFAULT_SERVER  # serve_cmds reads it here
 DEFAULT_DATA = Path("provenance-data")
 PUBLIC_KEY_FILE = "log.pub"
 KEY_HISTORY_FILE = "log-keys"
@@ -56,33 +59,9 @@ def _size_arg(text: str) -> int:
     return value
 
 
-def _add_server(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--server", default=DEFAULT_SERVER, metavar="HOST:PORT", help=f"default {DEFAULT_SERVER}")
-    add_tls_args(p)
-
-
-def add_tls_args(p: argparse.ArgumentParser) -> None:
-    """``--tls-ca/--tls-cert/--tls-key``: connect over TLS (mutual TLS with a client certificate)."""
-    g = p.add_argument_group("TLS (default: plaintext)")
-    g.add_argument("--tls", action="store_true", help="use TLS, trusting the system's CA roots")
-    g.add_argument("--tls-ca", type=Path, default=None, metavar="PEM", help="use TLS, trusting these CAs")
-    g.add_argument("--tls-cert", type=Path, default=None, metavar="PEM", help="client certificate (mutual TLS)")
-    g.add_argument("--tls-key", type=Path, default=None, metavar="PEM", help="client certificate's key")
-
-
-def tls_from_args(args: argparse.Namespace) -> Any:
-    """The client's :class:`~client.remote.TlsOptions` from :func:`add_tls_args` flags, or None (plaintext)."""
-    from client.remote import TlsOptions
-
-    ca, cert, key = (getattr(args, n, None) for n in ("tls_ca", "tls_cert", "tls_key"))
-    if not (getattr(args, "tls", False) or ca or cert or key):
-        return None
-    return TlsOptions.from_files(ca, cert, key)
-
-
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("checkpoint", help="print the latest signed checkpoint exactly as signed")
-    _add_server(p)
+    add_server_args(p)
     p.set_defaults(func=_checkpoint)
 
     p = subparsers.add_parser("log-key", help="print the log's verifier key")
@@ -97,19 +76,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     log = subparsers.add_parser("log", help="append to and read from the log")
     sub = log.add_subparsers(dest="log_command", required=True, metavar="LOG_COMMAND")
     p = sub.add_parser("append", help="append each file's bytes as one entry")
-    _add_server(p)
+    add_server_args(p)
     p.add_argument("--wait", action="store_true", help="wait for a checkpoint; print it and each inclusion proof")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.set_defaults(func=_append)
 
     p = sub.add_parser("entries", help="print entries [start, end) as JSON lines")
-    _add_server(p)
+    add_server_args(p)
     p.add_argument("--start", type=_size_arg, required=True)
     p.add_argument("--end", type=_size_arg, required=True)
     p.set_defaults(func=_entries)
 
     p = sub.add_parser("inclusion", help="print an inclusion proof")
-    _add_server(p)
+    add_server_args(p)
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--index", type=_size_arg)
     g.add_argument("--leaf-hash", metavar="HASH", help="hex or base64")
@@ -117,13 +96,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=_inclusion)
 
     p = sub.add_parser("consistency", help="print a consistency proof")
-    _add_server(p)
+    add_server_args(p)
     p.add_argument("--from", dest="old", type=_size_arg, required=True, metavar="M")
     p.add_argument("--to", dest="new", type=_size_arg, required=True, metavar="N")
     p.set_defaults(func=_consistency)
 
     p = subparsers.add_parser("audit", help="recompute the whole log and check it against its checkpoints")
-    _add_server(p)
+    add_server_args(p)
     p.add_argument("--log-key", default=None, metavar="KEY|FILE", help="pin the log key (default: trust on first use)")
     p.add_argument("--state", type=Path, default=None, metavar="FILE", help="state file (default under the config dir)")
     p.set_defaults(func=_audit)
@@ -132,14 +111,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 # -- reading commands ------------------------------------------------------------------------------
 
 
-def _client(args: argparse.Namespace) -> Any:
-    from client.remote import LedgerClient
-
-    return LedgerClient(args.server, tls=tls_from_args(args))
-
-
 def _checkpoint(args: argparse.Namespace) -> int:
-    with _client(args) as c:
+    with ledger_client(args) as c:
         note: bytes = c.checkpoint()
     sys.stdout.buffer.write(note)
     sys.stdout.flush()
@@ -155,7 +128,7 @@ def _log_key(args: argparse.Namespace) -> int:
         return 0
     if args.server is None:
         args.server = DEFAULT_SERVER
-    with _client(args) as c:
+    with ledger_client(args) as c:
         sys.stdout.write(c.log_info().verifier_key + "\n")
     return 0
 
@@ -185,7 +158,7 @@ def _key_history(data: Path) -> list[str]:
 def _entries(args: argparse.Namespace) -> int:
     if args.end <= args.start:
         raise InvalidInputError(f"empty range [{args.start}, {args.end})")
-    with _client(args) as c:
+    with ledger_client(args) as c:
         for i, entry in enumerate(c.iter_entries(args.start, args.end), start=args.start):
             _print_json({"index": i, "entry": _b64(entry)})
     return 0
@@ -194,7 +167,7 @@ def _entries(args: argparse.Namespace) -> int:
 def _inclusion(args: argparse.Namespace) -> int:
     from client import merkle
 
-    with _client(args) as c:
+    with ledger_client(args) as c:
         if args.index is not None:
             p = c.inclusion_proof(index=args.index, tree_size=args.size)
             leaf = merkle.leaf_hash(c.entries(p.index, p.index + 1)[0])  # asked by index: hash the entry ourselves
@@ -207,7 +180,7 @@ def _inclusion(args: argparse.Namespace) -> int:
 
 
 def _consistency(args: argparse.Namespace) -> int:
-    with _client(args) as c:
+    with ledger_client(args) as c:
         p = c.consistency_proof(args.old, args.new)
     _print_json({"old_size": p.old_size, "new_size": p.new_size, "proof": [_b64(h) for h in p.hashes]})
     return 0
@@ -236,7 +209,7 @@ def _append(args: argparse.Namespace) -> int:
     from client.checkpoint import open_checkpoint
     from client.note import Verifier
 
-    with _client(args) as c:
+    with ledger_client(args) as c:
         info = c.log_info()
         verifier = Verifier.from_text(info.verifier_key)
         for batch in _batches(args.files, max(1, info.max_batch_entries), APPEND_BATCH_BYTES):
@@ -289,7 +262,7 @@ def _audit(args: argparse.Namespace) -> int:
 
     path = state_path(args.state)
     trust = TrustState.from_text(path.read_text(encoding="utf-8")) if path.exists() else TrustState()
-    with _client(args) as c:
+    with ledger_client(args) as c:
         info = c.log_info()
         previous = trust.trusted(info.origin)
         verifier = audit.choose_verifier(info.origin, info.verifier_key, _pinned_key(args.log_key), previous)

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from client.cli._connect import ledger_client, registry_client
 from client.cli._registry_common import add_common, print_json, read_log_key, resolve_ref
 from client.errors import InconsistencyError, InvalidInputError, ProvenanceError, VerificationError
 
@@ -96,7 +97,6 @@ def _record_facts(r: Any, names: dict[bytes, str], reg: Any) -> dict[str, Any]:
 
 def _match(args: argparse.Namespace) -> int:
     from client import descent_ledger as dl
-    from client.registry_client import RegistryClient
     from client.trust import evidence_text
 
     if not 0 < args.alpha < 1:
@@ -106,7 +106,7 @@ def _match(args: argparse.Namespace) -> int:
     names: dict[bytes, str] = {}
     exact_out: list[dict[str, Any]] = []
     related_out: list[dict[str, Any]] = []
-    with RegistryClient(args.server) as reg:
+    with registry_client(args) as reg:
         exact, related, searched = reg.match(digests.tensors, digests.chunks, fp_bytes, alpha=args.alpha,
                                              limit=args.limit)
         for c in exact:
@@ -156,14 +156,13 @@ def _prove_all(args: argparse.Namespace, records: list[Any]) -> int:
     from client.cli._registry_common import trusted_key_and_advance
     from client.merkle import verify_inclusion
     from client.note import Verifier
-    from client.remote import LedgerClient
 
     if not records:
         return 0
-    with LedgerClient(args.server) as c:
+    with ledger_client(args) as c:
         note = c.checkpoint()
         pinned = read_log_key(args.log_key) if args.log_key else None
-        key = trusted_key_and_advance(args.server, note, pinned, args.state)
+        key = trusted_key_and_advance(c, note, pinned, args.state)
         cp = open_checkpoint(note, Verifier.from_text(key))
         for r in records:
             proof = c.inclusion_proof(index=r.index, tree_size=cp.size)
@@ -258,9 +257,7 @@ def _from_bundle(args: argparse.Namespace) -> tuple[Any, int, str]:
 
 
 def _from_server(args: argparse.Namespace) -> tuple[Any, int, str]:
-    from client.registry_client import RegistryClient
-
-    with RegistryClient(args.server) as reg:
+    with registry_client(args) as reg:
         r = reg.by_id(resolve_ref(reg, args.record))
     r.signed.verify()
     size = _prove_all(args, [r])

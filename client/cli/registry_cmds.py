@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from client.cli._connect import registry_client
 from client.cli._registry_common import (
     add_common,
     load_signer,
@@ -110,7 +111,7 @@ def _keygen(args: argparse.Namespace) -> int:
 def _registrar(args: argparse.Namespace) -> Any:
     from client.api import Registrar
 
-    return Registrar(load_signer(args.key), args.server)
+    return Registrar(load_signer(args.key), args.server, client=registry_client(args))
 
 
 def _report(args: argparse.Namespace, what: str, got: Registered) -> int:

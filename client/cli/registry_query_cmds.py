@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from client.cli._connect import ledger_client, registry_client
 from client.cli._registry_common import (
     add_common,
     fail_json,
@@ -18,7 +19,7 @@ from client.cli._registry_common import (
 from client.errors import InconsistencyError, InvalidInputError, VerificationError
 from client.records.jsonform import describe, record_json, short
 from client.records.model import Checkpoint, Dataset
-from client.registry_client import RegistryClient, RemoteRecord
+from client.registry_client import RemoteRecord
 from client.trust import evidence_text
 
 
@@ -75,7 +76,7 @@ def _record_obj(r: RemoteRecord) -> dict[str, Any]:
 
 
 def _show(args: argparse.Namespace) -> int:
-    with RegistryClient(args.server) as reg:
+    with registry_client(args) as reg:
         r = reg.by_id(resolve_ref(reg, args.ref))
         r.signed.verify()
         signer = reg.identity(key=r.signed.record.signer)
@@ -107,12 +108,11 @@ def _prove_included(args: argparse.Namespace, r: RemoteRecord) -> int:
     from client.checkpoint import open_checkpoint
     from client.merkle import verify_inclusion
     from client.note import Verifier
-    from client.remote import LedgerClient
 
-    with LedgerClient(args.server) as c:
+    with ledger_client(args) as c:
         note = c.checkpoint()
         pinned = read_log_key(args.log_key) if args.log_key else None
-        key = trusted_key_and_advance(args.server, note, pinned, args.state)
+        key = trusted_key_and_advance(c, note, pinned, args.state)
         cp = open_checkpoint(note, Verifier.from_text(key))
         proof = c.inclusion_proof(index=r.index, tree_size=cp.size)
     verify_inclusion(r.index, cp.size, r.id, list(proof.hashes), cp.root)
@@ -120,7 +120,7 @@ def _prove_included(args: argparse.Namespace, r: RemoteRecord) -> int:
 
 
 def _lineage(args: argparse.Namespace) -> int:
-    with RegistryClient(args.server) as reg:
+    with registry_client(args) as reg:
         rid = resolve_ref(reg, args.ref)
         nodes, edges = reg.lineage(rid, args.depth, descendants=args.descendants)
     if args.json:
@@ -156,7 +156,7 @@ def _find(args: argparse.Namespace) -> int:
 
     text = args.digest if ":" in args.digest else "blake3:" + args.digest
     digest = Digest.parse(text).value
-    with RegistryClient(args.server) as reg:
+    with registry_client(args) as reg:
         matches = reg.find(digest, args.kind)
     if args.json:
         print_json([{"kind": k, **_record_obj(r)} for k, r in matches])
@@ -174,14 +174,15 @@ def _prove(args: argparse.Namespace) -> int:
     from client.bundle import format_tlog_proof, parse, verify_bundle
     from client.bundle.tlog_proof import TlogProof
 
-    with RegistryClient(args.server) as reg:
+    with registry_client(args) as reg:
         rid = resolve_ref(reg, args.ref)
         ancestor = resolve_ref(reg, args.lineage_to) if args.lineage_to else None
         data = reg.prove(rid, ancestor)
     bundle = parse(data)
     pinned = read_log_key(args.log_key) if args.log_key else None
     try:
-        key = trusted_key_and_advance(args.server, bundle.checkpoint, pinned, args.state)
+        with ledger_client(args) as c:
+            key = trusted_key_and_advance(c, bundle.checkpoint, pinned, args.state)
     except InconsistencyError as err:
         sys.stderr.write(evidence_text(err))
         return 1
