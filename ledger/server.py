@@ -30,7 +30,7 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
@@ -157,6 +157,50 @@ def _unary(
             raise  # unreachable: abort raises
 
     return grpc.unary_unary_rpc_method_handler(handler)
+
+
+def _health_handler(servicer: health_aio.HealthServicer, names: Sequence[str]) -> grpc.GenericRpcHandler:
+    """grpcio's health servicer behind our own request parsing.
+
+    Registered as grpcio ships it, an undecodable request fails inside the library's
+    deserializer and the caller gets UNKNOWN, and Check of a service it does not know a
+    bare NOT_FOUND; here they get INVALID_ARGUMENT and NOT_FOUND with messages, like every
+    other call. Answers are otherwise the servicer's own.
+    """
+    out = health_pb2.HealthCheckResponse.SerializeToString
+    known = ", ".join(repr(n) for n in names)
+
+    async def check(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            req = _parse(health_pb2.HealthCheckRequest, raw)
+            if req.service not in names:
+                raise NotFoundError(f"no health status for service {req.service!r}; known: {known}")
+        except ProvenanceError as err:
+            await _abort(context, err)
+        return await servicer.Check(req, context)
+
+    async def list_(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            _parse(health_pb2.HealthListRequest, raw)
+        except InvalidInputError as err:
+            await _abort(context, err)
+        # grpcio's aio servicer does not implement List; every name here is one it holds a status for.
+        statuses = {n: await servicer.Check(health_pb2.HealthCheckRequest(service=n), context) for n in names}
+        return health_pb2.HealthListResponse(statuses=statuses)
+
+    async def watch(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        try:
+            req = _parse(health_pb2.HealthCheckRequest, raw)
+        except InvalidInputError as err:
+            await _abort(context, err)
+        await servicer.Watch(req, context)
+
+    return grpc.method_handlers_generic_handler(HEALTH_SERVICE_NAME, {
+        "Check": grpc.unary_unary_rpc_method_handler(check, response_serializer=out),
+        "List": grpc.unary_unary_rpc_method_handler(
+            list_, response_serializer=health_pb2.HealthListResponse.SerializeToString),
+        "Watch": grpc.unary_stream_rpc_method_handler(watch, response_serializer=out),
+    })
 
 
 def _stream(
@@ -448,12 +492,13 @@ class LedgerServer:
         self._extra = list(extra)
         self._tls = tls
         self.health = health_aio.HealthServicer()
+        self._health_names = ("", SERVICE_NAME, *(x.name for x in self._extra))
         self._server = grpc.aio.server(options=grpc_server_options(config))
         self._server.add_generic_rpc_handlers(
             (self.service.generic_handler(),
              *(_Instrumented(x.generic_handler(), self.metrics, self.limit) for x in self._extra))
         )
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        self._server.add_generic_rpc_handlers((_health_handler(self.health, self._health_names),))
         reflection.enable_server_reflection(
             (SERVICE_NAME, *(x.name for x in self._extra), HEALTH_SERVICE_NAME, reflection.SERVICE_NAME),
             self._server,
@@ -504,7 +549,7 @@ class LedgerServer:
     async def _set_health(self, ok: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
         self.metrics.healthy.set(1 if ok else 0)
-        for name in ("", SERVICE_NAME, *(x.name for x in self._extra)):
+        for name in self._health_names:
             await self.health.set(name, status)
 
     async def _watch_health(self) -> None:

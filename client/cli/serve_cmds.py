@@ -13,7 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from client.cli.log_cmds import DEFAULT_DATA, DEFAULT_SERVER, _size_arg
+from client.cli._connect import DEFAULT_SERVER
+from client.cli.log_cmds import DEFAULT_DATA, _size_arg
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
