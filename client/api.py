@@ -15,7 +15,9 @@ Example::
                                                 datasets=[(base.id, "pretraining")])
         reg.wait()   # every queued checkpoint is registered (or its error is raised)
 
-Every record is signed here, with the caller's key; the server checks it again.
+Every record is signed here, with the caller's key; the server checks it again. A manifest over
+:data:`STAGE_ABOVE` bytes (or one the server refuses as too large for a Register call) is uploaded in
+parts first and its record registered without it, so manifest size never meets the message limit.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 
 import blake3
 
-from client.errors import InvalidInputError
+from client.errors import InvalidInputError, ResourceExhaustedError
 from client.records import (
     Attestation,
     Checkpoint,
@@ -53,10 +55,13 @@ from client.records import (
     endorse_rotation,
     sign_record,
 )
-from client.registry_client import Registered, RegistryClient
+from client.registry_client import Registered, RegistryClient, transfer_timeout
 from client.remote import DEFAULT_SERVER
 
 log = logging.getLogger(__name__)
+
+STAGE_ABOVE = 8 << 20
+"""Manifests larger than this (bytes) are staged with ``UploadManifest`` before their ``Register``."""
 
 
 FINGERPRINT_MODES = ("auto", "publish", "commit", "none")
@@ -130,10 +135,35 @@ class Registrar:
 
     def submit(self, signed: SignedRecord, manifest: bytes | None = None, fingerprint: bytes | None = None
                ) -> Registered:
-        (got,) = self.client.register([(signed.entry, manifest)], [fingerprint])
+        """Register ``signed`` with its manifest: in the Register call, or staged first when large.
+
+        A manifest over :data:`STAGE_ABOVE`, or one the server refuses as too large for one message
+        (RESOURCE_EXHAUSTED), is uploaded in parts and the record registered without it.
+        """
+        if manifest is not None and len(manifest) > STAGE_ABOVE:
+            got = self._submit_staged(signed, manifest, fingerprint)
+        else:
+            try:
+                (got,) = self.client.register([(signed.entry, manifest)], [fingerprint])
+            except ResourceExhaustedError:
+                if manifest is None:
+                    raise
+                log.info("manifest too large for one Register call; uploading it in parts",
+                         extra={"record_id": signed.id.hex(), "bytes": len(manifest)})
+                got = self._submit_staged(signed, manifest, fingerprint)
         if got.id != signed.id:
             raise InvalidInputError("the server returned another id than the record's")
         log.info("registered record", extra={"record_id": signed.id.hex(), "index": got.index})
+        return got
+
+    def _submit_staged(self, signed: SignedRecord, manifest: bytes, fingerprint: bytes | None) -> Registered:
+        statement = signed.record.statement
+        if not isinstance(statement, Dataset | Checkpoint):
+            raise InvalidInputError(f"a {signed.record.kind.label} record has no manifest")
+        self.client.upload_manifest(manifest, statement.manifest)
+        # The server parses the staged manifest again and indexes its digests: give it time to.
+        timeout = transfer_timeout(self.client.timeout, len(manifest))
+        (got,) = self.client.register([(signed.entry, None)], [fingerprint], timeout=timeout)
         return got
 
     # --- identities ---------------------------------------------------------------------------

@@ -5,11 +5,15 @@ callers verify signatures, or better, ask for a proof bundle and verify it with
 :mod:`client.bundle`. Status codes map back to :mod:`client.errors` classes via
 :func:`client.remote.error_from_rpc` (a failed call) and :func:`client.remote.error_for_status`
 (a refused record inside a partly logged ``Register`` batch).
+
+Manifests of any size: :meth:`RegistryClient.upload_manifest` stages one in parts (then register its
+record without the bytes), :meth:`RegistryClient.manifest` falls back to fetching one in parts when it
+is too large for one message.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
@@ -17,7 +21,7 @@ from typing import Any, TypeVar
 import grpc
 
 from client._pb.provenance.registry.v1 import registry_pb2 as pb
-from client.errors import FormatError, InvalidInputError, ProvenanceError
+from client.errors import FormatError, InvalidInputError, ProvenanceError, ResourceExhaustedError
 from client.records import Kind, SignedRecord, parse_entry, record_id
 from client.remote import (
     DEFAULT_SERVER,
@@ -31,6 +35,18 @@ from client.remote import (
 
 _SERVICE = "/provenance.registry.v1.RegistryService/"
 Resp = TypeVar("Resp")
+
+UPLOAD_PART_BYTES = 512 << 10
+"""Manifest bytes per ``UploadManifest`` part: below any server receive limit of 1 MiB or more."""
+TRANSFER_BYTES_PER_SECOND = 2 << 20
+"""The slowest transfer (and server-side parse) a manifest upload or download is given time for."""
+LARGEST_DOWNLOAD = 2 << 30
+"""Manifest size a ``GetManifestParts`` deadline allows for (the server's default upload limit)."""
+
+
+def transfer_timeout(base: float, size: int) -> float:
+    """A deadline for moving ``size`` manifest bytes: ``base`` plus time at :data:`TRANSFER_BYTES_PER_SECOND`."""
+    return base + size / TRANSFER_BYTES_PER_SECOND
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +165,7 @@ class RegistryClient:
     def close(self) -> None:
         self._channel.close()
 
-    def _unary(self, name: str, req: Any, resp_cls: type[Resp]) -> Resp:
+    def _unary(self, name: str, req: Any, resp_cls: type[Resp], timeout: float | None = None) -> Resp:
         method = self._methods.get(name)
         if method is None:
             method = self._channel.unary_unary(
@@ -159,13 +175,14 @@ class RegistryClient:
             )
             self._methods[name] = method
         try:
-            resp: Resp = method(req, timeout=self.timeout)
+            resp: Resp = method(req, timeout=timeout or self.timeout)
         except grpc.RpcError as err:
             raise error_from_rpc(err) from err
         return resp
 
     def register_many(self, records: Sequence[tuple[bytes, bytes | None]],
-                      fingerprints: Sequence[bytes | None] | None = None) -> list[RegisterResult]:
+                      fingerprints: Sequence[bytes | None] | None = None, *,
+                      timeout: float | None = None) -> list[RegisterResult]:
         """Register ``(entry, manifest or None)`` pairs in order, in one call; per record, in order, its
         :class:`Registered` or the :class:`~client.errors.ProvenanceError` that refused it (a refused
         record is not in the log; the others are).
@@ -173,26 +190,29 @@ class RegistryClient:
         ``fingerprints`` (one per record, or None) carries the canonical bytes of published fingerprints.
         Raises when the call fails as a whole: the first refusal's error when every record was refused
         (nothing was logged), or a transport or overload error (resubmitting is safe: a logged record
-        comes back as a duplicate).
+        comes back as a duplicate). ``timeout``: this call's deadline (default: the client's).
+
+        A record whose manifest was staged with :meth:`upload_manifest` is sent with None for it.
         """
         fps = list(fingerprints) if fingerprints is not None else [None] * len(records)
         if len(fps) != len(records):
             raise InvalidInputError("one fingerprint (or None) per record")
         req = pb.RegisterRequest(records=[pb.Submission(entry=e, manifest=m or b"", fingerprint=f or b"")
                                           for (e, m), f in zip(records, fps, strict=True)])
-        resp = self._unary("Register", req, pb.RegisterResponse)
+        resp = self._unary("Register", req, pb.RegisterResponse, timeout)
         if len(resp.records) != len(records):
             raise FormatError(f"server answered {len(resp.records)} results for {len(records)} records")
         return [_result(entry, r) for (entry, _), r in zip(records, resp.records, strict=True)]
 
     def register(self, records: Sequence[tuple[bytes, bytes | None]],
-                 fingerprints: Sequence[bytes | None] | None = None) -> list[Registered]:
+                 fingerprints: Sequence[bytes | None] | None = None, *,
+                 timeout: float | None = None) -> list[Registered]:
         """:meth:`register_many`, raising the first refusal.
 
         When other records of the call were logged, the raised error (of the refusal's class) says how
         many, and carries every record's result as its ``results`` attribute (see :func:`batch_results`).
         """
-        results = self.register_many(records, fingerprints)
+        results = self.register_many(records, fingerprints, timeout=timeout)
         refused = [(i, r) for i, r in enumerate(results) if isinstance(r, ProvenanceError)]
         if not refused:
             return [r for r in results if isinstance(r, Registered)]
@@ -232,8 +252,70 @@ class RegistryClient:
         resp = self._unary("FindDigest", req, pb.FindDigestResponse)
         return [(m.kind, _record(m.record)) for m in resp.matches]
 
+    def upload_manifest(self, data: bytes, digest: bytes | None = None, *, part_bytes: int = UPLOAD_PART_BYTES
+                        ) -> bytes:
+        """Stage canonical manifest bytes on the server, in parts; returns the manifest digest.
+
+        Then register the record naming it with None for its manifest: the server uses the staged
+        bytes (and drops them once the record is logged). Staging is bounded in time and bytes
+        (docs/registry.md), so register soon after. ``digest``, when given, is checked by the server.
+        Raises InvalidInputError (malformed manifest, digest mismatch) or ResourceExhaustedError (over
+        the server's manifest limit, or its staging area is full).
+        """
+        if part_bytes <= 0:
+            raise InvalidInputError("part_bytes must be positive")
+
+        def parts() -> Iterator[pb.ManifestPart]:
+            view = memoryview(data)
+            yield pb.ManifestPart(data=bytes(view[:part_bytes]), digest=digest or b"", total_size=len(data))
+            for at in range(part_bytes, len(data), part_bytes):
+                yield pb.ManifestPart(data=bytes(view[at : at + part_bytes]))
+
+        method = self._channel.stream_unary(
+            _SERVICE + "UploadManifest",
+            request_serializer=pb.ManifestPart.SerializeToString,
+            response_deserializer=pb.UploadManifestResponse.FromString,
+        )
+        try:
+            resp = method(parts(), timeout=transfer_timeout(self.timeout, len(data)))
+        except grpc.RpcError as err:
+            raise error_from_rpc(err) from err
+        got = bytes(resp.digest)
+        if resp.size != len(data) or (digest is not None and got != digest):
+            raise FormatError("server staged another manifest than the one uploaded")
+        return got
+
     def manifest(self, digest: bytes) -> bytes:
-        return bytes(self._unary("GetManifest", pb.GetManifestRequest(digest=digest), pb.GetManifestResponse).manifest)
+        """A stored manifest's bytes (unverified): in one message, or in parts when it is too large for one."""
+        try:
+            req = pb.GetManifestRequest(digest=digest)
+            return bytes(self._unary("GetManifest", req, pb.GetManifestResponse).manifest)
+        except ResourceExhaustedError:
+            return self.manifest_parts(digest)
+
+    def manifest_parts(self, digest: bytes) -> bytes:
+        """A stored manifest's bytes, fetched in parts (any size); checked to be complete, not verified."""
+        method = self._channel.unary_stream(
+            _SERVICE + "GetManifestParts",
+            request_serializer=pb.GetManifestRequest.SerializeToString,
+            response_deserializer=pb.ManifestPart.FromString,
+        )
+        pieces: list[bytes] = []
+        total = -1
+        try:
+            for part in method(pb.GetManifestRequest(digest=digest),
+                               timeout=transfer_timeout(self.timeout, LARGEST_DOWNLOAD)):
+                if total < 0:
+                    if bytes(part.digest) != digest:
+                        raise FormatError("server streamed another manifest than the one asked for")
+                    total = int(part.total_size)
+                pieces.append(bytes(part.data))
+        except grpc.RpcError as err:
+            raise error_from_rpc(err) from err
+        data = b"".join(pieces)
+        if total < 0 or len(data) != total:
+            raise FormatError(f"server streamed {len(data)} manifest bytes, announced {max(total, 0)}")
+        return data
 
     def identity(self, *, key: bytes | None = None, name: str | None = None) -> Identity:
         req = pb.GetIdentityRequest(key=key) if key is not None else pb.GetIdentityRequest(name=name or "")

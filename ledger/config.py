@@ -39,6 +39,7 @@ class ServerConfig:
     max_proofs_per_call: int = 10_000  # indices per GetInclusionProofs call
     max_receive_message_bytes: int = 64 << 20  # whole request, enforced by gRPC itself
     max_send_message_bytes: int = 64 << 20
+    max_manifest_bytes: int = 2 << 30  # one manifest sent by UploadManifest (staged in memory, up to 2x this)
     max_concurrent_streams: int = 1024  # HTTP/2 streams per connection
     drain_seconds: float = 30.0  # SIGTERM: how long in-flight calls may take to finish
     checkpoint_wait_seconds: float = 30.0  # AddEntries wait_for_checkpoint timeout
@@ -81,6 +82,7 @@ class ServerConfig:
             "max_proofs_per_call",
             "max_receive_message_bytes",
             "max_send_message_bytes",
+            "max_manifest_bytes",
             "max_concurrent_streams",
         ):
             if getattr(self, name) <= 0:

@@ -5,32 +5,171 @@ the one table in ``ledger/status.py``): decode the request, call the
 :class:`~ledger.registry.registry.Registry`, build the response. ``Register`` is the one
 place a refusal can also travel inside a successful response (a batch partly logged):
 its code comes from the same table.
+
+Manifests too large for one message travel in parts: ``UploadManifest`` stages one
+(:class:`ManifestStaging`: in memory, bounded in bytes and age) until a ``Register``
+that names its digest without sending it; ``GetManifestParts`` streams one back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
 from client._pb.provenance.registry.v1 import registry_pb2 as pb
 from client.bundle.format import to_bytes
-from client.errors import InvalidInputError, ProvenanceError, UnavailableError
-from client.records import Kind, parse_entry
+from client.errors import InvalidInputError, ProvenanceError, ResourceExhaustedError, UnavailableError
+from client.records import Checkpoint, Dataset, Kind, parse_entry
 from client.records.model import ID_SIZE, KEY_SIZE
 from ledger import registry_match
+from ledger.config import ServerConfig
 from ledger.log import Appended
+from ledger.registry import keys as K
+from ledger.registry.manifests import read_manifest
 from ledger.registry.matching import Matcher
 from ledger.registry.prove import build_bundle
 from ledger.registry.queries import MAX_RESULTS, LoggedRecord
 from ledger.registry.registry import Registry, Submission
-from ledger.server import _unary
+from ledger.server import _abort, _parse, _stream, _unary
 from ledger.status import code_for
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RegistryService"].full_name
 DEFAULT_LIMIT = 1000
 MAX_REGISTER = 1024  # records per Register call
+SEND_PART_BYTES = 1 << 20  # GetManifestParts: bytes of manifest per part (less when the send limit is lower)
+MESSAGE_OVERHEAD = 64  # bytes a GetManifestResponse / ManifestPart adds around its manifest bytes, rounded up
+STAGING_FACTOR = 2  # staged and arriving manifests together: at most this many times max_manifest_bytes
+STAGING_SECONDS = 3600.0  # a staged manifest not registered within this is dropped
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestLimits:
+    """Bounds on manifests in parts. ``staging_bytes`` caps staged plus still-arriving uploads together."""
+
+    max_manifest_bytes: int = 2 << 30
+    max_send_message_bytes: int = 64 << 20
+    staging_bytes: int = STAGING_FACTOR * (2 << 30)
+    staging_seconds: float = STAGING_SECONDS
+
+    def __post_init__(self) -> None:
+        if self.max_manifest_bytes <= 0 or self.max_send_message_bytes <= MESSAGE_OVERHEAD:
+            raise InvalidInputError("manifest and send limits must be positive")
+        if self.staging_bytes < self.max_manifest_bytes or not self.staging_seconds > 0:
+            raise InvalidInputError("staging must hold at least one largest manifest, for a positive time")
+
+    @classmethod
+    def from_config(cls, config: ServerConfig) -> ManifestLimits:
+        return cls(config.max_manifest_bytes, config.max_send_message_bytes,
+                   STAGING_FACTOR * config.max_manifest_bytes, STAGING_SECONDS)
+
+
+class ManifestStaging:
+    """Uploaded manifests waiting for their ``Register``, in memory, keyed by manifest digest.
+
+    Bounded: staged manifests plus the bytes of uploads still arriving (reserved part by part
+    with :meth:`reserve`) never exceed ``max_bytes``; to make room the oldest staged manifest
+    is evicted first, and a manifest staged more than ``max_age`` seconds ago is dropped. When
+    uploads in progress alone fill the budget, :meth:`reserve` refuses (RESOURCE_EXHAUSTED).
+    No I/O and no locking: use it from one thread (the server's event loop).
+    """
+
+    def __init__(self, max_bytes: int, max_age: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._max_bytes = max_bytes
+        self._max_age = max_age
+        self._clock = clock
+        self._staged: OrderedDict[bytes, tuple[bytes, float]] = OrderedDict()  # oldest first
+        self._held = 0  # bytes of staged manifests
+        self._reserved = 0  # bytes of uploads still arriving
+
+    def __len__(self) -> int:
+        return len(self._staged)
+
+    def __contains__(self, digest: object) -> bool:
+        self._expire()
+        return digest in self._staged
+
+    @property
+    def held_bytes(self) -> int:
+        return self._held
+
+    @property
+    def reserved_bytes(self) -> int:
+        return self._reserved
+
+    def _expire(self) -> None:
+        cutoff = self._clock() - self._max_age
+        while self._staged:
+            digest, (_, at) = next(iter(self._staged.items()))
+            if at > cutoff:
+                break
+            self._evict(digest, "expired")
+
+    def _evict(self, digest: bytes, why: str) -> None:
+        data, _ = self._staged.pop(digest)
+        self._held -= len(data)
+        _log.info("staged manifest dropped (%s)", why, extra={"manifest": digest.hex(), "bytes": len(data)})
+
+    def reserve(self, n: int) -> None:
+        """Count ``n`` more bytes of an upload in progress, evicting the oldest staged manifests to make room."""
+        self._expire()
+        while self._staged and self._held + self._reserved + n > self._max_bytes:
+            self._evict(next(iter(self._staged)), "evicted to make room")
+        if self._reserved + n > self._max_bytes:
+            raise ResourceExhaustedError(
+                f"manifest staging is full ({self._reserved} bytes of uploads in progress, limit {self._max_bytes}); "
+                "retry later")
+        self._reserved += n
+
+    def release(self, n: int) -> None:
+        """Forget ``n`` reserved bytes (an upload that failed, or that was staged)."""
+        self._reserved -= n
+
+    def put(self, digest: bytes, data: bytes) -> None:
+        """Stage ``data`` (its reservation already released); a manifest staged again counts as new."""
+        if digest in self._staged:
+            self._evict(digest, "staged again")
+        self.reserve(len(data))
+        self._reserved -= len(data)
+        self._staged[digest] = (data, self._clock())
+        self._held += len(data)
+
+    def get(self, digest: bytes) -> bytes | None:
+        self._expire()
+        got = self._staged.get(digest)
+        return None if got is None else got[0]
+
+    def drop(self, digest: bytes) -> None:
+        if digest in self._staged:
+            self._evict(digest, "registered")
+
+
+def _upload_handler(
+    fn: Callable[[AsyncIterator[pb.ManifestPart]], Awaitable[pb.UploadManifestResponse]],
+) -> grpc.RpcMethodHandler[bytes, bytes]:
+    """A client-streaming handler: parses each part itself, errors through the one table (like ``_unary``)."""
+
+    async def handler(parts: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        async def parsed() -> AsyncIterator[pb.ManifestPart]:
+            async for raw in parts:
+                yield _parse(pb.ManifestPart, raw)
+
+        try:
+            out: bytes = (await fn(parsed())).SerializeToString()
+            return out
+        except Exception as err:  # the one place errors become statuses
+            await _abort(context, err)
+            raise  # unreachable: abort raises
+
+    return grpc.stream_unary_rpc_method_handler(handler)
 
 
 def _id(raw: bytes, what: str = "id") -> bytes:
@@ -63,12 +202,15 @@ class RegistryService:
 
     name = SERVICE_NAME
 
-    def __init__(self, registry: Registry, log: Any, log_key: str) -> None:
+    def __init__(self, registry: Registry, log: Any, log_key: str, limits: ManifestLimits | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._registry = registry
         self._log = log
         self._log_key = log_key
         self._draining = False
         self._matcher: Matcher | None = None
+        self._limits = limits if limits is not None else ManifestLimits()
+        self.staging = ManifestStaging(self._limits.staging_bytes, self._limits.staging_seconds, clock)
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
         handlers = {
@@ -79,6 +221,8 @@ class RegistryService:
             "GetLineage": _unary(pb.GetLineageRequest, self.get_lineage),
             "FindDigest": _unary(pb.FindDigestRequest, self.find_digest),
             "GetManifest": _unary(pb.GetManifestRequest, self.get_manifest),
+            "GetManifestParts": _stream(pb.GetManifestRequest, self.get_manifest_parts),
+            "UploadManifest": _upload_handler(self.upload_manifest),
             "GetIdentity": _unary(pb.GetIdentityRequest, self.get_identity),
             "Prove": _unary(pb.ProveRequest, self.prove),
             "Match": _unary(pb.MatchRequest, self.match),
@@ -95,11 +239,84 @@ class RegistryService:
         if not 1 <= len(req.records) <= MAX_REGISTER:
             raise InvalidInputError(f"a Register call carries 1 to {MAX_REGISTER} records, got {len(req.records)}")
         subs = [Submission(s.entry, s.manifest or None, s.fingerprint or None) for s in req.records]
+        staged = self._use_staged(subs) if len(self.staging) else {}
         results: list[Appended | ProvenanceError] = await asyncio.wrap_future(self._registry.submit(subs))
+        for i, digest in staged.items():
+            if not isinstance(results[i], ProvenanceError):
+                self.staging.drop(digest)
         refused = [r for r in results if isinstance(r, ProvenanceError)]
         if len(refused) == len(results):  # nothing logged: the call fails, as a one-record call would
             raise refused[0]
         return pb.RegisterResponse(records=[_registered(s.entry, r) for s, r in zip(subs, results, strict=True)])
+
+    def _use_staged(self, subs: list[Submission]) -> dict[int, bytes]:
+        """Put staged manifest bytes into the dataset and checkpoint records that send none and whose
+        manifest the registry does not hold (in place); returns {position: manifest digest} of those."""
+        used: dict[int, bytes] = {}
+        for i, sub in enumerate(subs):
+            if sub.manifest is not None:
+                continue
+            try:
+                statement = parse_entry(sub.entry).record.statement
+            except ProvenanceError:
+                continue  # the registry refuses it with the reason
+            if not isinstance(statement, Dataset | Checkpoint):
+                continue
+            digest = statement.manifest
+            data = self.staging.get(digest)
+            if data is None:
+                continue
+            if self._registry.log.get_aux_many([K.MANIFEST_HELD + digest])[0] is not None:
+                self.staging.drop(digest)  # held already: the staged copy is not needed
+                continue
+            subs[i] = Submission(sub.entry, data, sub.fingerprint)
+            used[i] = digest
+        return used
+
+    async def upload_manifest(self, parts: AsyncIterator[pb.ManifestPart]) -> pb.UploadManifestResponse:
+        """Assemble, bound, parse and stage one manifest (see ``UploadManifest`` in the proto)."""
+        if self._draining:
+            raise UnavailableError("the server is draining; retry against another instance")
+        limit = self._limits.max_manifest_bytes
+        pieces: list[bytes] = []
+        size = reserved = 0
+        want_digest, want_size, first = b"", 0, True
+        try:
+            async for part in parts:
+                if first:
+                    first = False
+                    want_digest = _id(part.digest, "digest") if part.digest else b""
+                    want_size = part.total_size
+                    if want_size > limit:
+                        raise ResourceExhaustedError(
+                            f"manifest of {want_size} bytes is over this server's limit of {limit} bytes")
+                elif part.digest or part.total_size:
+                    raise InvalidInputError("only the first part may carry the digest and total size")
+                n = len(part.data)
+                if size + n > limit:
+                    raise ResourceExhaustedError(f"manifest is over this server's limit of {limit} bytes")
+                if want_size and size + n > want_size:
+                    raise InvalidInputError(f"parts carry more than the {want_size} bytes announced")
+                self.staging.reserve(n)
+                reserved += n
+                pieces.append(part.data)
+                size += n
+            if first:
+                raise InvalidInputError("UploadManifest received no parts")
+            if want_size and size != want_size:
+                raise InvalidInputError(f"parts carry {size} bytes, the first part announced {want_size}")
+            data = b"".join(pieces)
+            pieces.clear()
+            summary = await asyncio.to_thread(read_manifest, data)  # FormatError: INVALID_ARGUMENT
+            if want_digest and summary.digest != want_digest:
+                raise InvalidInputError(
+                    f"the manifest uploaded has digest {summary.digest.hex()}, the first part named "
+                    f"{want_digest.hex()}")
+        finally:
+            self.staging.release(reserved)
+        self.staging.put(summary.digest, data)
+        _log.debug("manifest staged", extra={"manifest": summary.digest.hex(), "bytes": size})
+        return pb.UploadManifestResponse(digest=summary.digest, size=size)
 
     async def get_record(self, req: pb.GetRecordRequest) -> pb.GetRecordResponse:
         reader = self._registry.reader
@@ -158,7 +375,22 @@ class RegistryService:
         return pb.FindDigestResponse(matches=[pb.DigestMatch(kind=m.kind, record=_rec(m.record)) for m in matches])
 
     async def get_manifest(self, req: pb.GetManifestRequest) -> pb.GetManifestResponse:
-        return pb.GetManifestResponse(manifest=self._registry.reader.manifest(_id(req.digest, "digest")))
+        digest = _id(req.digest, "digest")
+        data = await asyncio.to_thread(self._registry.reader.manifest, digest)
+        room = self._limits.max_send_message_bytes - MESSAGE_OVERHEAD
+        if len(data) > room:
+            raise ResourceExhaustedError(
+                f"manifest {digest.hex()} is {len(data)} bytes, more than one message may carry ({room}); "
+                "fetch it with GetManifestParts")
+        return pb.GetManifestResponse(manifest=data)
+
+    async def get_manifest_parts(self, req: pb.GetManifestRequest) -> AsyncIterator[pb.ManifestPart]:
+        digest = _id(req.digest, "digest")
+        data = memoryview(await asyncio.to_thread(self._registry.reader.manifest, digest))
+        step = min(SEND_PART_BYTES, self._limits.max_send_message_bytes - MESSAGE_OVERHEAD)
+        yield pb.ManifestPart(data=bytes(data[:step]), digest=digest, total_size=len(data))
+        for at in range(step, len(data), step):
+            yield pb.ManifestPart(data=bytes(data[at : at + step]))
 
     async def get_identity(self, req: pb.GetIdentityRequest) -> pb.GetIdentityResponse:
         reader = self._registry.reader

@@ -146,7 +146,8 @@ def run(config: ServerConfig) -> int:
         max_batch_entries=config.max_batch_entries,
         max_range=config.max_range,
     )
-    from ledger.registry.setup import registry_for, registry_service
+    from ledger.registry.setup import registry_for
+    from ledger.registry_server import ManifestLimits, RegistryService
 
     registry = registry_for(config.allowlist, config.signature_processes)
     metrics = ServerMetrics()
@@ -160,8 +161,8 @@ def run(config: ServerConfig) -> int:
     watched = WatchedLog(log)  # the registry's writes count for the stuck-sequencer health check too
     registry.attach(watched)
     try:
-        return asyncio.run(_serve(watched, config, verifier_key, [registry_service(registry, log, verifier_key)],
-                                  metrics, storage, tls))
+        service = RegistryService(registry, log, verifier_key, ManifestLimits.from_config(config))
+        return asyncio.run(_serve(watched, config, verifier_key, [service], metrics, storage, tls))
     finally:
         log.close(drain=True)
         registry.close()

@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--max-entry-bytes", type=_size_arg, default=None, metavar="N")
     p.add_argument("--max-batch-entries", type=_size_arg, default=None, metavar="N")
     p.add_argument("--max-receive-bytes", type=_size_arg, default=None, metavar="N")
+    p.add_argument("--max-manifest-bytes", type=_size_arg, default=None, metavar="N",
+                   help="registry: largest manifest accepted by UploadManifest (default 2 GiB; staged in "
+                        "memory, up to twice this in total)")
     p.add_argument("--drain-seconds", type=float, default=None, metavar="S")
     p.add_argument("--allowlist", type=Path, default=None, metavar="FILE",
                    help="registry: only these 'NAME ed25519:KEY' lines may register (default: open registration)")
@@ -89,6 +92,7 @@ def _serve(args: argparse.Namespace) -> int:
             ("max_entry_bytes", args.max_entry_bytes),
             ("max_batch_entries", args.max_batch_entries),
             ("max_receive_message_bytes", args.max_receive_bytes),
+            ("max_manifest_bytes", args.max_manifest_bytes),
             ("drain_seconds", args.drain_seconds),
             ("allowlist", args.allowlist),
             ("verify_processes", args.verify_processes),

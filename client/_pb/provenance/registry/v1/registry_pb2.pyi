@@ -182,6 +182,24 @@ class GetManifestResponse(_message.Message):
     manifest: bytes
     def __init__(self, manifest: _Optional[bytes] = ...) -> None: ...
 
+class ManifestPart(_message.Message):
+    __slots__ = ("data", "digest", "total_size")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    digest: bytes
+    total_size: int
+    def __init__(self, data: _Optional[bytes] = ..., digest: _Optional[bytes] = ..., total_size: _Optional[int] = ...) -> None: ...
+
+class UploadManifestResponse(_message.Message):
+    __slots__ = ("digest", "size")
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    digest: bytes
+    size: int
+    def __init__(self, digest: _Optional[bytes] = ..., size: _Optional[int] = ...) -> None: ...
+
 class GetIdentityRequest(_message.Message):
     __slots__ = ("key", "name")
     KEY_FIELD_NUMBER: _ClassVar[int]

@@ -69,6 +69,16 @@ class RegistryServiceStub:
                 request_serializer=provenance_dot_registry_dot_v1_dot_registry__pb2.GetManifestRequest.SerializeToString,
                 response_deserializer=provenance_dot_registry_dot_v1_dot_registry__pb2.GetManifestResponse.FromString,
                 _registered_method=True)
+        self.GetManifestParts = channel.unary_stream(
+                '/provenance.registry.v1.RegistryService/GetManifestParts',
+                request_serializer=provenance_dot_registry_dot_v1_dot_registry__pb2.GetManifestRequest.SerializeToString,
+                response_deserializer=provenance_dot_registry_dot_v1_dot_registry__pb2.ManifestPart.FromString,
+                _registered_method=True)
+        self.UploadManifest = channel.stream_unary(
+                '/provenance.registry.v1.RegistryService/UploadManifest',
+                request_serializer=provenance_dot_registry_dot_v1_dot_registry__pb2.ManifestPart.SerializeToString,
+                response_deserializer=provenance_dot_registry_dot_v1_dot_registry__pb2.UploadManifestResponse.FromString,
+                _registered_method=True)
         self.GetIdentity = channel.unary_unary(
                 '/provenance.registry.v1.RegistryService/GetIdentity',
                 request_serializer=provenance_dot_registry_dot_v1_dot_registry__pb2.GetIdentityRequest.SerializeToString,
@@ -148,7 +158,32 @@ class RegistryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetManifest(self, request, context):
-        """A stored manifest by its digest.
+        """A stored manifest by its digest, in one message. A manifest larger than
+        the server's send limit is refused with RESOURCE_EXHAUSTED: fetch it with
+        GetManifestParts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetManifestParts(self, request, context):
+        """A stored manifest by its digest, as consecutive parts (any size).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadManifest(self, request_iterator, context):
+        """Stages a manifest too large for a Register call: the parts carry its
+        canonical bytes in order. The server assembles them (at most its
+        --max-manifest-bytes; RESOURCE_EXHAUSTED above), parses them strictly
+        (INVALID_ARGUMENT when malformed, or when the digest or size the first
+        part announces does not match) and holds them, not in the log, keyed by
+        their digest. A later Register of a dataset or checkpoint record that
+        names that digest and sends no manifest uses the staged bytes; once such
+        a record is logged the staged copy is dropped. Staged manifests are held
+        in memory, bounded in total bytes (oldest evicted first) and in time
+        (docs/registry.md): register soon after uploading.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -223,6 +258,16 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.GetManifest,
                     request_deserializer=provenance_dot_registry_dot_v1_dot_registry__pb2.GetManifestRequest.FromString,
                     response_serializer=provenance_dot_registry_dot_v1_dot_registry__pb2.GetManifestResponse.SerializeToString,
+            ),
+            'GetManifestParts': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetManifestParts,
+                    request_deserializer=provenance_dot_registry_dot_v1_dot_registry__pb2.GetManifestRequest.FromString,
+                    response_serializer=provenance_dot_registry_dot_v1_dot_registry__pb2.ManifestPart.SerializeToString,
+            ),
+            'UploadManifest': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadManifest,
+                    request_deserializer=provenance_dot_registry_dot_v1_dot_registry__pb2.ManifestPart.FromString,
+                    response_serializer=provenance_dot_registry_dot_v1_dot_registry__pb2.UploadManifestResponse.SerializeToString,
             ),
             'GetIdentity': grpc.unary_unary_rpc_method_handler(
                     servicer.GetIdentity,
@@ -434,6 +479,60 @@ class RegistryService:
             '/provenance.registry.v1.RegistryService/GetManifest',
             provenance_dot_registry_dot_v1_dot_registry__pb2.GetManifestRequest.SerializeToString,
             provenance_dot_registry_dot_v1_dot_registry__pb2.GetManifestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetManifestParts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/provenance.registry.v1.RegistryService/GetManifestParts',
+            provenance_dot_registry_dot_v1_dot_registry__pb2.GetManifestRequest.SerializeToString,
+            provenance_dot_registry_dot_v1_dot_registry__pb2.ManifestPart.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadManifest(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/provenance.registry.v1.RegistryService/UploadManifest',
+            provenance_dot_registry_dot_v1_dot_registry__pb2.ManifestPart.SerializeToString,
+            provenance_dot_registry_dot_v1_dot_registry__pb2.UploadManifestResponse.FromString,
             options,
             channel_credentials,
             insecure,
