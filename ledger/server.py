@@ -244,12 +244,37 @@ class _Instrumented(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc is un
         found = self._inner.service(details)
         if found is None:
             return None  # not ours; never cached, so made-up method names cannot grow the cache
+        service, _, name = method.strip("/").partition("/")
         if found.unary_unary is not None:
-            service, _, name = method.strip("/").partition("/")
             found = found._replace(  # a namedtuple
                 unary_unary=self._wrap(found.unary_unary, self._metrics.call(service, name)))
+        elif found.stream_unary is not None:  # an upload: limited and timed like a unary call
+            found = found._replace(stream_unary=self._wrap(found.stream_unary, self._metrics.call(service, name)))
+        elif found.unary_stream is not None:  # a download: limited; only errors counted (streams are long)
+            found = found._replace(unary_stream=self._wrap_stream(found.unary_stream,
+                                                                  self._metrics.call(service, name)))
         self._wrapped[method] = found
         return found
+
+    def _wrap_stream(self, behavior: Callable[..., AsyncIterator[Any]],
+                     calls: CallMetrics) -> Callable[..., AsyncIterator[Any]]:
+        error, limit = calls.error, self._limit
+
+        async def handler(raw: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            try:
+                if limit is not None:
+                    try:
+                        limit.check(context.peer())
+                    except ProvenanceError as err:
+                        await _abort(context, err)
+                async for msg in behavior(raw, context):
+                    yield msg
+            finally:
+                code = _STATUS_BY_NUMBER.get(context.code(), context.code())
+                if isinstance(code, grpc.StatusCode) and code != grpc.StatusCode.OK:
+                    error(code.name)
+
+        return handler
 
     def _wrap(self, behavior: Callable[..., Awaitable[Any]], calls: CallMetrics) -> Callable[..., Awaitable[Any]]:
         observe, error, limit = calls.seconds.observe, calls.error, self._limit

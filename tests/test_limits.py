@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future
+from typing import Any
 
 import grpc
 import pytest
@@ -264,7 +265,18 @@ class EchoService:
                 await context.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
             return raw
 
-        return grpc.method_handlers_generic_handler("test.Echo", {"Ping": grpc.unary_unary_rpc_method_handler(ping)})
+        async def upload(parts: Any, context: grpc.aio.ServicerContext) -> bytes:  # type: ignore[type-arg]
+            return b"".join([p async for p in parts])
+
+        async def parts(raw: bytes, context: grpc.aio.ServicerContext) -> Any:  # type: ignore[type-arg]
+            for b in raw:
+                yield bytes([b])
+
+        return grpc.method_handlers_generic_handler("test.Echo", {
+            "Ping": grpc.unary_unary_rpc_method_handler(ping),
+            "Upload": grpc.stream_unary_rpc_method_handler(upload),
+            "Parts": grpc.unary_stream_rpc_method_handler(parts),
+        })
 
     def start_draining(self) -> None:
         pass
@@ -294,3 +306,32 @@ def test_services_next_to_the_log_are_limited_and_measured_too() -> None:
         assert registry.get_sample_value("provenance_rpc_duration_seconds_count", labels) >= 3
         assert registry.get_sample_value("provenance_rpc_errors_total", {**labels, "code": "NOT_FOUND"}) == 1
         assert registry.get_sample_value("provenance_rpc_errors_total", {**labels, "code": "RESOURCE_EXHAUSTED"}) == 1
+
+
+@pytest.mark.parametrize("kind", ["upload", "download"])
+def test_streaming_calls_next_to_the_log_are_limited_too(kind: str) -> None:
+    """A manifest upload (client stream) or download (server stream) spends the peer's tokens like a unary call."""
+    log = FakeLog()
+    with serving(log, log.signer.verifier().text(), extra=[EchoService()], origin=log.origin,
+                 rate_limit_per_second=0.5, rate_limit_burst=2) as (address, server):
+        with grpc.insecure_channel(address) as channel:
+            upload = channel.stream_unary("/test.Echo/Upload")
+            parts = channel.unary_stream("/test.Echo/Parts")
+
+            def call() -> Any:
+                if kind == "upload":
+                    return upload(iter([b"ab", b"cd"]), timeout=5)
+                return list(parts(b"xyz", timeout=5))
+
+            assert call() == (b"abcd" if kind == "upload" else [b"x", b"y", b"z"])
+            with pytest.raises(grpc.RpcError) as info:
+                for _ in range(4):
+                    call()
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "rate limit" in (info.value.details() or "")
+        method = "Upload" if kind == "upload" else "Parts"
+        errors = {"service": "Echo", "method": method, "code": "RESOURCE_EXHAUSTED"}
+        deadline = time.monotonic() + 5
+        while (server.metrics.registry.get_sample_value("provenance_rpc_errors_total", errors) or 0) < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
