@@ -226,6 +226,21 @@ def _stream(
     return grpc.unary_stream_rpc_method_handler(handler)
 
 
+async def _admit_peer(limit: PeerRateLimit | None, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    """Spend one of the caller's tokens, or end the call with the rate limit's status."""
+    if limit is not None:
+        try:
+            limit.check(context.peer())
+        except ProvenanceError as err:
+            await _abort(context, err)
+
+
+def _count_error(error: Callable[[str], None], context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    code = _STATUS_BY_NUMBER.get(context.code(), context.code())
+    if isinstance(code, grpc.StatusCode) and code != grpc.StatusCode.OK:
+        error(code.name)
+
+
 class _Instrumented(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc is untyped here
     """Another service's handlers, timed and rate limited like the log's (wrapped once per method)."""
 
@@ -262,17 +277,11 @@ class _Instrumented(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc is un
 
         async def handler(raw: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             try:
-                if limit is not None:
-                    try:
-                        limit.check(context.peer())
-                    except ProvenanceError as err:
-                        await _abort(context, err)
+                await _admit_peer(limit, context)
                 async for msg in behavior(raw, context):
                     yield msg
             finally:
-                code = _STATUS_BY_NUMBER.get(context.code(), context.code())
-                if isinstance(code, grpc.StatusCode) and code != grpc.StatusCode.OK:
-                    error(code.name)
+                _count_error(error, context)
 
         return handler
 
@@ -282,17 +291,11 @@ class _Instrumented(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc is un
         async def handler(raw: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             began = perf_counter()
             try:
-                if limit is not None:
-                    try:
-                        limit.check(context.peer())
-                    except ProvenanceError as err:
-                        await _abort(context, err)
+                await _admit_peer(limit, context)
                 return await behavior(raw, context)
             finally:
                 elapsed = perf_counter() - began
-                code = _STATUS_BY_NUMBER.get(context.code(), context.code())
-                if isinstance(code, grpc.StatusCode) and code != grpc.StatusCode.OK:
-                    error(code.name)
+                _count_error(error, context)
                 observe(elapsed)  # last: once a call is counted, its error is too
 
         return handler
