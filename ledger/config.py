@@ -44,6 +44,8 @@ class ServerConfig:
     drain_seconds: float = 30.0  # SIGTERM: how long in-flight calls may take to finish
     checkpoint_wait_seconds: float = 30.0  # AddEntries wait_for_checkpoint timeout
     allowlist: Path | None = None  # registry policy: None = open registration, else the allowlist file
+    hash_cache_bytes: int = 64 << 20  # tree hash groups kept in memory (proof speed on large logs)
+    store_cache_bytes: int = 32 << 20  # RocksDB block cache
     verify_processes: int | None = None  # registry: processes checking large batches' signatures; None = one per core
     # -- deadlines and transport limits (ledger/limits.py; docs/operations.md) --
     max_stream_seconds: float = 3600.0  # a WatchCheckpoints stream ends (OK) after this; clients reopen it
@@ -84,6 +86,7 @@ class ServerConfig:
             "max_send_message_bytes",
             "max_manifest_bytes",
             "max_concurrent_streams",
+            "store_cache_bytes",
         ):
             if getattr(self, name) <= 0:
                 raise InvalidInputError(f"{name} must be positive, got {getattr(self, name)}")
@@ -100,6 +103,8 @@ class ServerConfig:
                      "max_connection_age_grace_seconds"):
             if not getattr(self, name) >= 0:
                 raise InvalidInputError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.hash_cache_bytes < 0:
+            raise InvalidInputError(f"hash_cache_bytes must be >= 0, got {self.hash_cache_bytes}")
         if self.verify_processes is not None and not 0 <= self.verify_processes <= 64:
             raise InvalidInputError(f"verify_processes must be 0..64, got {self.verify_processes}")
         if self.max_ping_strikes < 0:

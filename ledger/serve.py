@@ -145,13 +145,14 @@ def run(config: ServerConfig) -> int:
         max_entry_bytes=config.max_entry_bytes,
         max_batch_entries=config.max_batch_entries,
         max_range=config.max_range,
+        cache_bytes=config.hash_cache_bytes,
     )
     from ledger.registry.setup import registry_for
     from ledger.registry_server import ManifestLimits, RegistryService
 
     registry = registry_for(config.allowlist, config.signature_processes)
     metrics = ServerMetrics()
-    storage = RocksStorage.open(config.store_path)
+    storage = RocksStorage.open(config.store_path, cache_bytes=config.store_cache_bytes)
     try:
         log = Log.open(TimedStorage(storage, metrics), signer, log_config,
                        hook=registry.hook)

@@ -32,6 +32,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--drain-seconds", type=float, default=None, metavar="S")
     p.add_argument("--allowlist", type=Path, default=None, metavar="FILE",
                    help="registry: only these 'NAME ed25519:KEY' lines may register (default: open registration)")
+    p.add_argument("--hash-cache-bytes", type=_size_arg, default=None, metavar="N",
+                   help="tree hashes kept in memory (default 64 MiB; about 32 MiB per million entries keeps "
+                        "every tree hash above the leaves in memory)")
+    p.add_argument("--store-cache-bytes", type=_size_arg, default=None, metavar="N",
+                   help="RocksDB block cache (default 32 MiB)")
     p.add_argument("--verify-processes", type=int, default=None, metavar="N",
                    help="registry: worker processes that check the signatures of large Register batches "
                         "(default: one per core; 0: check them in threads)")
@@ -96,6 +101,8 @@ def _serve(args: argparse.Namespace) -> int:
             ("drain_seconds", args.drain_seconds),
             ("allowlist", args.allowlist),
             ("verify_processes", args.verify_processes),
+            ("hash_cache_bytes", args.hash_cache_bytes),
+            ("store_cache_bytes", args.store_cache_bytes),
             ("max_concurrent_streams", args.max_concurrent_streams),
             ("checkpoint_wait_seconds", args.checkpoint_wait_seconds),
             ("max_stream_seconds", args.max_stream_seconds),
