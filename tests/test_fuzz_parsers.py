@@ -441,6 +441,13 @@ def _stride_longer_than_size(pkl: bytes) -> bytes:
     return pkl.replace(old, _p_tuple([_p_int(1), _p_int(1)]))
 
 
+def _expanded_view(pkl: bytes) -> bytes:
+    """Shape (4,) stride (1,) -> shape (2**36,) stride (0,): 256 GiB of float32 read from 16 bytes of storage."""
+    shape, stride = _p_tuple([_p_int(4)]), _p_tuple([_p_int(1)])
+    assert pkl.count(shape + stride) == 1
+    return pkl.replace(shape + stride, _p_tuple([_p_int(1 << 36)]) + _p_tuple([_p_int(0)]))
+
+
 def _manifest_json_with(symlinks: object) -> Callable[[Path], bytes]:
     def make(_: Path) -> bytes:
         doc = manifest.to_json(MANIFEST)
@@ -476,6 +483,9 @@ REGRESSIONS: dict[str, tuple[str, Callable[[Path], bytes]]] = {
     "torch zip central name not UTF-8": ("utf8c.pt", _zip_name_not_utf8(_torch_zip, b"PK\x01\x02")),
     # torch: a stride longer than the size was a bare ValueError from zip() (make fuzz)
     "torch stride longer than size": ("stride.pt", _torch_zip_pickle(_stride_longer_than_size)),
+    # torch: a stride-0 view of 2**k elements over a tiny storage was read out whole: a fuzzed 1 KiB file
+    # made the reader allocate 24 GB and the OOM killer end it (make fuzz, 600 s run)
+    "torch expanded view": ("expand.pt", _torch_zip_pickle(_expanded_view)),
 }
 
 

@@ -186,6 +186,13 @@ def _materialize(path: Path, t: _LazyTensor, raw: bytes, big_endian: bool) -> np
         last = t.offset + sum((d - 1) * s for d, s in zip(t.size, t.stride, strict=True))
         if last >= flat.size:
             raise fail(path, f"tensor view out of bounds of storage {t.storage.key}")
+    if numel > flat.size:
+        # More elements than its storage holds: a view that reads storage elements more than once
+        # (stride 0, as from expand()). Read out, a few bytes of file could ask for terabytes
+        # (fuzz finding: a 24 GB allocation, OOM-killed); no saved weight is such a view.
+        raise fail(path, f"tensor of shape {t.size} with strides {t.stride} reads its storage "
+                         f"{t.storage.key} of {flat.size} elements more than once (an expanded view); "
+                         "only views that read each element at most once are supported")
     view = np.lib.stride_tricks.as_strided(
         flat[t.offset:] if numel else flat[:0], shape=t.size,
         strides=tuple(s * base_dt.itemsize for s in t.stride),
