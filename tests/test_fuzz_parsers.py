@@ -367,6 +367,12 @@ def _legacy_with_huge_storage(path: Path) -> bytes:
     return raw[:-24] + (1 << 60).to_bytes(8, "little") + raw[-16:]
 
 
+def _legacy_with_huge_frame(path: Path) -> bytes:
+    write_torch_legacy(path, {"w": np.zeros(4, np.float32)})
+    raw = path.read_bytes()  # the magic-number pickle starts \x80\x02: a FRAME of 2**63 bytes follows
+    return raw[:2] + b"\x95" + (1 << 63).to_bytes(8, "little") + raw[2:]
+
+
 def _onnx_wrong_dims(path: Path) -> bytes:
     write_onnx_model(path, _small_model(), int8=True)
     raw = path.read_bytes()  # the int8 initializer 'w' says dims [5, 32] over 4 x 32 bytes
@@ -464,6 +470,8 @@ REGRESSIONS: dict[str, tuple[str, Callable[[Path], bytes]]] = {
     "state surrogate note": ("state", lambda _: _state_with(ROOT, "\udc80x")),
     # torch legacy: a storage claiming 2**60 elements made seek() fail (OSError / ValueError)
     "torch legacy huge storage": ("huge.pt", _legacy_with_huge_storage),
+    # torch legacy: a pickle FRAME longer than sys.maxsize was a bare OverflowError (make fuzz, 600 s)
+    "torch legacy huge frame": ("frame.pt", _legacy_with_huge_frame),
     # onnx: a parse error inside the mmap surfaced as BufferError when the map closed
     "onnx wrong dims": ("bad.onnx", _onnx_wrong_dims),
     # npy: numpy's header parser raises SyntaxError / tokenize.TokenError

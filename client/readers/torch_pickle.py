@@ -150,7 +150,8 @@ def _unpickle(data: bytes, path: Path, on_storage: Callable[[str, _StorageType, 
     try:
         return RestrictedUnpickler(data, path, on_storage).load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
-            KeyError, struct.error, RecursionError, MemoryError, UnicodeDecodeError) as err:
+            KeyError, struct.error, RecursionError, MemoryError, UnicodeDecodeError, OverflowError) as err:
+        # OverflowError: a FRAME (or other length) past sys.maxsize (fuzz finding)
         raise fail(path, f"malformed or truncated pickle ({type(err).__name__}: {err})") from err
 
 
