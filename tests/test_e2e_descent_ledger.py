@@ -20,21 +20,13 @@ from descent_fixtures import base_model, noisy, permute_hidden, write_safetensor
 from servers import running_server
 
 from client.api import Registrar, fingerprint_model, hash_manifest
-from client.cli import main
 from client.cli._registry_common import load_signer
 from client.errors import InvalidInputError, NotFoundError
 from client.records import Attestation, Claim, FingerprintCommitment, Kind
 from client.registry_client import RegistryClient
+from tests.cli_kit import cli
 
 pytestmark = pytest.mark.slow
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str, code: int = 0) -> str:
-    capsys.readouterr()
-    got = main(list(args))
-    out, err = capsys.readouterr()
-    assert got == code, f"provenance {' '.join(args)} exited {got}:\n{out}\n{err}"
-    return out + err
 
 
 def test_register_match_reveal_attest(tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -19,7 +19,7 @@ import pytest
 from servers import running_server
 
 from client.bundle import BundleVerificationError, verify_bundle
-from client.cli import main
+from tests.cli_kit import cli
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
@@ -31,14 +31,6 @@ def _demo() -> ModuleType:
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str, code: int = 0) -> str:
-    capsys.readouterr()
-    got = main(list(args))
-    out, err = capsys.readouterr()
-    assert got == code, f"provenance {' '.join(args)} exited {got}:\n{out}\n{err}"
-    return out + err
 
 
 def test_story_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str],

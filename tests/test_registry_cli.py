@@ -9,18 +9,10 @@ import pytest
 from servers import running_server
 
 from client.api import Registrar
-from client.cli import main
 from client.records import RecordSigner
+from tests.cli_kit import cli
 
 pytestmark = pytest.mark.slow
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str, code: int = 0) -> str:
-    capsys.readouterr()
-    got = main(list(args))
-    out, err = capsys.readouterr()
-    assert got == code, f"provenance {' '.join(args)} exited {got}:\n{out}\n{err}"
-    return out + err
 
 
 def test_identity_claims_and_queries(tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from client.cli import build_parser, main
+from client.cli import build_parser
 from client.errors import ProvenanceError
 from client.remote import LedgerClient, TlsOptions
 from tests import test_tls
+from tests.cli_kit import cli
 from tests.servers import REPO, ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -64,14 +65,6 @@ def tls_server(data: Path, pki: test_tls.Pki, mtls: bool) -> Iterator[ServerProc
         yield srv
     finally:
         srv.kill()
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str, code: int = 0) -> str:
-    capsys.readouterr()
-    got = main(list(args))
-    out, err = capsys.readouterr()
-    assert got == code, f"provenance {' '.join(args)} exited {got}:\n{out}\n{err}"
-    return out + err
 
 
 @pytest.mark.parametrize("mtls", [False, True], ids=["tls", "mtls"])
