@@ -13,9 +13,8 @@ is too large for one message.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, TypeVar
 
 import grpc
@@ -24,13 +23,10 @@ from client._pb.provenance.registry.v1 import registry_pb2 as pb
 from client.errors import FormatError, InvalidInputError, ProvenanceError, ResourceExhaustedError
 from client.records import Kind, SignedRecord, parse_entry, record_id
 from client.remote import (
-    DEFAULT_SERVER,
-    DEFAULT_TIMEOUT,
+    GrpcClient,
     RemoteError,
-    TlsOptions,
     error_for_status,
     error_from_rpc,
-    open_channel,
 )
 
 _SERVICE = "/provenance.registry.v1.RegistryService/"
@@ -145,40 +141,10 @@ def _partial(first: ProvenanceError, position: int, total: int, logged: int) -> 
     return type(first)(note)
 
 
-class RegistryClient:
+class RegistryClient(GrpcClient):
     """One channel to a ledger's registry service. Use as a context manager, or call :meth:`close`."""
 
-    def __init__(self, address: str = DEFAULT_SERVER, *, timeout: float = DEFAULT_TIMEOUT,
-                 tls: TlsOptions | None = None) -> None:
-        """``tls``: connect over TLS (mutual TLS when it carries a client certificate); None: plaintext."""
-        self.address = address
-        self.timeout = timeout
-        self._channel = open_channel(address, tls)
-        self._methods: dict[str, Callable[..., Any]] = {}
-
-    def __enter__(self) -> RegistryClient:
-        return self
-
-    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._channel.close()
-
-    def _unary(self, name: str, req: Any, resp_cls: type[Resp], timeout: float | None = None) -> Resp:
-        method = self._methods.get(name)
-        if method is None:
-            method = self._channel.unary_unary(
-                _SERVICE + name,
-                request_serializer=type(req).SerializeToString,
-                response_deserializer=resp_cls.FromString,  # type: ignore[attr-defined]
-            )
-            self._methods[name] = method
-        try:
-            resp: Resp = method(req, timeout=timeout or self.timeout)
-        except grpc.RpcError as err:
-            raise error_from_rpc(err) from err
-        return resp
+    _service = _SERVICE
 
     def register_many(self, records: Sequence[tuple[bytes, bytes | None]],
                       fingerprints: Sequence[bytes | None] | None = None, *,
@@ -272,7 +238,7 @@ class RegistryClient:
                 yield pb.ManifestPart(data=bytes(view[at : at + part_bytes]))
 
         method = self._channel.stream_unary(
-            _SERVICE + "UploadManifest",
+            self._service + "UploadManifest",
             request_serializer=pb.ManifestPart.SerializeToString,
             response_deserializer=pb.UploadManifestResponse.FromString,
         )

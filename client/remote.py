@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import grpc
 
@@ -179,8 +179,12 @@ def open_channel(address: str, tls: TlsOptions | None = None) -> grpc.Channel:
 Resp = TypeVar("Resp")
 
 
-class LedgerClient:
-    """One channel to a ledger server. Use as a context manager, or call :meth:`close`."""
+class GrpcClient:
+    """One channel to a ledger server and the plumbing every client of its services shares: the
+    context manager, a cache of unary method stubs, statuses mapped back to errors. Subclasses name
+    their service's path prefix in ``_service``."""
+
+    _service = ""
 
     def __init__(self, address: str = DEFAULT_SERVER, *, timeout: float = DEFAULT_TIMEOUT,
                  tls: TlsOptions | None = None) -> None:
@@ -190,7 +194,7 @@ class LedgerClient:
         self._channel = open_channel(address, tls)
         self._methods: dict[str, Callable[..., Any]] = {}
 
-    def __enter__(self) -> LedgerClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
@@ -203,7 +207,7 @@ class LedgerClient:
         method = self._methods.get(name)
         if method is None:
             method = self._channel.unary_unary(
-                _SERVICE + name,
+                self._service + name,
                 request_serializer=type(req).SerializeToString,
                 response_deserializer=resp_cls.FromString,  # type: ignore[attr-defined]
             )
@@ -213,6 +217,12 @@ class LedgerClient:
         except grpc.RpcError as err:
             raise error_from_rpc(err) from err
         return resp
+
+
+class LedgerClient(GrpcClient):
+    """One channel to a ledger server's log service. Use as a context manager, or call :meth:`close`."""
+
+    _service = _SERVICE
 
     # -- the RPCs -----------------------------------------------------------------------------------
 
