@@ -26,7 +26,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from client.remote import LedgerClient
+from client.errors import ProvenanceError
+from client.remote import LedgerClient, TlsOptions
 
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 15.0  # seconds; a healthy start takes well under 2
@@ -71,8 +72,10 @@ class ServerProcess:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def start(self, timeout: float = START_TIMEOUT) -> float:
-        """Start and wait for SERVING; returns the seconds it took. Raises RuntimeError with the log on failure."""
+    def start(self, timeout: float = START_TIMEOUT, tls: TlsOptions | None = None) -> float:
+        """Start and wait for SERVING; returns the seconds it took. Raises RuntimeError with the log on failure.
+
+        With ``tls`` (a server started with ``--tls-cert``...), readiness is asked over TLS with it."""
         cmd = [sys.executable, "-m", "client.cli", "serve", "--data", str(self.data_dir),
                "--listen", self.address, *self.args]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -83,11 +86,20 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_text()}")
-            if health_status(self.address, timeout=0.5) == health_pb2.HealthCheckResponse.SERVING:
+            if self._serving(tls):
                 return time.monotonic() - began
             time.sleep(0.05)
         self.kill()
         raise RuntimeError(f"server not SERVING after {timeout}s:\n{self.log_text()}")
+
+    def _serving(self, tls: TlsOptions | None) -> bool:
+        if tls is None:
+            return health_status(self.address, timeout=0.5) == health_pb2.HealthCheckResponse.SERVING
+        try:
+            with LedgerClient(self.address, timeout=0.5, tls=tls) as c:
+                return c.serving()
+        except ProvenanceError:
+            return False
 
     def stop(self, timeout: float = 30.0, sig: int = signal.SIGTERM) -> int:
         """Send ``sig`` (SIGTERM: drain) and wait for exit; returns the exit code."""

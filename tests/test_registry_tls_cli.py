@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,11 +15,10 @@ from pathlib import Path
 import pytest
 
 from client.cli import build_parser
-from client.errors import ProvenanceError
-from client.remote import LedgerClient, TlsOptions
+from client.remote import TlsOptions
 from tests import test_tls
 from tests.cli_kit import cli
-from tests.servers import REPO, ServerProcess
+from tests.servers import ServerProcess
 
 pytestmark = pytest.mark.slow
 
@@ -39,29 +35,14 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> test_tls.Pki:
 
 @contextmanager
 def tls_server(data: Path, pki: test_tls.Pki, mtls: bool) -> Iterator[ServerProcess]:
-    """A ``provenance serve`` speaking TLS (mutual with ``mtls``), waited for over TLS (the health probe
-    of ``tests/servers.py`` is plaintext)."""
+    """A ``provenance serve`` speaking TLS (mutual with ``mtls``), waited for over TLS."""
     files = pki.server_files(mtls)
     args = ["--tls-cert", str(files["tls_cert"]), "--tls-key", str(files["tls_key"])]
     if mtls:
         args += ["--client-ca", str(files["client_ca"])]
     srv = ServerProcess(data, args)
-    cmd = [sys.executable, "-m", "client.cli", "serve", "--data", str(data), "--listen", srv.address, *args]
-    with open(srv.log_path, "ab") as log:
-        srv.proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=log)
+    srv.start(tls=TlsOptions(ca=pki.ca.pem, cert=pki.client.cert, key=pki.client.key))
     try:
-        tls = TlsOptions(ca=pki.ca.pem, cert=pki.client.cert, key=pki.client.key)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with LedgerClient(srv.address, timeout=1, tls=tls) as c:
-                    if c.serving():
-                        break
-            except ProvenanceError:
-                pass
-            assert srv.proc.poll() is None, srv.log_text()
-            assert time.monotonic() < deadline, srv.log_text()
-            time.sleep(0.1)
         yield srv
     finally:
         srv.kill()

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from client.errors import InvalidInputError, ProvenanceError, UnavailableError
+from client.errors import InvalidInputError, UnavailableError
 from client.remote import LedgerClient, TlsOptions
 from ledger.tls import TlsFileError, load_tls
 from tests.fake_log import FakeLog
@@ -217,7 +217,6 @@ def test_config_needs_cert_and_key_together() -> None:
 def test_serve_and_cli_over_mtls(pki: Pki, tmp_path: Path) -> None:
     import subprocess
     import sys
-    import time
 
     files = pki.server_files(mtls=True)
     ccert = pki.write("client.pem", pki.client.cert, 0o644)
@@ -225,24 +224,9 @@ def test_serve_and_cli_over_mtls(pki: Pki, tmp_path: Path) -> None:
     ca = files["client_ca"]
     srv = ServerProcess(tmp_path / "data", ["--tls-cert", str(files["tls_cert"]), "--tls-key", str(files["tls_key"]),
                                             "--client-ca", str(ca), "--log-format", "json"], port=free_port())
-    # tests/servers.py probes health in plaintext; here we wait on an mTLS client instead.
-    cmd = [sys.executable, "-m", "client.cli", "serve", "--data", str(srv.data_dir), "--listen", srv.address,
-           *srv.args]
-    with open(srv.log_path, "ab") as log:
-        srv.proc = subprocess.Popen(cmd, stdout=log, stderr=log)
+    tls = TlsOptions(ca=pki.ca.pem, cert=pki.client.cert, key=pki.client.key)
+    srv.start(tls=tls)  # readiness asked over mTLS (the plaintext health probe cannot connect)
     try:
-        tls = TlsOptions(ca=pki.ca.pem, cert=pki.client.cert, key=pki.client.key)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with LedgerClient(srv.address, timeout=1, tls=tls) as c:
-                    if c.serving():
-                        break
-            except ProvenanceError:
-                pass
-            assert time.monotonic() < deadline, srv.log_text()
-            assert srv.proc.poll() is None, srv.log_text()
-            time.sleep(0.1)
         with LedgerClient(srv.address, timeout=5, tls=tls) as c:  # the private key is never returned
             info = c.log_info()
             private = (srv.data_dir / "log.key").read_text().strip()
