@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 from client.errors import InvalidInputError
 from ledger.registry.manifests import read_manifest
@@ -29,9 +28,3 @@ def registry_for(allowlist: Path | None, verify_processes: int = 0) -> Registry:
     policy = load_policy(allowlist)
     log.info("registry policy: %s", policy.describe())
     return Registry(policy, read_manifest, verify_processes=verify_processes)
-
-
-def registry_service(registry: Registry, log_: Any, verifier_key: str) -> Any:
-    from ledger.registry_server import RegistryService
-
-    return RegistryService(registry, log_, verifier_key)
