@@ -29,7 +29,7 @@ lint: $(STAMP)
 
 typecheck: lint
 
-# Regenerates the committed stubs in client/_pb from proto/ (tests/test_proto_stubs.py fails when stale).
+# Regenerates the committed stubs in client/_pb from proto/ (tests/app/test_proto_stubs.py fails when stale).
 proto: $(STAMP)
 	$(PY) -m client._protogen
 
@@ -41,13 +41,13 @@ bench: $(STAMP)
 long: $(STAMP)
 	$(PY) -m bench hammer faults
 
-# Long fuzzing: every property of tests/test_fuzz_*.py runs for FUZZ_SECONDS (default 600) each.
+# Long fuzzing: every property of tests/*/test_fuzz_*.py runs for FUZZ_SECONDS (default 600) each.
 FUZZ_SECONDS ?= 600
 # Address space capped (FUZZ_MEMORY_KB, 8 GiB): a parser that allocates what a small input asks for
 # fails its property with a MemoryError and the input, instead of being OOM-killed without one.
 FUZZ_MEMORY_KB ?= 8000000
 fuzz: $(STAMP)
-	ulimit -v $(FUZZ_MEMORY_KB) && FUZZ_SECONDS=$(FUZZ_SECONDS) $(PY) -m pytest -q -s tests/test_fuzz_parsers.py tests/test_fuzz_grpc.py
+	ulimit -v $(FUZZ_MEMORY_KB) && FUZZ_SECONDS=$(FUZZ_SECONDS) $(PY) -m pytest -q -s tests/app/test_fuzz_parsers.py tests/grpc/test_fuzz_grpc.py
 
 # The registry story end to end (ledger, two labs, dataset, model family, lineage, court bundle); < 1 min.
 demo: $(STAMP)

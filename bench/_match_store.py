@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import blake3
 
-from client.descent.fingerprint import Fingerprint
-from client.records import Checkpoint, FingerprintCommitment, Record, RecordSigner, sign_record
+from client.core.descent.fingerprint import Fingerprint
+from client.core.records import FingerprintCommitment, ModelCheckpoint, Record, RecordSigner, sign_record
 from ledger.registry import keys as K
 from ledger.registry import postings
 from ledger.registry.fingerprints import encode_signatures
@@ -33,7 +33,7 @@ class SyntheticStore:
         data = fp.encode()
         digest = blake3.blake3(data).digest()
         self.publish(index, digest, encode_signatures(fp), data)
-        st = Checkpoint("ancestor", "", index, bytes(32), fingerprint=FingerprintCommitment(digest, True))
+        st = ModelCheckpoint("ancestor", "", index, bytes(32), fingerprint=FingerprintCommitment(digest, True))
         self._entries[index] = sign_record(Record(st, self._signer.public_key, 0), self._signer).entry
 
     def get_aux_many(self, keys: Sequence[bytes]) -> list[bytes | None]:

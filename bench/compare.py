@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from client.descent.fingerprint import Fingerprint, TensorEntry
-from client.descent.index import SIG_DIM, FingerprintIndex
-from client.descent.sketch import FREQS, MAX_UNITS, AxisSketch
+from client.core.descent.fingerprint import Fingerprint, TensorEntry
+from client.core.descent.index import SIG_DIM, FingerprintIndex
+from client.core.descent.sketch import FREQS, MAX_UNITS, AxisSketch
 
 RUNS = 3
 
@@ -148,10 +148,10 @@ def _server_side(fa: Fingerprint, fb: Fingerprint, n: int, registry: int) -> Non
     signatures, the ancestor's fingerprint read from the store and decoded, protobuf answer."""
     from bench._match_store import SyntheticStore
     from client._pb.provenance.registry.v1 import registry_pb2 as pb
+    from ledger.grpc.match_service import match
     from ledger.registry.fingerprints import pack_signatures
     from ledger.registry.matching import Matcher
     from ledger.registry.queries import RegistryReader
-    from ledger.registry_match import match
 
     store = SyntheticStore()
     planted = registry // 2

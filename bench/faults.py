@@ -9,12 +9,12 @@ the server reports SERVING. After every restart, and again at the end:
 * every acknowledged entry is at the index it was given (an index is never reused and an
   entry never moves; resubmitting an acknowledged entry returns its old index);
 * every checkpoint ever handed out (by GetCheckpoint or with a waited add) is consistent
-  with the tree served after the restart (``client.merkle.verify_consistency``);
+  with the tree served after the restart (``client.core.merkle.verify_consistency``);
 * the served checkpoint never goes back in size.
 
 At the end the whole log is re-hashed (root of every entry) and ``provenance audit``
 re-verifies it from scratch. ``python -m bench faults`` runs the long mode (50 kills);
-``tests/test_fault_kills.py`` runs 5.
+``tests/log/test_fault_kills.py`` runs 5.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.hammer import audit, make_entry, scratch_dir, verifier_key
-from client import merkle
-from client.checkpoint import Checkpoint, open_checkpoint
+from client.core import merkle
+from client.core.checkpoint import Checkpoint, open_checkpoint
+from client.core.note import Verifier
 from client.errors import ProvenanceError
-from client.note import Verifier
 from tests.servers import ServerProcess, start_server
 
 

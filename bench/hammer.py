@@ -17,7 +17,7 @@ Loopback only, bounded in time and in entries, stops by itself. What it checks:
 
 Figures: entries/s, proof verifications/s, latency percentiles per call type.
 ``python -m bench hammer`` runs the long mode (``--quick``: the short one);
-``tests/test_hammer.py`` runs the short mode inside ``make test``.
+``tests/log/test_hammer.py`` runs the short mode inside ``make test``.
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from client import merkle
-from client.checkpoint import Checkpoint, open_checkpoint
+from client.core import merkle
+from client.core.checkpoint import Checkpoint, open_checkpoint
+from client.core.note import Verifier
 from client.errors import UnavailableError
-from client.note import Verifier
-from client.remote import LedgerClient
+from client.remote.log import LogClient
 from tests.servers import REPO, ServerProcess, start_server
 
 
@@ -198,7 +198,7 @@ def writer(srv: ServerProcess, book: Ledger, n: int, cfg: HammerConfig, stop: th
 class Reader:
     """Holds a verified checkpoint; only moves to a newer one after proving consistency."""
 
-    def __init__(self, c: LedgerClient, book: Ledger, rng: random.Random) -> None:
+    def __init__(self, c: LogClient, book: Ledger, rng: random.Random) -> None:
         self.c, self.book, self.rng = c, book, rng
         self.held: list[Checkpoint] = []
         self.cp = self._fetch()

@@ -170,7 +170,7 @@ def sample():
         peak[0] = max(peak[0], anon())
         time.sleep(0.005)
 t = threading.Thread(target=sample, daemon=True); t.start()
-from client.manifest import HashConfig, hash_path
+from client.hashing import HashConfig, hash_path
 start = time.perf_counter()
 m = hash_path(sys.argv[1], HashConfig(threads=int(sys.argv[2])))
 took = time.perf_counter() - start

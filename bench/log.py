@@ -81,7 +81,7 @@ class Server:
         """Cumulative server-side latency buckets (seconds → count) of one RPC, from /metrics."""
         from urllib.request import urlopen
 
-        from ledger.metrics import parse_exposition
+        from ledger.grpc.metrics import parse_exposition
 
         with urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as r:
             samples = parse_exposition(r.read().decode())
@@ -244,7 +244,7 @@ def proofs(srv: Server, size: int, seconds: float, rounds: int) -> None:
           f"{', '.join(f'{x:,.0f}' for x in proof_rates)}; health {', '.join(f'{x:,.0f}' for x in health_rates)})")
     print(f"  client-observed latency at 64 in flight: p50 {percentile(proof_lat, 50):.2f} ms, "
           f"p99 {percentile(proof_lat, 99):.2f} ms (includes queueing in both processes)")
-    from ledger.metrics import histogram_quantile
+    from ledger.grpc.metrics import histogram_quantile
 
     after = srv.rpc_buckets("GetInclusionProof")
     delta = [(le, after[le] - before.get(le, 0.0)) for le in sorted(after)]

@@ -31,14 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import percentile
-from client.manifest.codec import encode
-from client.manifest.model import FileEntry, Manifest
-from client.note import Signer
-from client.records import (
-    Checkpoint,
+from client.core.manifest.codec import encode
+from client.core.manifest.model import FileEntry, Manifest
+from client.core.note import Signer
+from client.core.records import (
     Dataset,
     Identity,
     IdentityEvent,
+    ModelCheckpoint,
     ModelParent,
     ModelRelation,
     Record,
@@ -46,8 +46,8 @@ from client.records import (
     SignedRecord,
     sign_record,
 )
-from ledger.config import ServerConfig
-from ledger.log import Log, LogConfig
+from ledger.app.config import ServerConfig
+from ledger.log.sequencer import Log, LogConfig
 from ledger.registry.manifests import read_manifest
 from ledger.registry.policy import Policy
 from ledger.registry.registry import Registry, Submission
@@ -106,7 +106,7 @@ def _manifest(seed: int, chunks: int) -> tuple[bytes, bytes]:
 def _graph(env: Env, n: int, fan: int, rng: random.Random, tag: str) -> list[Submission]:
     """``n`` checkpoint records, each with a parent among the ``fan`` records before it (one in ten: two)."""
     encoded, digest = _manifest(0, 1)
-    first = env.sign(Checkpoint(f"{tag}-root", "", 0, digest))
+    first = env.sign(ModelCheckpoint(f"{tag}-root", "", 0, digest))
     env.submit_all([Submission(first.entry, encoded)])
     ids = [first.id]
     subs = []
@@ -116,7 +116,7 @@ def _graph(env: Env, n: int, fan: int, rng: random.Random, tag: str) -> list[Sub
         if rng.random() < 0.1:
             parents.add(ids[rng.randrange(lo, len(ids))])
         ps = tuple(ModelParent(p, ModelRelation.FINE_TUNE) for p in sorted(parents))
-        s = env.sign(Checkpoint(tag, "", i, digest, "safetensors", (), ps))
+        s = env.sign(ModelCheckpoint(tag, "", i, digest, "safetensors", (), ps))
         ids.append(s.id)
         subs.append(Submission(s.entry))
     return subs
@@ -129,7 +129,7 @@ def verify_ceiling(seconds: float = 2.0) -> float:
     signer = RecordSigner.generate()
     body = b"x" * 300
     sig = signer.sign_body(body)
-    from client.records import verify_signature
+    from client.core.records import verify_signature
 
     counts = [0, 0]
     stop = time.perf_counter() + seconds
@@ -164,7 +164,7 @@ def ingest(quick: bool, rounds: int = 5) -> None:
         for i in range(n):
             parents = sorted({rng.choice(base_ids) for _ in range(rng.choice((1, 2)))})
             ps = tuple(ModelParent(p, ModelRelation.FINE_TUNE) for p in parents)
-            subs.append(Submission(env.sign(Checkpoint("timed", "", i, digest, "safetensors", (), ps)).entry))
+            subs.append(Submission(env.sign(ModelCheckpoint("timed", "", i, digest, "safetensors", (), ps)).entry))
         env.submit_all(subs[:512])  # warm-up: starts the signature worker processes (not timed)
         per = (n - 512) // rounds
         rates, ceilings, ratios = [], [], []
@@ -197,7 +197,7 @@ def ingest_grpc(quick: bool) -> None:
     import threading
 
     from bench.log import Server
-    from client.registry_client import RegistryClient
+    from client.remote.registry import RegistryClient
 
     n = 8_000 if quick else 40_000
     work = Path(tempfile.mkdtemp(prefix="bench-registry-grpc-"))
@@ -214,7 +214,7 @@ def ingest_grpc(quick: bool) -> None:
         rng = random.Random(3)
         with RegistryClient(srv.address) as reg:
             reg.register([(sign(Identity(IdentityEvent.REGISTER, "lab", lab.public_key)).entry, None)])
-            base = [sign(Checkpoint("base", "", i, digest)) for i in range(500)]
+            base = [sign(ModelCheckpoint("base", "", i, digest)) for i in range(500)]
             reg.register([(base[0].entry, encoded)])
             for i in range(1, len(base), 250):
                 reg.register([(b.entry, None) for b in base[i : i + 250]])
@@ -222,7 +222,7 @@ def ingest_grpc(quick: bool) -> None:
         for i in range(n):
             parents = sorted({rng.choice(base).id for _ in range(rng.choice((1, 2)))})
             ps = tuple(ModelParent(p, ModelRelation.FINE_TUNE) for p in parents)
-            entries.append(sign(Checkpoint("timed", "", i, digest, "safetensors", (), ps)).entry)
+            entries.append(sign(ModelCheckpoint("timed", "", i, digest, "safetensors", (), ps)).entry)
         batches: queue.Queue[list[bytes]] = queue.Queue()
         for i in range(0, n, BATCH):
             batches.put(entries[i : i + BATCH])

@@ -6,7 +6,7 @@ Runs ``grpc_tools.protoc`` over every ``.proto`` under ``proto/`` and writes
 (``from provenance.ledger.v1 import ledger_pb2``); they are rewritten to live
 under ``client._pb`` and every directory gets an ``__init__.py``, so
 ``client._pb.provenance.ledger.v1.ledger_pb2`` imports without path tricks.
-``tests/test_proto_stubs.py`` regenerates into a temporary directory and fails
+``tests/app/test_proto_stubs.py`` regenerates into a temporary directory and fails
 when the committed stubs differ. Needs ``grpcio-tools`` (the ``test`` extra).
 """
 

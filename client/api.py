@@ -3,7 +3,7 @@
 Example::
 
     from client.api import Registrar
-    from client.records import RecordSigner
+    from client.core.records import RecordSigner
 
     signer = RecordSigner.from_pem(open("lab.key", "rb").read())
     with Registrar(signer, server="127.0.0.1:50051") as reg:
@@ -31,10 +31,8 @@ from pathlib import Path
 
 import blake3
 
-from client.errors import InvalidInputError, ResourceExhaustedError
-from client.records import (
+from client.core.records import (
     Attestation,
-    Checkpoint,
     Claim,
     Dataset,
     DatasetParent,
@@ -45,6 +43,7 @@ from client.records import (
     FingerprintCommitment,
     Identity,
     IdentityEvent,
+    ModelCheckpoint,
     ModelParent,
     ModelRelation,
     Record,
@@ -55,8 +54,9 @@ from client.records import (
     endorse_rotation,
     sign_record,
 )
-from client.registry_client import Registered, RegistryClient, transfer_timeout
-from client.remote import DEFAULT_SERVER
+from client.errors import InvalidInputError, ResourceExhaustedError
+from client.remote.log import DEFAULT_SERVER
+from client.remote.registry import Registered, RegistryClient, transfer_timeout
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,8 @@ def fingerprint_model(path: str | Path, *, required: bool = True) -> bytes | Non
     With ``required=False``, a path that holds no model the readers recognise gives None instead of
     the reader's FormatError (a malformed model file still raises).
     """
-    from client.descent.fingerprint import build
-    from client.readers import detect_format, open_model
+    from client.core.descent.fingerprint import build
+    from client.formats import detect_format, open_model
 
     p = Path(path)
     if not required:
@@ -100,7 +100,8 @@ def fingerprint_model(path: str | Path, *, required: bool = True) -> bytes | Non
 
 def hash_manifest(path: str | Path, threads: int | None = None) -> tuple[bytes, bytes, int, str]:
     """Hash ``path``: (canonical manifest bytes, manifest digest, total size, tensor format or "")."""
-    from client.manifest import HashConfig, encode, hash_path, manifest_digest
+    from client.core.manifest import encode, manifest_digest
+    from client.hashing import HashConfig, hash_path
 
     config = HashConfig() if threads is None else HashConfig(threads=threads)
     m = hash_path(str(path), config)
@@ -158,7 +159,7 @@ class Registrar:
 
     def _submit_staged(self, signed: SignedRecord, manifest: bytes, fingerprint: bytes | None) -> Registered:
         statement = signed.record.statement
-        if not isinstance(statement, Dataset | Checkpoint):
+        if not isinstance(statement, Dataset | ModelCheckpoint):
             raise InvalidInputError(f"a {signed.record.kind.label} record has no manifest")
         self.client.upload_manifest(manifest, statement.manifest)
         # The server parses the staged manifest again and indexes its digests: give it time to.
@@ -200,8 +201,8 @@ class Registrar:
                           fingerprint: FingerprintCommitment | None = None) -> SignedRecord:
         ps = tuple(ModelParent(p, ModelRelation.parse(r)) for p, r in parents)
         ds = tuple(TrainingData(d, DatasetRole.parse(r)) for d, r in datasets)
-        meta = Checkpoint.sorted_metadata(metadata or {})
-        return self.sign(Checkpoint(model, run, step, manifest_digest, format, ds, ps, config, meta, fingerprint))
+        meta = ModelCheckpoint.sorted_metadata(metadata or {})
+        return self.sign(ModelCheckpoint(model, run, step, manifest_digest, format, ds, ps, config, meta, fingerprint))
 
     def register_model(self, path: str | Path, *, fingerprint: str = "auto", **fields: object) -> ModelRegistration:
         """Hash and fingerprint ``path`` and register it as a checkpoint (fields as :meth:`checkpoint_record`).

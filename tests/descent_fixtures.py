@@ -1,6 +1,6 @@
 """Test helpers for readers and descent: minimal writers for every format, and model generators.
 
-The writers are written from the format descriptions in client/readers/*.py, independently of
+The writers are written from the format descriptions in client/formats/*.py, independently of
 the readers' code paths where it matters (pickle opcodes are emitted by hand; protobuf is
 encoded by hand), so tests do not need torch, onnx or llama.cpp.
 """
@@ -384,7 +384,7 @@ def fresh_init(seed: int) -> Model:
 
 
 def fingerprint_of(t: Model) -> object:
-    from client.descent.fingerprint import build
+    from client.core.descent.fingerprint import build
 
     return build(t.items())
 

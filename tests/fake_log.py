@@ -14,12 +14,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from client import merkle
-from client.checkpoint import Checkpoint, SignedCheckpoint, sign_checkpoint
+from client.core import merkle
+from client.core.checkpoint import Checkpoint, SignedCheckpoint, sign_checkpoint
+from client.core.note import Signer
 from client.errors import InvalidInputError, NotFoundError, OutOfRangeError, ProvenanceError
-from client.note import Signer
-from ledger.config import ServerConfig
-from ledger.server import LedgerServer
+from ledger.app.config import ServerConfig
+from ledger.grpc.server import LedgerServer
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
-"""An in-process :class:`~ledger.server.LedgerServer` around any log, on a background event loop.
+"""An in-process :class:`~ledger.grpc.server.LedgerServer` around any log, on a background event loop.
 
 Like ``tests/fake_log.in_process_server`` but for any log (the real ``ledger.log.Log``
-over a test storage, or a fake) and any :class:`~ledger.config.ServerConfig` fields::
+over a test storage, or a fake) and any :class:`~ledger.app.config.ServerConfig` fields::
 
     with serving(log, verifier_key, origin="x/y", tls_cert=..., tls_key=...) as (address, server):
         ...
@@ -15,8 +15,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from ledger.config import ServerConfig
-from ledger.server import LedgerServer
+from ledger.app.config import ServerConfig
+from ledger.grpc.server import LedgerServer
 
 
 @contextmanager

@@ -1,8 +1,8 @@
-"""A deliberately naive RFC 9162 Merkle tree, used only to test client/merkle.py.
+"""A deliberately naive RFC 9162 Merkle tree, used only to test client/core/merkle.py.
 
 Everything here is the recursive definition of RFC 9162 section 2.1 written out
 as plainly as possible: slow (it rehashes whole subtrees) and obviously right.
-It shares no code with client/merkle.py except SHA-256.
+It shares no code with client/core/merkle.py except SHA-256.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def subproof(m: int, leaf_hashes: Sequence[bytes], b: bool) -> list[bytes]:
 
 # Naive verifiers: run the same recursions backwards, consuming proof hashes from
 # the end. They accept exactly the proofs whose shape matches (index, size), so
-# client/merkle.py's iterative verifiers must agree with them on any input.
+# client/core/merkle.py's iterative verifiers must agree with them on any input.
 
 
 def root_from_path(m: int, n: int, leaf_hash: bytes, proof_hashes: Sequence[bytes]) -> bytes | None:

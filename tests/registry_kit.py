@@ -5,17 +5,17 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from client.manifest.codec import encode
-from client.manifest.model import FileEntry, Manifest
-from client.note import Signer
-from client.records import (
-    Checkpoint,
+from client.core.manifest.codec import encode
+from client.core.manifest.model import FileEntry, Manifest
+from client.core.note import Signer
+from client.core.records import (
     Dataset,
     DatasetParent,
     DatasetRelation,
     DatasetRole,
     Identity,
     IdentityEvent,
+    ModelCheckpoint,
     ModelParent,
     ModelRelation,
     Record,
@@ -25,7 +25,7 @@ from client.records import (
     TrainingData,
     sign_record,
 )
-from ledger.log import Log, LogConfig
+from ledger.log.sequencer import Log, LogConfig
 from ledger.registry.manifests import read_manifest
 from ledger.registry.policy import Policy
 from ledger.registry.registry import Registry, Submission
@@ -70,7 +70,7 @@ class Lab:
         encoded, digest = make_manifest(seed or f"{self.name}/{model}/{step}")
         ps = tuple(ModelParent(p, ModelRelation.parse(r)) for p, r in parents)
         ds = tuple(TrainingData(d, DatasetRole.parse(r)) for d, r in datasets)
-        signed = self.sign(Checkpoint(model, "", step, digest, "safetensors", ds, ps))
+        signed = self.sign(ModelCheckpoint(model, "", step, digest, "safetensors", ds, ps))
         return Submission(signed.entry, encoded), signed
 
 

@@ -27,7 +27,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from client.errors import ProvenanceError
-from client.remote import LedgerClient, TlsOptions
+from client.remote.log import LogClient, TlsOptions
 
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 15.0  # seconds; a healthy start takes well under 2
@@ -66,8 +66,8 @@ class ServerProcess:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def client(self, timeout: float = 10.0) -> LedgerClient:
-        return LedgerClient(self.address, timeout=timeout)
+    def client(self, timeout: float = 10.0) -> LogClient:
+        return LogClient(self.address, timeout=timeout)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -96,7 +96,7 @@ class ServerProcess:
         if tls is None:
             return health_status(self.address, timeout=0.5) == health_pb2.HealthCheckResponse.SERVING
         try:
-            with LedgerClient(self.address, timeout=0.5, tls=tls) as c:
+            with LogClient(self.address, timeout=0.5, tls=tls) as c:
                 return c.serving()
         except ProvenanceError:
             return False

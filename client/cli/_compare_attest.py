@@ -2,7 +2,7 @@
 
 Subject and object are the registered records of A and B: given as REFs, or found by the
 manifest digest of each model (the earliest checkpoint registered with exactly those files). The
-evidence digest is BLAKE3 of the canonical JSON report (:func:`client.descent_ledger.canonical_report`),
+evidence digest is BLAKE3 of the canonical JSON report (:func:`client.core.descent.ledger_evidence.canonical_report`),
 written to ``--evidence-out`` so it can be shown later; the summary states the verdict, p-value and
 shared fractions.
 """
@@ -15,14 +15,14 @@ from typing import Any
 
 from client.cli._connect import add_tls_args, registry_client
 from client.cli._registry_common import load_signer, resolve_ref
-from client.descent.compare import Comparison
+from client.core.descent.compare import Comparison
+from client.core.records import Claim, Kind
 from client.errors import InvalidInputError, NotFoundError
-from client.records import Claim, Kind
-from client.registry_client import RegistryClient
+from client.remote.registry import RegistryClient
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
-    from client.remote import DEFAULT_SERVER
+    from client.remote.log import DEFAULT_SERVER
 
     g = p.add_argument_group("attest", "log the result as a signed attestation about the two registered records")
     g.add_argument("--attest", action="store_true", help="register a descent-test attestation (needs --key)")
@@ -45,7 +45,7 @@ def _head(path: Path) -> bytes:
 
 def _by_manifest(reg: RegistryClient, path: Path, flag: str) -> bytes:
     from client.api import hash_manifest
-    from client.descent.fingerprint import MAGIC
+    from client.core.descent.fingerprint import MAGIC
 
     if path.is_file() and _head(path) == MAGIC:
         raise InvalidInputError(f"{path} is a fingerprint, which names no manifest: give {flag} REF")
@@ -59,8 +59,8 @@ def _by_manifest(reg: RegistryClient, path: Path, flag: str) -> bytes:
 
 def attest(args: argparse.Namespace, result: Comparison) -> dict[str, Any]:
     """Register the attestation; returns what to print about it."""
-    from client import descent_ledger as dl
     from client.api import Registrar
+    from client.core.descent import ledger_evidence as dl
 
     if args.key is None:
         raise InvalidInputError("--attest needs --key")

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from client.registry_client import RegistryClient
-    from client.remote import LedgerClient, TlsOptions
+    from client.remote.log import LogClient, TlsOptions
+    from client.remote.registry import RegistryClient
 
-DEFAULT_SERVER = "127.0.0.1:50051"  # client.remote.DEFAULT_SERVER, without importing grpc for --help
+DEFAULT_SERVER = "127.0.0.1:50051"  # client.remote.log.DEFAULT_SERVER, without importing grpc for --help
 
 
 def add_tls_args(p: argparse.ArgumentParser) -> None:
@@ -34,8 +34,8 @@ def add_server_args(p: argparse.ArgumentParser) -> None:
 
 
 def tls_from_args(args: argparse.Namespace) -> TlsOptions | None:
-    """The client's :class:`~client.remote.TlsOptions` from :func:`add_tls_args` flags, or None (plaintext)."""
-    from client.remote import TlsOptions
+    """The client's :class:`~client.remote.log.TlsOptions` from :func:`add_tls_args` flags, or None (plaintext)."""
+    from client.remote.log import TlsOptions
 
     ca, cert, key = (getattr(args, n, None) for n in ("tls_ca", "tls_cert", "tls_key"))
     if not (getattr(args, "tls", False) or ca or cert or key):
@@ -43,15 +43,15 @@ def tls_from_args(args: argparse.Namespace) -> TlsOptions | None:
     return TlsOptions.from_files(ca, cert, key)
 
 
-def ledger_client(args: argparse.Namespace) -> LedgerClient:
-    """A :class:`~client.remote.LedgerClient` to ``args.server`` with the TLS flags."""
-    from client.remote import LedgerClient
+def ledger_client(args: argparse.Namespace) -> LogClient:
+    """A :class:`~client.remote.log.LogClient` to ``args.server`` with the TLS flags."""
+    from client.remote.log import LogClient
 
-    return LedgerClient(args.server, tls=tls_from_args(args))
+    return LogClient(args.server, tls=tls_from_args(args))
 
 
 def registry_client(args: argparse.Namespace) -> RegistryClient:
-    """A :class:`~client.registry_client.RegistryClient` to ``args.server`` with the TLS flags."""
-    from client.registry_client import RegistryClient
+    """A :class:`~client.remote.registry.RegistryClient` to ``args.server`` with the TLS flags."""
+    from client.remote.registry import RegistryClient
 
     return RegistryClient(args.server, tls=tls_from_args(args))

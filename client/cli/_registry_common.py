@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from client.cli._connect import add_server_args
+from client.core.records import Kind, RecordSigner
 from client.errors import InvalidInputError, NotFoundError, ProvenanceError
-from client.records import Kind, RecordSigner
-from client.registry_client import RegistryClient
-from client.remote import LedgerClient
+from client.remote.log import LogClient
+from client.remote.registry import RegistryClient
 
 
 def add_common(p: argparse.ArgumentParser, *, key: bool = False) -> None:
@@ -86,19 +86,19 @@ def read_log_key(value: str) -> str:
     return value.strip()
 
 
-def trusted_key_and_advance(c: LedgerClient, note: bytes, pinned: str | None, state: Path | None) -> str:
+def trusted_key_and_advance(c: LogClient, note: bytes, pinned: str | None, state: Path | None) -> str:
     """Trust ``note`` (a checkpoint the server of ``c`` just gave us) per the client trust state, and keep it.
 
     The log key is the pinned one, else the one remembered for the log, else the server's (first use).
     A checkpoint inconsistent with the last one trusted raises InconsistencyError with the evidence.
     """
-    from client import audit
     from client.cli.log_cmds import state_path
-    from client.trust import TrustState
+    from client.core import audit
+    from client.core.trust import TrustState
 
     path = state_path(state)
     trust = TrustState.from_text(path.read_text(encoding="utf-8")) if path.exists() else TrustState()
-    from client.checkpoint import SignedCheckpoint
+    from client.core.checkpoint import SignedCheckpoint
 
     info = c.log_info()
     verifier = audit.choose_verifier(info.origin, info.verifier_key, pinned, trust.trusted(info.origin))

@@ -1,6 +1,6 @@
 """Descent commands: ``compare A B`` and ``fingerprint MODEL`` (offline).
 
-Thin: read models or fingerprints, call :mod:`client.descent`, print. A fingerprint file
+Thin: read models or fingerprints, call :mod:`client.core.descent`, print. A fingerprint file
 (``provenance fingerprint`` output, starting with ``PLFP``) is accepted wherever a model is.
 """
 
@@ -45,8 +45,8 @@ def register(sub: Any) -> None:
 
 def load_fingerprint(path: Path) -> Any:
     """A Fingerprint from a fingerprint file, or computed from a model file or folder."""
-    from client.descent import fingerprint as fpmod
-    from client.readers import open_model
+    from client.core.descent import fingerprint as fpmod
+    from client.formats import open_model
 
     if path.is_file():
         with open(path, "rb") as fh:
@@ -57,7 +57,7 @@ def load_fingerprint(path: Path) -> Any:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from client.descent.compare import compare
+    from client.core.descent.compare import compare
 
     if not 0 < args.alpha < 1:
         raise InvalidInputError("--alpha must be between 0 and 1")

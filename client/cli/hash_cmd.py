@@ -6,7 +6,7 @@
     provenance hash PATH --output FILE         also write the canonical manifest bytes to FILE
     provenance hash --verify MANIFEST PATH     re-hash and list every difference (exit 1 if any)
 
-Thin: parse flags, call :mod:`client.manifest`, print.
+Thin: parse flags, call :mod:`client.hashing` and :mod:`client.core.manifest`, print.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def register(sub: Any) -> None:
 
 
 def _load_manifest(path: str) -> Any:
-    from client.manifest import codec, jsonform
+    from client.core.manifest import codec, jsonform
 
     try:
         with open(path, "rb") as f:
@@ -53,10 +53,11 @@ def _load_manifest(path: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from client.manifest import HashConfig, codec, hash_path, oms
-    from client.manifest.diff import compare
-    from client.manifest.model import DEFAULT_CHUNK_SIZE
-    from client.manifest.progress import ProgressBar
+    from client.core.manifest import codec, oms
+    from client.core.manifest.diff import compare
+    from client.core.manifest.model import DEFAULT_CHUNK_SIZE
+    from client.hashing import HashConfig, hash_path
+    from client.hashing.progress import ProgressBar
 
     expected = _load_manifest(args.verify) if args.verify else None
     chunk_size = args.chunk_size or (expected.chunk_size if expected is not None else DEFAULT_CHUNK_SIZE)
@@ -105,8 +106,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _stream(args: argparse.Namespace, config: Any, progress: Any) -> int:
     """Default and --json output, streamed: memory stays bounded however many files the tree holds."""
-    from client.manifest import codec, iter_entries, jsonform
-    from client.manifest.model import FileEntry
+    from client.core.manifest import codec, jsonform
+    from client.core.manifest.model import FileEntry
+    from client.hashing import iter_entries
 
     enc = codec.StreamEncoder(config.chunk_size)
     out = sys.stdout

@@ -1,6 +1,6 @@
 """Log commands: ``checkpoint``, ``log-key``, ``log append|entries|inclusion|consistency``, ``audit``.
 
-Thin: parse flags, call :mod:`client.remote`, print. (``serve`` and ``backup`` are in
+Thin: parse flags, call :mod:`client.remote.log`, print. (``serve`` and ``backup`` are in
 ``client/cli/serve_cmds.py``.) ``--server`` and the TLS flags come from ``client/cli/_connect.py``,
 shared with every command that talks to a server. JSON output is one object per
 line with standard base64 for bytes.
@@ -135,7 +135,7 @@ def _log_key(args: argparse.Namespace) -> int:
 
 def _local_key(data: Path) -> str:
     """The verifier key of the log in ``data``: ``DATA/log.pub``, written by ``serve``."""
-    from client.note import Verifier
+    from client.core.note import Verifier
 
     path = data / PUBLIC_KEY_FILE
     try:
@@ -147,7 +147,7 @@ def _local_key(data: Path) -> str:
 
 def _key_history(data: Path) -> list[str]:
     """Every verifier key in ``DATA/log-keys`` (kept by ``serve``; see docs/operations.md, key rotation)."""
-    from client.note import Verifier
+    from client.core.note import Verifier
 
     path = data / KEY_HISTORY_FILE
     if not path.exists():
@@ -165,7 +165,7 @@ def _entries(args: argparse.Namespace) -> int:
 
 
 def _inclusion(args: argparse.Namespace) -> int:
-    from client import merkle
+    from client.core import merkle
 
     with ledger_client(args) as c:
         if args.index is not None:
@@ -205,9 +205,9 @@ def _batches(paths: list[Path], max_entries: int, max_bytes: int) -> Iterator[li
 
 
 def _append(args: argparse.Namespace) -> int:
-    from client import merkle
-    from client.checkpoint import open_checkpoint
-    from client.note import Verifier
+    from client.core import merkle
+    from client.core.checkpoint import open_checkpoint
+    from client.core.note import Verifier
 
     with ledger_client(args) as c:
         info = c.log_info()
@@ -255,10 +255,10 @@ def _pinned_key(value: str | None) -> str | None:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from client import audit
-    from client.checkpoint import SignedCheckpoint
+    from client.core import audit
+    from client.core.checkpoint import SignedCheckpoint
+    from client.core.trust import TrustState
     from client.errors import InconsistencyError
-    from client.trust import TrustState
 
     path = state_path(args.state)
     trust = TrustState.from_text(path.read_text(encoding="utf-8")) if path.exists() else TrustState()

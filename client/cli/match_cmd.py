@@ -1,7 +1,7 @@
 """Descent against the ledger: ``match SUSPECT`` and ``verify-fingerprint FILE`` (a reveal). Thin.
 
 ``match`` hashes and fingerprints a local model, asks the ledger's ``Match``, then re-checks what
-it can without trusting the server (:mod:`client.descent_ledger`): each reported record's
+it can without trusting the server (:mod:`client.core.descent.ledger_evidence`): each reported record's
 signature and inclusion in the log's latest checkpoint (consistency-checked against the trust
 state), each exact candidate's manifest against its signed digest with the shared fractions
 recomputed, and for the top related candidates the published fingerprint against its signed
@@ -57,7 +57,7 @@ def _when(ts: int) -> str:
 
 
 def _is_fingerprint_file(path: Path) -> bool:
-    from client.descent.fingerprint import MAGIC
+    from client.core.descent.fingerprint import MAGIC
 
     if not path.is_file():
         return False
@@ -71,7 +71,7 @@ def _is_fingerprint_file(path: Path) -> bool:
 def _suspect(path: Path) -> tuple[Any, Any, bytes]:
     """(manifest or None for a fingerprint file, fingerprint, its canonical bytes)."""
     from client.cli.compare_cmd import load_fingerprint
-    from client.manifest import hash_path
+    from client.hashing import hash_path
 
     fp = load_fingerprint(path)
     manifest = None if _is_fingerprint_file(path) else hash_path(str(path))
@@ -79,7 +79,7 @@ def _suspect(path: Path) -> tuple[Any, Any, bytes]:
 
 
 def _record_facts(r: Any, names: dict[bytes, str], reg: Any) -> dict[str, Any]:
-    from client.records import Checkpoint, key_text
+    from client.core.records import ModelCheckpoint, key_text
 
     rec = r.signed.record
     s = rec.statement
@@ -90,14 +90,14 @@ def _record_facts(r: Any, names: dict[bytes, str], reg: Any) -> dict[str, Any]:
             names[rec.signer] = "?"
     out: dict[str, Any] = {"id": r.id.hex(), "index": r.index, "signer": key_text(rec.signer),
                            "signer_name": names[rec.signer], "timestamp": rec.timestamp, "time": _when(rec.timestamp)}
-    if isinstance(s, Checkpoint):
+    if isinstance(s, ModelCheckpoint):
         out.update(model=s.model, version=s.version, step=s.step)
     return out
 
 
 def _match(args: argparse.Namespace) -> int:
-    from client import descent_ledger as dl
-    from client.trust import evidence_text
+    from client.core.descent import ledger_evidence as dl
+    from client.core.trust import evidence_text
 
     if not 0 < args.alpha < 1:
         raise InvalidInputError("--alpha must be between 0 and 1")
@@ -152,10 +152,10 @@ def _match(args: argparse.Namespace) -> int:
 def _prove_all(args: argparse.Namespace, records: list[Any]) -> int:
     """Trust the log's latest checkpoint (consistency-checked against the trust state) and verify every
     record's inclusion in it; returns its tree size (0 when there are no records)."""
-    from client.checkpoint import open_checkpoint
     from client.cli._registry_common import trusted_key_and_advance
-    from client.merkle import verify_inclusion
-    from client.note import Verifier
+    from client.core.checkpoint import open_checkpoint
+    from client.core.merkle import verify_inclusion
+    from client.core.note import Verifier
 
     if not records:
         return 0
@@ -210,8 +210,8 @@ def _fingerprint_bytes(path: Path) -> bytes:
 
 
 def _verify_fingerprint(args: argparse.Namespace) -> int:
-    from client import descent_ledger as dl
-    from client.trust import evidence_text
+    from client.core.descent import ledger_evidence as dl
+    from client.core.trust import evidence_text
 
     data = _fingerprint_bytes(args.file)
     if (args.bundle is None) == (args.record is None):
@@ -242,7 +242,7 @@ def _verify_fingerprint(args: argparse.Namespace) -> int:
 
 
 def _from_bundle(args: argparse.Namespace) -> tuple[Any, int, str]:
-    from client.bundle import verify_bundle
+    from client.core.bundle import verify_bundle
 
     if args.log_key is None:
         raise InvalidInputError("--bundle needs --log-key")

@@ -16,8 +16,8 @@ from client.cli._registry_common import (
     split_ref,
     write_private_key,
 )
-from client.records import Claim, DatasetRelation, DatasetRole, Digest, ModelRelation, key_text, parse_key
-from client.registry_client import Registered
+from client.core.records import Claim, DatasetRelation, DatasetRole, Digest, ModelRelation, key_text, parse_key
+from client.remote.registry import Registered
 
 
 def _values(enum: Any) -> set[str]:
@@ -97,7 +97,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _keygen(args: argparse.Namespace) -> int:
-    from client.records import RecordSigner
+    from client.core.records import RecordSigner
 
     signer = RecordSigner.generate()
     write_private_key(args.out, signer)

@@ -16,11 +16,11 @@ from client.cli._registry_common import (
     resolve_ref,
     trusted_key_and_advance,
 )
+from client.core.records.jsonform import describe, record_json, short
+from client.core.records.model import Dataset, ModelCheckpoint
+from client.core.trust import evidence_text
 from client.errors import InconsistencyError, InvalidInputError, VerificationError
-from client.records.jsonform import describe, record_json, short
-from client.records.model import Checkpoint, Dataset
-from client.registry_client import RemoteRecord
-from client.trust import evidence_text
+from client.remote.registry import RemoteRecord
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -63,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _label(r: RemoteRecord) -> str:
     s = r.signed.record.statement
-    if isinstance(s, Checkpoint):
+    if isinstance(s, ModelCheckpoint):
         return f"{s.model} {s.version} [{short(r.id)}]"
     if isinstance(s, Dataset):
         return f"{s.name} {s.version} [{short(r.id)}]"
@@ -105,9 +105,9 @@ def _show(args: argparse.Namespace) -> int:
 
 def _prove_included(args: argparse.Namespace, r: RemoteRecord) -> int:
     """Trust the latest checkpoint (consistency-checked) and verify the record's inclusion in it."""
-    from client.checkpoint import open_checkpoint
-    from client.merkle import verify_inclusion
-    from client.note import Verifier
+    from client.core.checkpoint import open_checkpoint
+    from client.core.merkle import verify_inclusion
+    from client.core.note import Verifier
 
     with ledger_client(args) as c:
         note = c.checkpoint()
@@ -152,7 +152,7 @@ def _lineage(args: argparse.Namespace) -> int:
 
 
 def _find(args: argparse.Namespace) -> int:
-    from client.records import Digest
+    from client.core.records import Digest
 
     text = args.digest if ":" in args.digest else "blake3:" + args.digest
     digest = Digest.parse(text).value
@@ -171,8 +171,8 @@ def _find(args: argparse.Namespace) -> int:
 
 
 def _prove(args: argparse.Namespace) -> int:
-    from client.bundle import format_tlog_proof, parse, verify_bundle
-    from client.bundle.tlog_proof import TlogProof
+    from client.core.bundle import format_tlog_proof, parse, verify_bundle
+    from client.core.bundle.tlog_proof import TlogProof
 
     with registry_client(args) as reg:
         rid = resolve_ref(reg, args.ref)
@@ -202,8 +202,8 @@ def _prove(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from client.bundle import report_json, report_text, verify_bundle, verify_tlog_proof
-    from client.bundle.tlog_proof import HEADER
+    from client.core.bundle import report_json, report_text, verify_bundle, verify_tlog_proof
+    from client.core.bundle.tlog_proof import HEADER
 
     key = read_log_key(args.log_key)
     try:

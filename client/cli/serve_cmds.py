@@ -1,7 +1,7 @@
 """Server commands: ``serve`` (run the log and registry over gRPC) and ``backup`` (copy a data dir).
 
-Thin: parse flags into :class:`ledger.config.ServerConfig` fields and hand over to
-``ledger/serve.py`` / ``ledger/backup.py``, imported inside the handlers (the only
+Thin: parse flags into :class:`ledger.app.config.ServerConfig` fields and hand over to
+``ledger/app/serve.py`` / ``ledger/app/backup.py``, imported inside the handlers (the only
 places the client CLI reaches into the server package). Flags are documented in
 ``docs/operations.md``.
 """
@@ -89,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from ledger import serve  # the one place the client CLI reaches into the server package
+    from ledger.app import serve  # the one place the client CLI reaches into the server package
 
     limits = {
         name: value
@@ -131,7 +131,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _backup(args: argparse.Namespace) -> int:
-    from ledger import backup
+    from ledger.app import backup
 
     report = backup.backup(args.data, args.out, key_path=args.key, include_key=args.with_key)
     sys.stdout.write(json.dumps(report) + "\n")

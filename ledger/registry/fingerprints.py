@@ -8,7 +8,7 @@ bytes. :func:`prepare` runs outside the sequencer (hash, strict decode, screenin
 :func:`admit` runs in the sequencer and only does point reads and writes.
 
 Stored per published fingerprint: ``rF digest -> bytes``, ``rG digest -> screening signatures``
-(what :class:`client.descent.index.FingerprintIndex` keeps in memory, so loading the index never
+(what :class:`client.core.descent.index.FingerprintIndex` keeps in memory, so loading the index never
 decodes a fingerprint), the posting ``rP index -> digest`` (every publishing checkpoint, log order)
 and, for published and committed ones, ``rf digest index -> mode``.
 """
@@ -23,10 +23,10 @@ import blake3
 import numpy as np
 import numpy.typing as npt
 
-from client.descent.fingerprint import Fingerprint, decode
-from client.descent.index import SIG_DIM, signature
+from client.core.descent.fingerprint import Fingerprint, decode
+from client.core.descent.index import SIG_DIM, signature
+from client.core.records import ModelCheckpoint, Statement
 from client.errors import FormatError, InvalidInputError
-from client.records import Checkpoint, Statement
 from ledger.registry import keys as K
 
 MAX_FINGERPRINT = 48 << 20
@@ -105,7 +105,7 @@ def prepare(statement: Statement, data: bytes | None) -> FingerprintSummary | No
     """
     if not data:
         return None
-    if not isinstance(statement, Checkpoint) or statement.fingerprint is None:
+    if not isinstance(statement, ModelCheckpoint) or statement.fingerprint is None:
         raise FingerprintMismatchError(f"a fingerprint was sent with a {statement.KIND.label} record that names none")
     if not statement.fingerprint.published:
         raise FingerprintMismatchError("the record commits to its fingerprint without publishing it; "
@@ -128,7 +128,7 @@ class Writes(Protocol):
     def post(self, list_key: bytes, index: int, label: bytes = b"") -> None: ...
 
 
-def admit(w: Writes, s: Checkpoint, summary: FingerprintSummary | None, index: int) -> None:
+def admit(w: Writes, s: ModelCheckpoint, summary: FingerprintSummary | None, index: int) -> None:
     """Index writes for the checkpoint at ``index`` (in the sequencer). Raises the refusal."""
     fc = s.fingerprint
     if fc is None:

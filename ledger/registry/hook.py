@@ -16,20 +16,20 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from client.errors import SignatureError
-from client.records import (
+from client.core.records import (
     Attestation,
-    Checkpoint,
     Dataset,
     Dispute,
     Identity,
     IdentityEvent,
     Kind,
+    ModelCheckpoint,
     SignedRecord,
     parse_entry,
 )
-from client.records.encoding import MAGIC
-from client.records.signing import key_text
+from client.core.records.encoding import MAGIC
+from client.core.records.signing import key_text
+from client.errors import SignatureError
 from ledger.registry import fingerprints, postings
 from ledger.registry import keys as K
 from ledger.registry.errors import (
@@ -148,7 +148,7 @@ class RegistryHook:
             w.prefetch(_keys_to_read(s, rec.signer))
             self._check_signer(w, rec.signer)
             self._references(w, s, index)
-            if isinstance(s, Dataset | Checkpoint):
+            if isinstance(s, Dataset | ModelCheckpoint):
                 name, version = (s.name, s.version) if isinstance(s, Dataset) else (s.model, s.version)
                 vkey = K.version_key(s.KIND.value, name, version)
                 taken = w.get(vkey)
@@ -158,7 +158,7 @@ class RegistryHook:
                     raise ConflictError(f"{what} is already registered at index {at}")
                 w.put(vkey, K.u64(index))
                 self._manifest(w, s.manifest, prepared.manifest, index)
-                if isinstance(s, Checkpoint):
+                if isinstance(s, ModelCheckpoint):
                     fingerprints.admit(w, s, prepared.fingerprint, index)
         w.put(K.RECORD + prepared.signed.id, K.u64(index) + bytes([rec.kind.value]))
         w.post(K.SIGNER_POSTS + rec.signer, index)
@@ -231,7 +231,7 @@ class RegistryHook:
 
     # --- references, lineage and manifests -----------------------------------------
 
-    def _references(self, w: _Writes, s: Dataset | Checkpoint | Attestation | Dispute, index: int) -> None:
+    def _references(self, w: _Writes, s: Dataset | ModelCheckpoint | Attestation | Dispute, index: int) -> None:
         for role, rid in s.references():
             held = w.get(K.RECORD + rid)
             if held is None:
@@ -240,11 +240,11 @@ class RegistryHook:
             if want is not None and held[8] != want.value:
                 got = Kind(held[8]).label
                 raise WrongReferenceKindError(f"{role} {rid.hex()} is a {got} record, not a {want.label}")
-        if isinstance(s, Dataset | Checkpoint):
+        if isinstance(s, Dataset | ModelCheckpoint):
             # The relation rides on the posting, so a descendants query needs no child record to label its edge.
             for p in s.parents:
                 w.post(K.CHILD_POSTS + p.id, index, p.relation.value.encode())
-            if isinstance(s, Checkpoint):
+            if isinstance(s, ModelCheckpoint):
                 for d in s.datasets:
                     w.post(K.CHILD_POSTS + d.id, index, f"trained-on:{d.role.value}".encode())
         elif isinstance(s, Attestation):
@@ -270,12 +270,12 @@ class RegistryHook:
         w.post(K.MANIFEST_POSTS + digest, index)
 
 
-def _keys_to_read(s: Dataset | Checkpoint | Attestation | Dispute, signer: bytes) -> list[bytes]:
+def _keys_to_read(s: Dataset | ModelCheckpoint | Attestation | Dispute, signer: bytes) -> list[bytes]:
     """Every aux key admitting ``s`` reads, for one multi-read up front."""
     keys = [K.KEY + signer]
     for _, rid in s.references():
         keys.append(K.RECORD + rid)
-    if isinstance(s, Checkpoint):
+    if isinstance(s, ModelCheckpoint):
         keys += [K.version_key(s.KIND.value, s.model, s.version), K.MANIFEST_HELD + s.manifest]
     elif isinstance(s, Dataset):
         keys += [K.version_key(s.KIND.value, s.name, s.version), K.MANIFEST_HELD + s.manifest]

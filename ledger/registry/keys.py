@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 
-from client.records._codec import put_str
+from client.core.records._codec import put_str
 
 _U64 = struct.Struct(">Q")
 

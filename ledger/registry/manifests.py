@@ -70,14 +70,14 @@ def summary_from_pairs(digest: bytes, encoded: bytes, pairs: list[tuple[str, byt
 
 
 def read_manifest(encoded: bytes) -> ManifestSummary:
-    """The default :data:`ManifestReader`: strict parse with :mod:`client.manifest.codec`, BLAKE3 digest.
+    """The default :data:`ManifestReader`: strict parse with :mod:`client.core.manifest.codec`, BLAKE3 digest.
 
     The encoding is canonical (the decoder refuses any other form), so the digest of
     the bytes received is the manifest digest.
     """
     import blake3
 
-    from client.manifest.codec import decode
+    from client.core.manifest.codec import decode
 
     manifest = decode(encoded)
     files: list[bytes] = []

@@ -5,7 +5,7 @@ first stored a manifest containing it), then every checkpoint with one of those 
 answer lists, per checkpoint, which of the suspect's digests it holds, earliest registration first.
 
 Statistical: the published fingerprints are screened and tested with
-:class:`client.descent.index.FingerprintIndex`. The index is built lazily on the first match from
+:class:`client.core.descent.index.FingerprintIndex`. The index is built lazily on the first match from
 the stored screening signatures (never from the fingerprints themselves), keeps only signatures
 and digests in memory, loads the few fingerprints that reach the full test from the store, and
 catches up with fingerprints registered since at every match (one prefix scan of the ``rP``
@@ -19,10 +19,10 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from client.descent.fingerprint import Fingerprint, decode
-from client.descent.index import FingerprintIndex, Match
+from client.core.descent.fingerprint import Fingerprint, decode
+from client.core.descent.index import FingerprintIndex, Match
+from client.core.records import Dataset, Kind, ModelCheckpoint
 from client.errors import InvalidInputError, NotFoundError
-from client.records import Checkpoint, Dataset, Kind
 from ledger.registry import keys as K
 from ledger.registry import postings
 from ledger.registry.fingerprints import decode_signatures
@@ -103,7 +103,7 @@ class Matcher:
                 m = self._manifest_of.get(i)
                 if m is None:
                     s = self._reader.at(i).signed.record.statement
-                    m = s.manifest if isinstance(s, Checkpoint | Dataset) else b""
+                    m = s.manifest if isinstance(s, ModelCheckpoint | Dataset) else b""
                     self._manifest_of[i] = m
                 if m:
                     manifests.add(m)

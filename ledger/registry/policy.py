@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from client.core.records import check_identity_name, parse_key
+from client.core.records.signing import key_text
 from client.errors import FormatError
-from client.records import check_identity_name, parse_key
-from client.records.signing import key_text
 
 
 @dataclass(frozen=True, slots=True)

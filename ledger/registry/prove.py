@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from client.bundle.format import Bundle, BundleRecord
-from client.records import Identity
+from client.core.bundle.format import Bundle, BundleRecord
+from client.core.records import Identity
 from ledger.registry.queries import LoggedRecord, RegistryReader
 
 

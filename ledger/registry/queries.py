@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from client.core.records import Dataset, Kind, ModelCheckpoint, SignedRecord, parse_entry
+from client.core.records.signing import key_text
 from client.errors import InvalidInputError, NotFoundError
-from client.records import Checkpoint, Dataset, Kind, SignedRecord, parse_entry
-from client.records.signing import key_text
 from ledger.registry import keys as K
 from ledger.registry import postings
 
@@ -76,7 +76,7 @@ def parent_edges(signed: SignedRecord) -> list[tuple[bytes, str]]:
     s = signed.record.statement
     if isinstance(s, Dataset):
         return [(p.id, p.relation.value) for p in s.parents]
-    if isinstance(s, Checkpoint):
+    if isinstance(s, ModelCheckpoint):
         edges = [(p.id, p.relation.value) for p in s.parents]
         return edges + [(d.id, f"trained-on:{d.role.value}") for d in s.datasets]
     return []
@@ -296,5 +296,5 @@ class RegistryReader:
 
 def _manifest_of(signed: SignedRecord) -> bytes:
     s = signed.record.statement
-    assert isinstance(s, Dataset | Checkpoint)
+    assert isinstance(s, Dataset | ModelCheckpoint)
     return s.manifest

@@ -17,9 +17,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from client.core.records import Dataset, ModelCheckpoint, SignedRecord, parse_entry
+from client.core.records.signing import signature_error, verify_signature
 from client.errors import InvalidInputError, ProvenanceError, UnavailableError
-from client.records import Checkpoint, Dataset, SignedRecord, parse_entry
-from client.records.signing import signature_error, verify_signature
 from ledger.errors import CorruptStorageError
 from ledger.registry import fingerprints
 from ledger.registry import keys as K
@@ -122,7 +122,7 @@ class Registry:
         s = signed.record.statement
         manifest = None
         if sub.manifest is not None:
-            if not isinstance(s, Dataset | Checkpoint):
+            if not isinstance(s, Dataset | ModelCheckpoint):
                 raise InvalidInputError(f"a {signed.record.kind.label} record has no manifest")
             manifest = self._manifests(sub.manifest)
             if manifest.digest != s.manifest:

@@ -11,7 +11,7 @@ calling thread: no process is started until a batch of at least ``min_batch`` ar
 and a server that never sees one never starts any. A pool that breaks (a worker killed)
 is replaced, and the batch that saw it is checked in the calling thread, so a broken
 worker never refuses or admits a record by itself. The answers are the same either way:
-both paths run :func:`client.records.signing.signatures_valid`.
+both paths run :func:`client.core.records.signing.signatures_valid`.
 
 Workers are started with ``spawn`` (never ``fork``: the server's gRPC threads and locks
 must not be copied). As with any ``multiprocessing`` use, a script that builds a
@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from client.records.signing import signatures_valid
+from client.core.records.signing import signatures_valid
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """What the log needs from a store, as a :class:`Storage` protocol, and the values it trades in.
 
-The log (``ledger.log``) decides everything about the tree: which nodes a proof
-needs (``client.merkle`` plans), how tree hashes are grouped, when a tree head is
+The log (``ledger.log.sequencer``) decides everything about the tree: which nodes a proof
+needs (``client.core.merkle`` plans), how tree hashes are grouped, when a tree head is
 final. Storage answers plain questions (entries by index, hash groups by key,
 candidate indices for a leaf hash, aux values) and commits one atomic batch at a
 time. It does no Merkle math.
@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from client.merkle import HASH_SIZE
+from client.core.merkle import HASH_SIZE
 
 HashGroupKey = tuple[int, int]
 """``(level, group)``: hashes of level ``level`` nodes ``[group * G, (group + 1) * G)``, G chosen by the log."""
@@ -27,7 +27,7 @@ DEDUP_PREFIX = 16
 
 @dataclass(frozen=True, slots=True)
 class TreeHead:
-    """A durable tree head: ``size`` leaves, the hashes of ``client.merkle.range_nodes(0, size)``, the root.
+    """A durable tree head: ``size`` leaves, the hashes of ``client.core.merkle.range_nodes(0, size)``, the root.
 
     The edge is what lets the sequencer resume appending without reading the tree.
     """

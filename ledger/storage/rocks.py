@@ -48,7 +48,7 @@ from rocksdict import (
     WriteOptions,
 )
 
-from client.merkle import HASH_SIZE
+from client.core.merkle import HASH_SIZE
 from ledger.errors import CorruptStorageError, StorageError
 from ledger.storage import DEDUP_PREFIX, Batch, HashGroupKey, TreeHead
 from ledger.storage.signed_head import SignedHeadFile

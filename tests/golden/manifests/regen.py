@@ -7,7 +7,7 @@ and keep the old files so old manifests keep verifying)::
 
 Each case builds a deterministic tree, hashes it and writes ``<case>.json``
 (``provenance hash --json``) and ``<case>.bin`` (canonical bytes) next to this file.
-tests/test_manifest_golden.py rebuilds the trees and checks both byte for byte.
+tests/core/test_manifest_golden.py rebuilds the trees and checks both byte for byte.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[2]))
 
-from client.manifest import HashConfig, encode, hash_path, to_json  # noqa: E402
+from client.core.manifest import encode, to_json  # noqa: E402
+from client.hashing import HashConfig, hash_path  # noqa: E402
 from tests import test_manifest_support as kit  # noqa: E402
 
 CHUNK = 1024

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from client.records import (
     Attestation,
     Checkpoint,
@@ -32,6 +30,7 @@ from client.records import (
     TrainingData,
     sign_record,
 )
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 HERE = Path(__file__).resolve().parent
 SEED = bytes(range(32))  # a fixed test key: never use a published seed for anything real

@@ -1,0 +1,66 @@
+"""A verified bundle in plain language and as JSON. Pure."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+from typing import Any
+
+from client.core.bundle.verify import BundleReport, describe_id
+from client.core.records.jsonform import describe, record_json
+from client.core.records.signing import key_text
+
+
+def _when(ts: int) -> str:
+    try:
+        return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError):
+        return f"unix time {ts}"
+
+
+def report_text(report: BundleReport) -> str:
+    """What the bundle proves, for a reader who is not a cryptographer."""
+    labels = {r.signed.id: describe_id(report, r.signed.id) for r in report.records}
+    out = [
+        "VERIFIED: every signature, inclusion proof and lineage link in this bundle checks out.",
+        "",
+        f"Log: {report.origin} (key {report.log_key})",
+        f"Checkpoint: the log signed a tree of {report.tree_size} entries with root "
+        f"{base64.b64encode(report.root).decode()}; every record below is proved to be in that tree.",
+        "",
+        "Records:",
+    ]
+    for r in report.records:
+        rec = r.signed.record
+        who = repr(r.signer_name) if r.signer_name else "an unnamed key"
+        out.append(f"  - [{r.role}] logged at index {r.index}: {describe(rec.statement, labels)}")
+        out.append(f"      id {r.signed.id.hex()}")
+        out.append(f"      signed by {who} with key {key_text(rec.signer)}; the signer states it signed at "
+                   f"{_when(rec.timestamp)}")
+    if report.path:
+        out += ["", "Lineage (each link is a hash of the exact record it names):"]
+        for link in report.path:
+            out.append(f"  {labels.get(link.child, link.child.hex())} --{link.relation}--> "
+                       f"{labels.get(link.parent, link.parent.hex())}")
+    if report.key_notes:
+        out += ["", "Key history shown in the bundle:"] + [f"  - {n}" for n in report.key_notes]
+    out += ["", "Order of logging is proved by the indices; times are the signers' own statements."]
+    return "\n".join(out) + "\n"
+
+
+def report_json(report: BundleReport) -> dict[str, Any]:
+    return {
+        "verified": True,
+        "log": {"origin": report.origin, "key": report.log_key},
+        "checkpoint": {"size": report.tree_size, "root": base64.b64encode(report.root).decode(),
+                       "note": report.checkpoint_note.decode()},
+        "subject": report.subject.hex(),
+        "lineage_to": None if report.lineage_to is None else report.lineage_to.hex(),
+        "path": [{"child": x.child.hex(), "parent": x.parent.hex(), "relation": x.relation} for x in report.path],
+        "records": [
+            {"id": r.signed.id.hex(), "index": r.index, "role": r.role, "signer_name": r.signer_name,
+             "record": record_json(r.signed.record), "description": describe(r.signed.record.statement)}
+            for r in report.records
+        ],
+        "key_notes": report.key_notes,
+    }

@@ -1,0 +1,254 @@
+"""Offline verification of a proof bundle against the log's key (docs/bundle.md section 3). Pure.
+
+Checks, naming the part that fails: the document's form; that its ``log_key`` is
+the key the verifier trusts; the checkpoint's signature; for every record that its
+id is the leaf hash of its exact bytes, that it parses, that its Ed25519
+signature verifies and that its inclusion proof leads to the checkpoint's root;
+every hash link of the lineage path; and that every signer key is established by
+identity records in the bundle, logged before the record and not revoked or
+rotated out before it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from client.core.bundle.format import Bundle, parse
+from client.core.checkpoint import open_checkpoint
+from client.core.merkle import verify_inclusion
+from client.core.note import Verifier
+from client.core.records import Identity, IdentityEvent, SignedRecord, parse_entry, record_id
+from client.core.records.jsonform import short
+from client.core.records.model import Dataset, ModelCheckpoint
+from client.core.records.signing import key_text
+from client.errors import FormatError, ProvenanceError, VerificationError
+
+
+class BundleVerificationError(VerificationError):
+    """A bundle failed verification; ``part`` names what broke (e.g. ``records[2].inclusion_proof``)."""
+
+    def __init__(self, part: str, message: str) -> None:
+        super().__init__(f"{part}: {message}")
+        self.part = part
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedRecord:
+    """A record of the bundle that verified; ``role`` is subject, lineage or identity."""
+
+    position: int
+    index: int
+    signed: SignedRecord
+    role: str
+    signer_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """``child`` names ``parent`` with ``relation`` (hash link checked)."""
+
+    child: bytes
+    parent: bytes
+    relation: str
+
+
+@dataclass
+class BundleReport:
+    """What a verified bundle proves."""
+
+    origin: str
+    log_key: str
+    tree_size: int
+    root: bytes
+    checkpoint_note: bytes
+    subject: bytes
+    lineage_to: bytes | None
+    records: list[VerifiedRecord] = field(default_factory=list)
+    path: list[Link] = field(default_factory=list)
+    key_notes: list[str] = field(default_factory=list)
+
+
+def parent_links(signed: SignedRecord) -> dict[bytes, str]:
+    s = signed.record.statement
+    links: dict[bytes, str] = {}
+    if isinstance(s, Dataset | ModelCheckpoint):
+        links.update((p.id, p.relation.value) for p in s.parents)
+    if isinstance(s, ModelCheckpoint):
+        for d in s.datasets:
+            links.setdefault(d.id, f"trained-on:{d.role.value}")
+    return links
+
+
+def verify_bundle(data: bytes, log_key: str) -> BundleReport:
+    """Verify bundle bytes with the log's verifier key text; return the report or raise naming the part."""
+    try:
+        bundle = parse(data)
+    except FormatError as err:
+        part = getattr(err, "part", "bundle")
+        raise BundleVerificationError(part, str(err).removeprefix(f"{part}: ")) from err
+    return verify_parsed(bundle, log_key)
+
+
+def _fail(part: str, err: ProvenanceError | str) -> BundleVerificationError:
+    return BundleVerificationError(part, str(err))
+
+
+def _inclusion_error(index: int, size: int, leaf: bytes, proof: tuple[bytes, ...], root: bytes) -> str | None:
+    try:
+        verify_inclusion(index, size, leaf, list(proof), root)
+    except ProvenanceError as err:
+        return str(err)
+    return None
+
+
+def verify_parsed(bundle: Bundle, log_key: str, *, require_identities: bool = True) -> BundleReport:
+    try:
+        verifier = Verifier.from_text(log_key.strip())
+    except ProvenanceError as err:
+        raise _fail("--log-key", err) from err
+    if bundle.log_key != verifier.text():
+        raise BundleVerificationError("log_key", f"is {bundle.log_key!r}, not the trusted key {verifier.text()!r}")
+    try:
+        cp = open_checkpoint(bundle.checkpoint, verifier)
+    except ProvenanceError as err:
+        raise _fail("checkpoint", err) from err
+    if bundle.origin != cp.origin:
+        raise BundleVerificationError("origin", f"is {bundle.origin!r}, but the checkpoint is of log {cp.origin!r}")
+    report = BundleReport(cp.origin, verifier.text(), cp.size, cp.root, bundle.checkpoint, bundle.subject,
+                          bundle.lineage_to)
+    signed_at: list[SignedRecord] = []
+    seen: set[bytes] = set()
+    for i, r in enumerate(bundle.records):
+        part = f"records[{i}]"
+        computed = record_id(r.leaf)
+        proof_error = _inclusion_error(r.index, cp.size, computed, r.inclusion_proof, cp.root)
+        if proof_error is None:
+            if r.id != computed:
+                raise BundleVerificationError(f"{part}.id", "is not the leaf hash of the record's bytes")
+        elif r.id != computed and _inclusion_error(r.index, cp.size, r.id, r.inclusion_proof, cp.root) is None:
+            why = "bytes are not the logged record (their hash is not the proved leaf)"
+            raise BundleVerificationError(f"{part}.leaf", why)
+        else:
+            why = f"does not prove index {r.index} in the checkpoint of size {cp.size}: {proof_error}"
+            raise BundleVerificationError(f"{part}.inclusion_proof", why)
+        if r.id in seen:
+            raise BundleVerificationError(f"{part}.id", "appears twice in the bundle")
+        seen.add(r.id)
+        try:
+            signed = parse_entry(r.leaf)
+        except ProvenanceError as err:
+            raise _fail(f"{part}.leaf", err) from err
+        try:
+            signed.verify()
+        except ProvenanceError as err:
+            raise _fail(f"{part}.leaf signature", err) from err
+        signed_at.append(signed)
+    if bundle.records[0].id != bundle.subject:
+        raise BundleVerificationError("subject", "is not the first record of the bundle")
+    path_len = 1
+    if bundle.lineage_to is not None:
+        path_len = _check_path(bundle, signed_at, report)
+    names = _check_identities(bundle, signed_at, report) if require_identities else {}
+    for i, (r, signed) in enumerate(zip(bundle.records, signed_at, strict=True)):
+        role = "subject" if i == 0 else "lineage" if i < path_len else "identity"
+        if role == "identity" and not isinstance(signed.record.statement, Identity):
+            raise BundleVerificationError(f"records[{i}]", "is neither on the lineage path nor an identity record")
+        report.records.append(VerifiedRecord(i, r.index, signed, role, names.get(signed.record.signer)))
+    return report
+
+
+def _check_path(bundle: Bundle, signed_at: list[SignedRecord], report: BundleReport) -> int:
+    ids = [r.id for r in bundle.records]
+    try:
+        end = ids.index(bundle.lineage_to)  # type: ignore[arg-type]
+    except ValueError:
+        raise BundleVerificationError("lineage_to", "is not a record of the bundle") from None
+    if end == 0:
+        raise BundleVerificationError("lineage_to", "is the subject itself")
+    for j in range(end):
+        links = parent_links(signed_at[j])
+        rel = links.get(ids[j + 1])
+        if rel is None:
+            raise BundleVerificationError(
+                f"records[{j + 1}]", f"is not a parent or training dataset named by records[{j}] (broken lineage link)"
+            )
+        report.path.append(Link(ids[j], ids[j + 1], rel))
+    return end + 1
+
+
+def _check_identities(bundle: Bundle, signed_at: list[SignedRecord], report: BundleReport) -> dict[bytes, str]:
+    """Replay the bundle's identity events in log order; every signer must be established and active."""
+    order = sorted(range(len(signed_at)), key=lambda i: bundle.records[i].index)
+    state: dict[bytes, tuple[str, str, int]] = {}  # key -> (name, status, since index)
+    current: dict[str, bytes] = {}
+    names: dict[bytes, str] = {}
+    for i in order:
+        signed, index, part = signed_at[i], bundle.records[i].index, f"records[{i}]"
+        rec, s = signed.record, signed.record.statement
+        if isinstance(s, Identity) and s.event is IdentityEvent.REGISTER:
+            if rec.signer != s.key:
+                raise BundleVerificationError(part, "registers a key but is not signed by it")
+            state[s.key] = (s.name, "active", index)
+            current[s.name] = s.key
+            names[s.key] = s.name
+            continue
+        self_revoke = isinstance(s, Identity) and s.event is IdentityEvent.REVOKE and rec.signer == s.key
+        known = state.get(rec.signer)
+        if known is None:
+            raise BundleVerificationError(
+                part, f"signer key {key_text(rec.signer)} is not established by an identity record of this bundle "
+                f"logged before index {index}"
+            )
+        name, status, since = known
+        if status != "active" and not self_revoke:
+            raise BundleVerificationError(part, f"signer key {key_text(rec.signer)} of {name!r} was {status} at index "
+                                          f"{since}, before this record at index {index}")
+        if isinstance(s, Identity):
+            if s.event is IdentityEvent.ROTATE:
+                if name != s.name or current.get(name) != rec.signer:
+                    raise BundleVerificationError(part, f"rotates {s.name!r} but is not signed by its current key")
+                state[rec.signer] = (name, "retired", index)
+                state[s.key] = (name, "active", index)
+                current[name] = s.key
+                names[s.key] = name
+            else:
+                target = state.get(s.key)
+                if target is None or target[0] != s.name:
+                    raise BundleVerificationError(part, f"revokes a key not registered under {s.name!r} in this bundle")
+                if not self_revoke and current.get(s.name) != rec.signer:
+                    raise BundleVerificationError(part, "revokes a key without being signed by it or the current key")
+                state[s.key] = (s.name, "revoked", index)
+    for key, (name, status, since) in state.items():
+        if status != "active":
+            report.key_notes.append(f"key {key_text(key)} of {name!r} was {status} at index {since}")
+    return names
+
+
+def describe_id(report: BundleReport, rid: bytes) -> str:
+    """A label for a record of the report (its name and version where it has one)."""
+    for r in report.records:
+        if r.signed.id == rid:
+            s = r.signed.record.statement
+            if isinstance(s, ModelCheckpoint):
+                return f"{s.model} {s.version} [{short(rid)}]"
+            if isinstance(s, Dataset):
+                return f"{s.name} {s.version} [{short(rid)}]"
+    return short(rid)
+
+
+def verify_tlog_proof(data: bytes, log_key: str) -> BundleReport:
+    """Verify a C2SP tlog-proof of one record (see :mod:`client.core.bundle.tlog_proof`).
+
+    The signer's identity is not part of this form: the report names the key only.
+    """
+    from client.core.bundle.format import BundleRecord
+    from client.core.bundle.tlog_proof import parse_tlog_proof
+
+    try:
+        p = parse_tlog_proof(data)
+    except FormatError as err:
+        raise _fail("tlog-proof", err) from err
+    rid = record_id(p.entry)
+    origin = p.checkpoint.split(b"\n", 1)[0].decode("utf-8", "replace")  # checked against the signed checkpoint
+    bundle = Bundle(log_key.strip(), origin, p.checkpoint, rid, None, (BundleRecord(rid, p.index, p.entry, p.proof),))
+    return verify_parsed(bundle, log_key, require_identities=False)

@@ -1,0 +1,254 @@
+"""Compare two fingerprints: exact evidence, statistical evidence, one verdict. Pure.
+
+Verdicts (docs/descent.md):
+
+- ``identical``: the same multiset of tensor bytes, whatever the names and container.
+- ``related``: an informative tensor is byte-identical in both, or the combined p-value of the
+  statistical test is below ``alpha``.
+- ``independent``: comparable content that could have shown a shared origin at ``alpha``, and did not.
+- ``inconclusive``: no comparable informative tensors, or too few units for any test to reach ``alpha``.
+
+Tensors are paired by content, never by name: every informative matrix of A is a candidate
+partner of every informative matrix of B of compatible shape, in both orientations. The
+combined p-value is Bonferroni over *all* candidate pairs (valid under any dependence between
+tensors, and it makes the choice of which pairs get the full test harmless).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from client.core.descent.fingerprint import Fingerprint, TensorEntry
+from client.core.descent.sketch import AxisSketch
+from client.core.descent.stats import (
+    MAX_MATCHED,
+    MIN_UNITS,
+    AxisResult,
+    Halves,
+    agreement_log_p,
+    halves,
+    halves_test,
+    screen_score,
+)
+
+DEFAULT_ALPHA = 0.01
+MIN_SIZE_RATIO = 0.5  # axes whose lengths differ more than this are not compared
+FULL_TEST_ALL_BELOW = 16  # with at most this many candidate pairs, every one gets the full test
+SCREEN_PASS = 3  # beyond that, pairs whose screen score reaches this get the full test too
+DECISIVE_MARGIN = 50 * math.log(10)  # a pair this far below alpha (after Bonferroni) is decisive
+DIRECTION_NOTE = (
+    "Weights alone cannot tell parent from child or from sibling (both derived from a common "
+    "ancestor); the ledger's registration order and times speak to direction."
+)
+
+
+@dataclass(frozen=True)
+class PairEvidence:
+    """One tensor of A against one of B: how they were compared and how strongly they match."""
+
+    a: str
+    b: str
+    how: str  # "byte-identical", "units matched" or "units matched (transposed)"
+    p_value: float
+    log10_p: float
+    rows: AxisResult | None = None
+    cols: AxisResult | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        log10_p = round(self.log10_p, 3) if math.isfinite(self.log10_p) else None
+        out: dict[str, Any] = {"a": self.a, "b": self.b, "how": self.how, "p_value": self.p_value,
+                               "log10_p": log10_p}
+        for label, r in (("rows", self.rows), ("cols", self.cols)):
+            if r is not None:
+                out[label] = {"agreements": r.agreements, "matched": r.matched, "candidates": r.candidates}
+        return out
+
+
+@dataclass(frozen=True)
+class Comparison:
+    verdict: str
+    basis: str  # "exact", "statistical" or "none"
+    alpha: float
+    p_value: float  # 0 when the basis is exact (byte-identical informative tensors)
+    log10_p: float
+    statistical_log10_p: float  # the combined statistical p-value, whatever the basis
+    shared_a_in_b: float  # fraction of A's parameters byte-identical in B
+    shared_b_in_a: float
+    informative_shared_a_in_b: float
+    informative_shared_b_in_a: float
+    candidates: int
+    tested: int
+    evidence: list[PairEvidence] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "basis": self.basis,
+            "alpha": self.alpha,
+            "p_value": self.p_value,
+            "log10_p": round(self.log10_p, 3) if math.isfinite(self.log10_p) else None,
+            "statistical_p_value": 10 ** self.statistical_log10_p,
+            "statistical_log10_p": round(self.statistical_log10_p, 3),
+            "shared_fraction": {"a_in_b": self.shared_a_in_b, "b_in_a": self.shared_b_in_a},
+            "informative_shared_fraction": {
+                "a_in_b": self.informative_shared_a_in_b, "b_in_a": self.informative_shared_b_in_a,
+            },
+            "candidate_pairs": self.candidates,
+            "tested_pairs": self.tested,
+            "evidence": [e.to_json() for e in self.evidence],
+            "direction": DIRECTION_NOTE,
+        }
+
+
+def _fraction(entries: tuple[TensorEntry, ...], other: set[bytes], informative_only: bool) -> float:
+    pool = [e for e in entries if e.sketch is not None] if informative_only else list(entries)
+    total = sum(e.numel for e in pool)
+    if total == 0:
+        return 0.0
+    return sum(e.numel for e in pool if e.digest in other) / total
+
+
+def _compatible(x: AxisSketch, y: AxisSketch) -> bool:
+    lo, hi = sorted((x.length, y.length))
+    return lo >= MIN_SIZE_RATIO * hi
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    a: TensorEntry
+    b: TensorEntry
+    transposed: bool
+
+    def axes(self) -> tuple[tuple[AxisSketch, AxisSketch], tuple[AxisSketch, AxisSketch]]:
+        assert self.a.sketch is not None and self.b.sketch is not None
+        ra, ca = self.a.sketch
+        rb, cb = self.b.sketch
+        return ((ra, cb), (ca, rb)) if self.transposed else ((ra, rb), (ca, cb))
+
+
+def _candidates(fa: Fingerprint, fb: Fingerprint) -> list[_Candidate]:
+    out = []
+    for a in fa.entries:
+        if a.sketch is None:
+            continue
+        for b in fb.entries:
+            if b.sketch is None or a.digest == b.digest:
+                continue
+            for transposed in (False, True):
+                cand = _Candidate(a, b, transposed)
+                if all(_compatible(x, y) for x, y in cand.axes()):
+                    out.append(cand)
+    return out
+
+
+class _Prepared:
+    """Halves of each axis sketch, computed once per comparison."""
+
+    def __init__(self) -> None:
+        self._cache: dict[int, tuple[AxisSketch, Halves]] = {}
+
+    def __call__(self, axis: AxisSketch) -> Halves:
+        hit = self._cache.get(id(axis))
+        if hit is None:
+            hit = (axis, halves(axis.features))
+            self._cache[id(axis)] = hit
+        return hit[1]
+
+
+def _select(cands: list[_Candidate], prep: _Prepared) -> list[_Candidate]:
+    """Pairs that get the full test: all of them if few; else each tensor's best-screened partner
+    (on either side) if its screen found any agreement, and every pair whose screen passes SCREEN_PASS."""
+    if len(cands) <= FULL_TEST_ALL_BELOW:
+        return cands
+    scores = [sum(screen_score(prep(x), prep(y)) for x, y in c.axes()) for c in cands]
+    best_a: dict[str, int] = {}
+    best_b: dict[str, int] = {}
+    for i, c in enumerate(cands):
+        if c.a.name not in best_a or scores[i] > scores[best_a[c.a.name]]:
+            best_a[c.a.name] = i
+        if c.b.name not in best_b or scores[i] > scores[best_b[c.b.name]]:
+            best_b[c.b.name] = i
+    best = {i for i in set(best_a.values()) | set(best_b.values()) if scores[i] >= 1}
+    keep = best | {i for i, sc in enumerate(scores) if sc >= SCREEN_PASS}
+    return [cands[i] for i in sorted(keep, key=lambda i: (-scores[i], i))]
+
+
+def _best_possible(c: _Candidate) -> float:
+    """Natural log of the smallest p-value the candidate's test could give (all units agreeing)."""
+    out = 0.0
+    for x, y in c.axes():
+        ma, mb = x.features.shape[0], y.features.shape[0]
+        if min(ma, mb) >= MIN_UNITS:
+            s = min(ma, mb, MAX_MATCHED)
+            out = min(out, agreement_log_p(s, s, mb))
+    return out + math.log(2)
+
+
+def _test(c: _Candidate, prep: _Prepared) -> PairEvidence:
+    (xr, yr), (xc, yc) = c.axes()
+    rows = halves_test(prep(xr), prep(yr))
+    cols = halves_test(prep(xc), prep(yc))
+    results = [r for r in (rows, cols) if r is not None]
+    ln_p = min((r.log10_p * math.log(10) for r in results), default=0.0) + math.log(max(1, len(results)))
+    ln_p = min(0.0, ln_p)
+    how = "units matched (transposed)" if c.transposed else "units matched"
+    return PairEvidence(a=c.a.name, b=c.b.name, how=how, p_value=math.exp(ln_p), log10_p=ln_p / math.log(10),
+                        rows=rows, cols=cols)
+
+
+def compare(fa: Fingerprint, fb: Fingerprint, *, alpha: float = DEFAULT_ALPHA, top: int = 5) -> Comparison:
+    """Compare fingerprints of A and B. Requires 0 < alpha < 1."""
+    digests_a = {e.digest for e in fa.entries}
+    digests_b = {e.digest for e in fb.entries}
+    exact = [
+        PairEvidence(a=a.name, b=b.name, how="byte-identical", p_value=0.0, log10_p=-math.inf)
+        for a in fa.entries if a.sketch is not None
+        for b in fb.entries if b.digest == a.digest
+    ]
+    exact.sort(key=lambda e: e.a)
+    cands = _candidates(fa, fb)
+    prep = _Prepared()
+    n = len(cands)
+    ln_n = math.log(n) if n else 0.0
+    tested: list[PairEvidence] = []
+    decisive = 0
+    for c in _select(cands, prep):  # best-screened first
+        ev = _test(c, prep)
+        tested.append(ev)
+        # Once `top` pairs are overwhelming even after the Bonferroni factor, more tests could
+        # neither change the verdict nor the evidence shown: stop.
+        if ev.log10_p * math.log(10) + ln_n < math.log(alpha) - DECISIVE_MARGIN:
+            decisive += 1
+            if decisive >= top:
+                break
+    stat = sorted(tested, key=lambda e: e.log10_p)
+    ln_min = stat[0].log10_p * math.log(10) if stat else 0.0
+    ln_p = min(0.0, ln_min + ln_n)
+    ln_reachable = min((_best_possible(c) for c in cands), default=0.0) + ln_n
+
+    identical = bool(fa.entries) and Counter(e.digest for e in fa.entries) == Counter(e.digest for e in fb.entries)
+    if identical:
+        verdict, basis = "identical", "exact"
+    elif exact:
+        verdict, basis = "related", "exact"
+    elif not cands or ln_reachable >= math.log(alpha):
+        verdict, basis = "inconclusive", "none"
+    elif ln_p < math.log(alpha):
+        verdict, basis = "related", "statistical"
+    else:
+        verdict, basis = "independent", "statistical"
+    log10_stat = ln_p / math.log(10)
+    log10_p = -math.inf if basis == "exact" else log10_stat
+    return Comparison(
+        verdict=verdict, basis=basis, alpha=alpha, p_value=10**log10_p, log10_p=log10_p,
+        statistical_log10_p=log10_stat,
+        shared_a_in_b=_fraction(fa.entries, digests_b, False),
+        shared_b_in_a=_fraction(fb.entries, digests_a, False),
+        informative_shared_a_in_b=_fraction(fa.entries, digests_b, True),
+        informative_shared_b_in_a=_fraction(fb.entries, digests_a, True),
+        candidates=n, tested=len(tested),
+        evidence=exact[:top] + stat[:top],
+    )

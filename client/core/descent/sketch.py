@@ -1,0 +1,171 @@
+"""Per-tensor sketches: the numbers the descent test compares. Pure: arrays in, arrays out.
+
+A weight matrix W (m x n) of a derived model may have its rows and its columns permuted
+(hidden units reordered), be transposed, rescaled, cast, quantized, pruned or perturbed.
+For each axis we describe every unit (row) by ``FREQS`` linear projections of the row onto
+coordinate vectors over the columns that are built from the columns' own content, so that
+reordering the columns reorders the coordinates with them:
+
+1. Gaussianize: u = Phi^-1(empirical CDF of W's entries) (robust to scale, dtype, outliers).
+2. Column keys: K_k(j) = sum_i He_k(u_ij) / sqrt(m k!), k = 1..KEYS (Hermite polynomials);
+   they do not depend on the order of the rows.
+3. Coordinates: the constant vector and He_l(standardised K_k) / sqrt(l!), l = 1..DEGREE,
+   orthonormalised over the columns (QR): an n x FREQS matrix Q.
+4. Features: f = W Q (m x FREQS), each column standardised across units.
+
+Reordering the columns reorders Q's rows the same way, so f is unchanged (column-permutation
+invariant); reordering the rows reorders f's rows (equivariant), which the matching step
+undoes. Because Q is orthonormal, for rows of i.i.d. Gaussian entries the features of one
+row are independent of one another: this is what makes the two matchings of
+:mod:`client.core.descent.stats` independent under the null. Low-degree functions of low-order keys
+change little under perturbation (a key of order k keeps correlation about rho^k when the
+weights keep correlation rho), which is what makes the features survive fine-tuning,
+quantization and pruning. The column sketch is the same computation on W transposed.
+See docs/descent.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from numpy.polynomial.hermite_e import hermevander
+from scipy.special import ndtri  # type: ignore[import-untyped]
+
+KEYS = 5  # Hermite orders of the per-column keys
+DEGREE = 3  # Hermite degree of the coordinate functions of each key
+FREQS = 1 + KEYS * DEGREE  # features per unit (coordinates); split odd/even into two halves
+QUANTILE_SAMPLE = 65536  # entries sampled for the empirical CDF
+TABLE = 16384  # bins of the CDF lookup
+MAX_UNITS = 2048  # at most this many units (rows) per axis are kept in a sketch
+MIN_DIM = 8  # both matrix dimensions at least this
+MIN_NUMEL = 1024  # tensors with fewer elements carry too little evidence
+
+F32 = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class AxisSketch:
+    """Features of the units along one axis: ``features[k]`` describes unit ``units[k]``.
+
+    ``length`` is the number of units on that axis in the full tensor (``features`` may hold
+    fewer, at most ``MAX_UNITS``, chosen by a rule that depends only on the tensor itself).
+    """
+
+    length: int
+    features: F32  # (k, FREQS), each column standardised across units
+
+
+def matrix_view(array: npt.NDArray[np.generic]) -> npt.NDArray[np.generic] | None:
+    """The 2-D view the test uses, or None if the tensor is low-information.
+
+    Singleton dimensions are dropped; a tensor of 3+ dimensions (a convolution kernel)
+    becomes (dim0, product of the rest). Vectors, tiny tensors and constant tensors
+    (LayerNorm weights of ones, zero biases, zero-initialised adapters) return None: they
+    would match by chance across independent models, so they never count as evidence.
+    """
+    if array.dtype.kind not in "fiu" or array.size < MIN_NUMEL:
+        return None
+    shape = [d for d in array.shape if d != 1]
+    if len(shape) < 2:
+        return None
+    mat = array.reshape(shape[0], -1)
+    if min(mat.shape) < MIN_DIM:
+        return None
+    first = mat.flat[0]
+    if bool(np.all(mat == first)):
+        return None
+    return mat
+
+
+def _gaussianize(w: F32) -> F32:
+    """Normal scores of the entries through the tensor's empirical CDF (estimated from a sample,
+    applied through a TABLE-bin lookup over its central 99.9%: linear time, no per-entry search)."""
+    flat = w.reshape(-1)
+    step = max(1, flat.size // QUANTILE_SAMPLE)
+    sample = np.sort(flat[::step].astype(np.float64))
+    lo, hi = np.quantile(sample, [0.0005, 0.9995])
+    if not hi > lo:
+        lo, hi = sample[0], sample[-1]
+    if not hi > lo:
+        return np.zeros_like(w)
+    centres = lo + (np.arange(TABLE) + 0.5) * ((hi - lo) / TABLE)
+    cdf = (np.searchsorted(sample, centres, "left") + np.searchsorted(sample, centres, "right")) / (2.0 * sample.size)
+    table = ndtri(np.clip(cdf, 0.5 / sample.size, 1 - 0.5 / sample.size)).astype(np.float32)
+    pos = np.subtract(w, np.float32(lo), dtype=np.float32)
+    pos *= np.float32(TABLE / (hi - lo))
+    np.clip(pos, 0, TABLE - 1, out=pos)
+    u: F32 = table[pos.astype(np.intp)]
+    return u
+
+
+def _keys(u: F32) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Column keys (n x KEYS) and row keys (m x KEYS): normalised Hermite sums over each axis."""
+    m, n = u.shape
+    cols, rows = [], []
+    prev = np.ones_like(u)  # He_0
+    cur = u.copy()  # He_1
+    tmp = np.empty_like(u)
+    for k in range(1, KEYS + 1):
+        norm = math.factorial(k)
+        cols.append(cur.sum(axis=0, dtype=np.float64) / math.sqrt(m * norm))
+        rows.append(cur.sum(axis=1, dtype=np.float64) / math.sqrt(n * norm))
+        if k < KEYS:
+            # He_{k+1}(u) = u He_k(u) - k He_{k-1}(u), computed in place in prev's memory
+            np.multiply(u, cur, out=tmp)
+            prev *= np.float32(-k)
+            prev += tmp
+            prev, cur = cur, prev
+    return np.stack(cols, axis=1), np.stack(rows, axis=1)
+
+
+def _coordinates(keys: npt.NDArray[np.float64]) -> F32:
+    """Orthonormal n x FREQS coordinates: constant, then He_l of each standardised key."""
+    std = keys.std(axis=0)
+    std[std == 0] = 1.0
+    z = (keys - keys.mean(axis=0)) / std
+    basis = [np.ones(z.shape[0])]
+    for k in range(KEYS):
+        he = hermevander(z[:, k], DEGREE)
+        basis += [he[:, d] / math.sqrt(math.factorial(d)) for d in range(1, DEGREE + 1)]
+    phi = np.stack(basis, axis=1)
+    # Cholesky QR: phi = q r with r = chol(phi^T phi)^T upper triangular with a positive
+    # diagonal, the unique QR factorisation; so permuting the columns of W permutes the rows
+    # of q and nothing else, whatever order they came in. The ridge guards degenerate keys.
+    gram = phi.T @ phi
+    gram += 1e-9 * np.trace(gram) * np.eye(gram.shape[0])
+    chol = np.linalg.cholesky(gram)
+    out: F32 = np.linalg.solve(chol, phi.T).T.astype(np.float32)
+    return out
+
+
+def _rows_sketch(mat: F32, coords: F32) -> AxisSketch:
+    m = mat.shape[0]
+    feats = (mat @ coords).astype(np.float64)
+    if m > MAX_UNITS:
+        # Keep the units with the largest rows (by sketch energy): a rule of the tensor's own
+        # content, so under the null it is still exchangeable across units.
+        energy = np.einsum("ij,ij->i", feats, feats)
+        keep = np.sort(np.argsort(-energy, kind="stable")[:MAX_UNITS])
+        feats = feats[keep]
+    feats -= feats.mean(axis=0)
+    std = feats.std(axis=0)
+    std[std == 0] = 1.0
+    feats /= std
+    # Rounded through float16, the stored precision, so in-memory and decoded sketches agree.
+    return AxisSketch(length=m, features=feats.astype(np.float16).astype(np.float32))
+
+
+def sketch_matrix(mat: npt.NDArray[np.generic]) -> tuple[AxisSketch, AxisSketch]:
+    """Row and column sketches of a matrix from :func:`matrix_view`.
+
+    Precondition: ``mat`` is 2-D with both dimensions >= MIN_DIM. Memory: one float32 copy
+    of ``mat`` at most (none if it is already float32).
+    """
+    w: F32 = np.ascontiguousarray(mat, dtype=np.float32)
+    col_keys, row_keys = _keys(_gaussianize(w))
+    rows = _rows_sketch(w, _coordinates(col_keys))
+    cols = _rows_sketch(w.T, _coordinates(row_keys))
+    return rows, cols

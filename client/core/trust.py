@@ -1,0 +1,105 @@
+"""The client's trust state: the last verified checkpoint of each log. Pure: no I/O.
+
+Like the Go checksum database client, a checkpoint is trusted only if it is
+signed by the log's key and proved consistent with the last one trusted
+(RFC 9162 2.1.4). The tree never goes backwards, never forks: either raises
+:class:`~client.errors.InconsistencyError` carrying both signed notes and the
+proof, evidence a third party can check with nothing but the log's key.
+
+The CLI (``client/cli/registry_cmds.py``) is the shell: it loads the state file,
+fetches the latest checkpoint and a consistency proof, calls :meth:`TrustState.advance`,
+and writes the new state back. The file format is the one ``provenance audit`` keeps
+(``client.core.audit.AuditState``), so both commands share what they have verified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from client.core.audit import AuditState, format_states, parse_states
+from client.core.checkpoint import SignedCheckpoint
+from client.core.merkle import verify_consistency
+from client.core.note import Verifier
+from client.errors import InconsistencyError, ProofError, SignatureError
+
+
+@dataclass(frozen=True)
+class TrustState:
+    """Last verified checkpoint per log origin. Immutable: :meth:`advance` returns a new state."""
+
+    logs: Mapping[str, AuditState] = field(default_factory=dict)
+
+    @classmethod
+    def from_text(cls, text: str) -> TrustState:
+        return cls(parse_states(text)) if text.strip() else cls()
+
+    def to_text(self) -> str:
+        return format_states(self.logs)
+
+    def trusted(self, origin: str) -> AuditState | None:
+        return self.logs.get(origin)
+
+    def proof_needed(self, signed: SignedCheckpoint) -> tuple[int, int] | None:
+        """The ``(old_size, new_size)`` consistency proof :meth:`advance` needs for ``signed``, if any."""
+        old = self.logs.get(signed.checkpoint.origin)
+        if old is None or old.size == 0 or signed.checkpoint.size <= old.size:
+            return None
+        return old.size, signed.checkpoint.size
+
+    def advance(self, verifier: Verifier, note: bytes, proof: list[bytes]) -> tuple[TrustState, SignedCheckpoint]:
+        """Trust the checkpoint ``note`` if it is signed by ``verifier`` and consistent with the last one.
+
+        ``proof`` is the consistency proof from the trusted size to the new size (empty when
+        there is no trusted checkpoint yet or the sizes are equal). A checkpoint smaller than
+        the trusted one is a rollback, a different root at the same size a fork: both raise
+        :class:`InconsistencyError` with both notes and the proof. A key that differs from
+        the one remembered for this log raises :class:`SignatureError`.
+        """
+        signed = SignedCheckpoint.open(note, verifier)
+        cp = signed.checkpoint
+        old = self.logs.get(cp.origin)
+        if old is not None and old.verifier_key != verifier.text():
+            raise SignatureError(
+                f"log {cp.origin!r} was trusted with key {old.verifier_key!r}, now asked to use {verifier.text()!r}"
+            )
+
+        def fail(why: str) -> InconsistencyError:
+            assert old is not None
+            return InconsistencyError(why, old_note=old.note, new_note=signed.note, proof=list(proof))
+
+        if old is not None and old.size > 0:
+            if cp.size < old.size:
+                raise fail(f"log {cp.origin!r} shrank from size {old.size} to {cp.size} (rollback)")
+            if cp.size == old.size:
+                if cp.root != old.root:
+                    raise fail(f"log {cp.origin!r} signed two different roots for tree size {cp.size} (fork)")
+            else:
+                try:
+                    verify_consistency(old.size, cp.size, proof, old.root, cp.root)
+                except ProofError as err:
+                    raise fail(
+                        f"checkpoint of size {cp.size} is not consistent with the trusted size {old.size}: {err}"
+                    ) from err
+        if old is not None and cp.size <= old.size:
+            return self, SignedCheckpoint.open(old.note, verifier)
+        logs = dict(self.logs)
+        logs[cp.origin] = AuditState(cp.origin, verifier.text(), cp.size, cp.root, signed.note)
+        return TrustState(logs), signed
+
+
+def evidence_text(err: InconsistencyError) -> str:
+    """The evidence of an inconsistency, printable and checkable by a third party."""
+    import base64
+
+    lines = [
+        f"SECURITY: {err}",
+        "",
+        "--- checkpoint trusted before ---",
+        err.old_note.decode("utf-8", "replace").rstrip("\n"),
+        "--- checkpoint presented now ---",
+        err.new_note.decode("utf-8", "replace").rstrip("\n"),
+        f"--- consistency proof ({len(err.proof)} hashes) ---",
+        *(base64.b64encode(h).decode() for h in err.proof),
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,476 @@
+"""Hash files into manifest entries: whole-file, chunk and tensor BLAKE3 digests.
+
+The file layer around the pure model. Two paths produce identical digests
+(tested across read sizes, thresholds and thread counts):
+
+* files up to ``mmap_threshold`` are read with ``os.read``/``readinto`` in
+  ``read_size`` pieces, and every piece feeds the whole-file, chunk and tensor
+  hashers in one pass (a file of at most one chunk is hashed once: its chunk
+  digest *is* its file digest);
+* larger files are memory-mapped read-only, a bounded window at a time, and
+  split into independent jobs on a shared thread pool: the whole-file digest
+  (one BLAKE3 stream, identical to ``b3sum``), one job per chunk, and tensor
+  slices (:mod:`client.hashing.mapped`). The BLAKE3 binding releases the GIL,
+  so jobs run in parallel without copies;
+* with ``processes``, the small files of a large tree go to worker processes
+  (:mod:`client.hashing.smallfiles`).
+
+Why three hashes cost three passes: BLAKE3 binds each 1 KiB block to its
+position (the chunk counter), so the digest of a chunk or tensor hashed on its
+own shares no compression with the whole-file tree, except for the first
+chunk. Without chaining-value access (the ``blake3`` binding exposes none) no
+work can be reused; see docs/manifest.md, "Performance".
+
+Memory: at most ``threads`` windows are mapped; anonymous memory is bounded by
+the pending-file window, never by the number or size of files.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import stat
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import blake3
+
+from client.core.manifest.errors import FileChangedError, TensorFormatError
+from client.core.manifest.model import (
+    DEFAULT_CHUNK_SIZE,
+    Entry,
+    FileEntry,
+    Manifest,
+    SymlinkEntry,
+    TensorEntry,
+    check_chunk_size,
+)
+from client.errors import InvalidInputError
+from client.hashing import tensors as tensor_layer
+from client.hashing.mapped import hash_mapped
+from client.hashing.tensors import FormatRegistry, TensorRegion
+from client.hashing.walk import WalkItem, WalkPolicy, walk
+
+if TYPE_CHECKING:
+    from client.hashing import smallfiles
+
+log = logging.getLogger(__name__)
+
+#: Walk items per pool task: amortises the executor's per-task cost over many files.
+_BATCH = 8
+#: Small files hashed in thread mode before switching to worker processes (when enabled).
+_PROCESS_AFTER = 2048
+#: Walk items per worker-process task.
+_PROCESS_BATCH = 512
+
+
+@dataclass(frozen=True)
+class HashConfig:
+    """How to hash. Only ``chunk_size`` changes digests (and is recorded in the manifest).
+
+    threads: worker threads (files and jobs in parallel); read_size: read buffer
+    of the read path; mmap_threshold: files larger than this are memory-mapped;
+    max_pending: files in flight (bounds memory); inline_size: files up to this
+    size are hashed by the walking thread itself (their cost is Python overhead
+    under the GIL, which a hand-off to another thread only adds to); tensors:
+    parse known tensor formats; allow_symlinks: record symlinks as links;
+    processes: when > 1, once a tree has shown many small files, hash the
+    rest of its small files in that many worker processes (smallfiles.py);
+    map_window: bytes of a large file mapped at once (a power of two >= 4096;
+    bounds resident memory).
+    """
+
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    read_size: int = 1 << 20
+    mmap_threshold: int = 8 << 20
+    max_pending: int = 512
+    inline_size: int = 64 << 10
+    processes: int = 0
+    map_window: int = 64 << 20
+    tensors: bool = True
+    allow_symlinks: bool = False
+
+    def __post_init__(self) -> None:
+        check_chunk_size(self.chunk_size)
+        if not 1 <= self.threads <= 1024:
+            raise InvalidInputError(f"threads must be in [1, 1024], got {self.threads}")
+        if not 1 <= self.read_size <= 1 << 30:
+            raise InvalidInputError(f"read size must be in [1, 2**30], got {self.read_size}")
+        if self.map_window < mmap.ALLOCATIONGRANULARITY or self.map_window & (self.map_window - 1):
+            raise InvalidInputError(f"map window must be a power of two >= 4096, got {self.map_window}")
+        if not 0 <= self.processes <= 1024:
+            raise InvalidInputError(f"processes must be in [0, 1024], got {self.processes}")
+        if self.mmap_threshold < 0 or self.max_pending < 1:
+            raise InvalidInputError("mmap_threshold must be >= 0 and max_pending >= 1")
+
+
+Progress = Callable[[int, int], None]
+"""``progress(bytes, files)``: called (from worker threads) as bytes are hashed and files complete."""
+
+
+def _noop(_b: int, _f: int) -> None:
+    return None
+
+
+def _pread_exact(fd: int, offset: int, length: int) -> bytes:
+    parts: list[bytes] = []
+    while length:
+        b = os.pread(fd, length, offset)
+        if not b:
+            raise FileChangedError("file shrank while it was being read")
+        parts.append(b)
+        offset += len(b)
+        length -= len(b)
+    return b"".join(parts)
+
+
+def _swapped_digest(view: memoryview, itemsize: int) -> bytes:
+    import numpy as np
+
+    arr = np.frombuffer(view, dtype=np.dtype(f"V{itemsize}")).view(np.uint8).reshape(-1, itemsize)
+    return blake3.blake3(np.ascontiguousarray(arr[:, ::-1]).tobytes()).digest()
+
+
+def _region_digest(view: memoryview, r: TensorRegion) -> bytes:
+    if r.byteswap:
+        return _swapped_digest(view[r.start : r.end], r.byteswap)
+    return blake3.blake3(view[r.start : r.end]).digest()
+
+
+def _tensor_entries(regions: Sequence[TensorRegion], digests: Sequence[bytes]) -> tuple[TensorEntry, ...]:
+    if not regions:
+        return ()
+    entries = [
+        TensorEntry(name=r.name, dtype=r.dtype, shape=r.shape, start=r.start, end=r.end, blake3=d)
+        for r, d in zip(regions, digests, strict=True)
+    ]
+    return tuple(sorted(entries, key=lambda t: t.name))
+
+
+class Hasher:
+    """Hashes walk items on a thread pool; use as a context manager.
+
+    Requires the config validated (HashConfig does it). Thread-safe for one
+    caller at a time; results come back in submission order.
+    """
+
+    def __init__(self, config: HashConfig, registry: FormatRegistry | None = None, progress: Progress = _noop) -> None:
+        self.config = config
+        self.registry = registry if registry is not None else tensor_layer.REGISTRY
+        self.progress = progress
+        self._pool = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="manifest-hash")
+        self._local = threading.local()
+
+    def __enter__(self) -> Hasher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    # -- tensor detection -------------------------------------------------------------------
+
+    def _regions(
+        self, name: str, head: bytes, read_at: tensor_layer.ReadAt, size: int
+    ) -> tuple[str, list[TensorRegion]]:
+        if not self.config.tensors:
+            return "", []
+        fmt = self.registry.detect(name, head)
+        if fmt is None:
+            return "", []
+        try:
+            regions = list(fmt.regions(read_at, size))
+        except TensorFormatError as e:
+            log.warning("%s: not parsed as %s, hashed as plain bytes: %s", name, fmt.name, e)
+            return "", []
+        for r in regions:
+            if r.end > size:
+                raise TensorFormatError(f"{name}: {fmt.name} reader returned a region past the file end")
+        return fmt.name, regions
+
+    # -- read path ------------------------------------------------------------------------
+
+    def _buffer(self) -> bytearray:
+        buf: bytearray | None = getattr(self._local, "buf", None)
+        if buf is None or len(buf) != self.config.read_size:
+            buf = bytearray(self.config.read_size)
+            self._local.buf = buf
+        return buf
+
+    def _open(self, item: WalkItem) -> tuple[int, os.stat_result]:
+        try:
+            fd = os.open(item.abspath, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        except OSError as e:
+            raise FileChangedError(f"cannot open {item.path!r}: {e.strerror}") from e
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise FileChangedError(f"{item.path!r} is no longer a regular file")
+        return fd, st
+
+    def _hash_open(self, item: WalkItem, fd: int, st: os.stat_result) -> FileEntry:
+        if st.st_size > self.config.mmap_threshold:
+            return self._mapped_file(item, fd, st)
+        return self._read_small(item, fd, st.st_size)
+
+    def _read_file(self, item: WalkItem) -> FileEntry:
+        fd, st = self._open(item)
+        try:
+            return self._hash_open(item, fd, st)
+        finally:
+            os.close(fd)
+
+    def _read_small(self, item: WalkItem, fd: int, size: int) -> FileEntry:
+        cs = self.config.chunk_size
+        if size <= self.config.read_size:
+            # A regular file reads short only at its end: size bytes for size + 1 asked is EOF.
+            data = os.read(fd, size + 1)
+            while len(data) < size:
+                more = os.read(fd, size + 1 - len(data))
+                if not more:
+                    break
+                data += more
+            if len(data) != size:
+                raise FileChangedError(f"{item.path!r} changed size while it was being read")
+            return self._from_bytes(item.path, data)
+        # Streaming one pass: whole-file, chunk and tensor hashers fed from the same buffer.
+        head = _pread_exact(fd, 0, min(size, tensor_layer.HEAD_BYTES))
+        fmt, regions = self._regions(item.path, head, lambda o, n: _pread_exact(fd, o, n), size)
+        whole = blake3.blake3()
+        chunk = blake3.blake3()
+        chunks: list[bytes] = []
+        plain = [r for r in regions if not r.byteswap]
+        thashers = [blake3.blake3() for _ in plain]
+        buf = self._buffer()
+        view = memoryview(buf)
+        offset = 0
+        os.lseek(fd, 0, os.SEEK_SET)
+        while offset < size:
+            n = os.readv(fd, [view[: min(len(buf), size - offset)]])
+            if n == 0:
+                raise FileChangedError(f"{item.path!r} shrank while it was being read")
+            piece = view[:n]
+            whole.update(piece)
+            pos = 0
+            while pos < n:
+                take = min(n - pos, cs - (offset + pos) % cs)
+                chunk.update(piece[pos : pos + take])
+                pos += take
+                if (offset + pos) % cs == 0 or offset + pos == size:
+                    chunks.append(chunk.digest())
+                    chunk = blake3.blake3()
+            for r, h in zip(plain, thashers, strict=True):
+                lo, hi = max(r.start, offset), min(r.end, offset + n)
+                if lo < hi:
+                    h.update(piece[lo - offset : hi - offset])
+            offset += n
+            self.progress(n, 0)
+        if os.read(fd, 1):
+            raise FileChangedError(f"{item.path!r} grew while it was being read")
+        digests = dict(zip((r.name for r in plain), (h.digest() for h in thashers), strict=True))
+        for r in regions:
+            if r.byteswap:
+                digests[r.name] = _swapped_digest(memoryview(_pread_exact(fd, r.start, r.end - r.start)), r.byteswap)
+        tens = _tensor_entries(regions, [digests[r.name] for r in regions])
+        self.progress(0, 1)
+        return FileEntry(item.path, size, whole.digest(), tuple(chunks), fmt, tens)
+
+    def _from_bytes(self, path: str, data: bytes) -> FileEntry:
+        size, cs = len(data), self.config.chunk_size
+        digest = blake3.blake3(data).digest()
+        view = memoryview(data)
+        if size <= cs:
+            chunks: tuple[bytes, ...] = (digest,) if size else ()
+        else:
+            chunks = tuple(blake3.blake3(view[o : o + cs]).digest() for o in range(0, size, cs))
+        fmt, tens = "", tuple[TensorEntry, ...]()
+        if self.config.tensors and self.registry.detect(path, data[: tensor_layer.HEAD_BYTES]) is not None:
+
+            def read_at(o: int, n: int) -> bytes:
+                if o + n > size:
+                    raise TensorFormatError("read past the end of the file")
+                return data[o : o + n]
+
+            fmt, regions = self._regions(path, data[: tensor_layer.HEAD_BYTES], read_at, size)
+            tens = _tensor_entries(regions, [_region_digest(view, r) for r in regions])
+        self.progress(size, 1)
+        return FileEntry(path, size, digest, chunks, fmt, tens)
+
+    # -- mmap path ------------------------------------------------------------------------
+
+    def _mapped_file(self, item: WalkItem, fd: int, st: os.stat_result) -> FileEntry:
+        """Memory-mapped path (see :mod:`client.hashing.mapped`); refuses a file that changed meanwhile."""
+        size, cs = st.st_size, self.config.chunk_size
+        head = _pread_exact(fd, 0, min(size, tensor_layer.HEAD_BYTES))
+        fmt, regions = self._regions(item.path, head, lambda o, n: _pread_exact(fd, o, n), size)
+        digest, chunks, tdigests = hash_mapped(
+            fd,
+            size,
+            cs,
+            regions,
+            window=max(self.config.map_window, cs),
+            pool=self._pool,
+            helpers=self.config.threads - 1,
+            progress=self.progress,
+        )
+        after = os.fstat(fd)
+        if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+            raise FileChangedError(f"{item.path!r} changed while it was being hashed")
+        tens = _tensor_entries(regions, [tdigests[r.name] for r in regions])
+        self.progress(0, 1)
+        return FileEntry(item.path, size, digest, chunks, fmt, tens)
+
+    def _entry(self, item: WalkItem) -> Entry:
+        if item.is_symlink:
+            self.progress(0, 1)
+            return SymlinkEntry(item.path, item.target)
+        return self._read_file(item)
+
+    def entries(self, items: Iterator[WalkItem]) -> Iterator[Entry]:
+        """Hash ``items`` in parallel; yield entries in the items' order, at most max_pending in flight.
+
+        Small files are hashed by the calling thread; larger ones go to the pool
+        in batches. A large file's worker works through its own jobs and enlists
+        idle workers as helpers (:class:`_JobSet`), so no worker ever blocks on a
+        queued job. With ``processes > 1``, after _PROCESS_AFTER small files the
+        rest of the walk is handed to worker processes (:mod:`smallfiles`).
+        """
+        it = iter(items)
+        yield from self._thread_entries(it)
+        yield from self._process_entries(it)
+
+    def _thread_entries(self, items: Iterator[WalkItem]) -> Iterator[Entry]:
+        """Thread mode; returns early (leaving ``items`` unfinished) when switching to processes."""
+        pending: deque[list[Entry] | Future[list[Entry]]] = deque()
+        in_flight = 0
+        inlined = 0
+        switch = self.config.processes > 1
+        batch: list[WalkItem] = []
+        inline_size = self.config.inline_size
+        for item in items:
+            ready: Entry | None = None
+            if item.is_symlink:
+                ready = self._entry(item)
+            else:
+                fd, st = self._open(item)
+                try:
+                    if st.st_size <= inline_size:
+                        # Python-bound work: done here, one GIL holder, no task or thread hand-off.
+                        ready = self._hash_open(item, fd, st)
+                        inlined += 1
+                    else:
+                        batch.append(item)
+                finally:
+                    os.close(fd)
+            if ready is not None:
+                if not pending and not batch:
+                    yield ready  # nothing queued ahead of it
+                    if switch and inlined >= _PROCESS_AFTER:
+                        return
+                    continue
+                if batch:  # keep canonical order: earlier items go first
+                    pending.append(self._pool.submit(self._batch, batch))
+                    batch = []
+                pending.append([ready])
+            in_flight += 1
+            if batch and (len(batch) >= _BATCH or in_flight >= self.config.max_pending):
+                pending.append(self._pool.submit(self._batch, batch))
+                batch = []
+            while pending and (in_flight >= self.config.max_pending or _ready(pending[0])):
+                done = _take(pending.popleft())
+                in_flight -= len(done)
+                yield from done
+            if switch and inlined >= _PROCESS_AFTER:
+                break  # finish what is queued, then hand the rest of ``items`` to processes
+        if batch:
+            pending.append(self._pool.submit(self._batch, batch))
+        while pending:
+            yield from _take(pending.popleft())
+
+    def _process_entries(self, items: Iterator[WalkItem]) -> Iterator[Entry]:
+        first = next(items, None)
+        if first is None:
+            return
+        from client.hashing import smallfiles
+
+        cs, inline = self.config.chunk_size, self.config.inline_size
+        limit = max(2 * self.config.processes, self.config.max_pending // _PROCESS_BATCH)
+        pool = smallfiles.WorkerPool(self.config.processes)
+        pending: deque[tuple[Future[smallfiles.BatchResult], list[WalkItem]]] = deque()
+        try:
+            batch: list[WalkItem] = [first]
+            for item in items:
+                batch.append(item)
+                if len(batch) >= _PROCESS_BATCH:
+                    pending.append((pool.submit(cs, inline, _paths(batch)), batch))
+                    batch = []
+                    while pending and (len(pending) >= limit or pending[0][0].done()):
+                        yield from self._collect(*pending.popleft())
+            if batch:
+                pending.append((pool.submit(cs, inline, _paths(batch)), batch))
+            while pending:
+                yield from self._collect(*pending.popleft())
+        finally:
+            pool.close()
+
+    def _collect(self, future: Future[smallfiles.BatchResult], items: list[WalkItem]) -> Iterator[Entry]:
+        from client.hashing.smallfiles import Declined
+
+        check_tensors = self.config.tensors
+        for item, r in zip(items, future.result(), strict=True):
+            if isinstance(r, Declined) or (check_tensors and self.registry.detect(item.path, r.head) is not None):
+                yield self._entry(item)  # symlink, large, tensor format, or an error to raise here
+                continue
+            self.progress(r.size, 1)
+            yield FileEntry(item.path, r.size, r.blake3, r.chunks)
+
+    def _batch(self, items: Sequence[WalkItem]) -> list[Entry]:
+        return [self._entry(item) for item in items]
+
+
+def _paths(items: Sequence[WalkItem]) -> list[str | None]:
+    return [None if i.is_symlink else i.abspath for i in items]
+
+
+def _ready(p: list[Entry] | Future[list[Entry]]) -> bool:
+    return isinstance(p, list) or p.done()
+
+
+def _take(p: list[Entry] | Future[list[Entry]]) -> list[Entry]:
+    return p if isinstance(p, list) else p.result()
+
+
+def iter_entries(
+    root: str,
+    config: HashConfig,
+    *,
+    progress: Progress = _noop,
+    on_skip: Callable[[str], None] | None = None,
+    registry: FormatRegistry | None = None,
+) -> Iterator[Entry]:
+    """Stream the entries of ``root`` in canonical order (bounded memory; see module docstring)."""
+    items = walk(root, WalkPolicy(allow_symlinks=config.allow_symlinks), on_skip=on_skip)
+    with Hasher(config, registry=registry, progress=progress) as h:
+        yield from h.entries(items)
+
+
+def hash_path(
+    root: str,
+    config: HashConfig | None = None,
+    *,
+    progress: Progress = _noop,
+    on_skip: Callable[[str], None] | None = None,
+    registry: FormatRegistry | None = None,
+) -> Manifest:
+    """The manifest of a file or directory. Raises WalkError for refused or empty input."""
+    cfg = config if config is not None else HashConfig()
+    entries = tuple(iter_entries(root, cfg, progress=progress, on_skip=on_skip, registry=registry))
+    return Manifest(chunk_size=cfg.chunk_size, entries=entries)

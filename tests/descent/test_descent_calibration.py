@@ -1,0 +1,109 @@
+"""Calibration: under the null (independent models of the same shapes), `related` appears at most
+at the significance level, and the per-axis p-values are super-uniform.
+
+The null models are deliberately varied: Gaussian and heavy-tailed initialisations, low-rank
+"trained-like" structure, shared per-column scales, LayerNorm ones and zero biases (which are
+byte-identical across all of them and must not count), and networks genuinely trained on the same
+task from different seeds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from client.core.descent.compare import compare
+from client.core.descent.fingerprint import Fingerprint, build
+from client.core.descent.sketch import sketch_matrix
+from client.core.descent.stats import agreement_log_p, axis_test
+from tests.descent_fixtures import Model, init_mlp, train_mlp
+
+SHAPES = ((64, 48), (96, 64), (64, 96))
+KINDS = ("gauss", "student-t", "low-rank", "column-scales")
+
+
+def null_model(seed: int, kind: str) -> Model:
+    r = np.random.default_rng(seed)
+    t: Model = {}
+    for i, (m, n) in enumerate(SHAPES):
+        if kind == "gauss":
+            w = r.standard_normal((m, n))
+        elif kind == "student-t":
+            w = r.standard_t(3, (m, n))
+        elif kind == "low-rank":
+            w = r.standard_normal((m, 4)) @ r.standard_normal((4, n)) + 0.3 * r.standard_normal((m, n))
+        else:
+            w = r.standard_normal((m, n)) * np.linspace(0.1, 2.0, n) + 0.2
+        t[f"l{i}.weight"] = (w / np.sqrt(n)).astype(np.float32)
+        t[f"l{i}.norm"] = np.ones(m, np.float32)
+        t[f"l{i}.bias"] = np.zeros(m, np.float32)
+    return t
+
+
+def _binomial_upper(n: int, p: float, z: float = 3.1) -> float:
+    return n * p + z * math.sqrt(n * p * (1 - p))
+
+
+@pytest.fixture(scope="module")
+def null_results() -> list[float]:
+    """log10 p of 240 independent same-shape pairs (60 per kind)."""
+    out = []
+    for i in range(240):
+        kind = KINDS[i % len(KINDS)]
+        a: Fingerprint = build(null_model(2 * i, kind).items())
+        b: Fingerprint = build(null_model(2 * i + 1, kind).items())
+        result = compare(a, b, alpha=0.05)
+        assert result.verdict in ("independent", "related")
+        out.append(result.log10_p)
+    return out
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.01])
+def test_related_rate_at_most_alpha(null_results: list[float], alpha: float) -> None:
+    related = sum(1 for lp in null_results if lp < math.log10(alpha))
+    assert related <= _binomial_upper(len(null_results), alpha), related
+
+
+def test_axis_p_values_are_super_uniform() -> None:
+    r = np.random.default_rng(123)
+    ps = []
+    for i in range(300):
+        kind = KINDS[i % len(KINDS)]
+        a = null_model(int(r.integers(1 << 30)), kind)["l1.weight"]
+        b = null_model(int(r.integers(1 << 30)), kind)["l1.weight"]
+        sa, sb = sketch_matrix(a), sketch_matrix(b)
+        for x, y in ((sa[0], sb[0]), (sa[1], sb[1])):
+            res = axis_test(x.features, y.features)
+            assert res is not None
+            ps.append(res.p_value)
+    arr = np.array(ps)
+    for level in (0.01, 0.05, 0.1, 0.25, 0.5):
+        rate = float(np.mean(arr <= level))
+        assert rate <= level + 3 * math.sqrt(level * (1 - level) / arr.size), (level, rate)
+
+
+def test_trained_networks_from_different_seeds_are_not_related() -> None:
+    """Genuinely trained (same task, same data, different initialisations) — the hardest null."""
+    related = 0
+    for i in range(12):
+        a = train_mlp(init_mlp(500 + 2 * i), steps=250, seed=i)
+        b = train_mlp(init_mlp(501 + 2 * i), steps=250, seed=100 + i)
+        if compare(build(a.items()), build(b.items()), alpha=0.05).verdict == "related":
+            related += 1
+    assert related <= 3  # Bin(12, 0.05) exceeds 3 with probability < 0.3%
+
+
+def test_bound_is_the_poisson_order_for_full_matchings() -> None:
+    # s = m: C(m, k) / m(m-1)...(m-k+1) = 1/k!
+    for k in range(0, 8):
+        assert math.isclose(math.exp(agreement_log_p(k, 200, 200)), 1 / math.factorial(k) if k else 1.0)
+    # and never above one
+    assert agreement_log_p(1, 500, 10_000) <= 0.0
+
+
+def test_trained_network_continued_on_the_same_task_is_related() -> None:
+    base = train_mlp(init_mlp(7), steps=300, seed=1)
+    tuned = train_mlp(base, steps=200, lr=0.005, seed=2)
+    assert compare(build(base.items()), build(tuned.items())).verdict == "related"
