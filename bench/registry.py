@@ -47,7 +47,7 @@ from client.core.records import (
     sign_record,
 )
 from ledger.app.config import ServerConfig
-from ledger.log.sequencer import Log, LogConfig
+from ledger.log import Log, LogConfig
 from ledger.registry.manifests import read_manifest
 from ledger.registry.policy import Policy
 from ledger.registry.registry import Registry, Submission

@@ -25,7 +25,7 @@ from client.core.records import (
     TrainingData,
     sign_record,
 )
-from ledger.log.sequencer import Log, LogConfig
+from ledger.log import Log, LogConfig
 from ledger.registry.manifests import read_manifest
 from ledger.registry.policy import Policy
 from ledger.registry.registry import Registry, Submission

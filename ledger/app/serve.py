@@ -131,7 +131,7 @@ def build_config(
 def run(config: ServerConfig) -> int:
     """Open the log and serve until SIGTERM/SIGINT; returns the process exit code."""
     from ledger.app.keys import load_or_create_signer
-    from ledger.log.sequencer import Log, LogConfig
+    from ledger.log import Log, LogConfig
     from ledger.storage.rocks import RocksStorage
 
     # Every file check that can fail does so before anything is created or opened.

@@ -32,7 +32,7 @@ from ledger.app.config import ServerConfig
 from ledger.grpc import match_service as registry_match
 from ledger.grpc.server import _abort, _parse, _stream, _unary
 from ledger.grpc.status import code_for
-from ledger.log.sequencer import Appended
+from ledger.log import Appended
 from ledger.registry import keys as K
 from ledger.registry.manifests import read_manifest
 from ledger.registry.matching import Matcher

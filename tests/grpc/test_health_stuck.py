@@ -18,8 +18,8 @@ from grpc_health.v1 import health_pb2
 
 from client.core.note import Signer
 from client.remote.log import LogClient
+from ledger.log import Log, LogConfig
 from ledger.log.progress import ProgressWatch, WatchedLog
-from ledger.log.sequencer import Log, LogConfig
 from ledger.storage import Batch
 from ledger.storage.memory import MemoryStorage
 from tests.inproc import serving

@@ -20,7 +20,7 @@ from ledger.grpc.metrics import (
     histogram_quantile,
     parse_exposition,
 )
-from ledger.log.sequencer import Log, LogConfig
+from ledger.log import Log, LogConfig
 from ledger.storage.memory import MemoryStorage
 from tests.fake_log import FakeLog
 from tests.inproc import serving

@@ -33,7 +33,7 @@ from client.errors import (
 )
 from ledger.app.keys import load_or_create_signer
 from ledger.errors import KeyFileError, WaitTimeoutError
-from ledger.log.sequencer import Appended, AuxView, Log, LogConfig
+from ledger.log import Appended, AuxView, Log, LogConfig
 from ledger.log.tree import GROUP_WIDTH, GroupCache, TreeReader
 from ledger.storage import Storage
 from ledger.storage.memory import MemoryStorage
@@ -168,7 +168,7 @@ def test_fast_inclusion_reads_the_nodes_inclusion_plan_names(data: st.DataObject
         size = data.draw(st.integers(min_value=1, max_value=n))
         indices = data.draw(st.lists(st.integers(min_value=0, max_value=size - 1), min_size=1, max_size=20))
         reader = TreeReader(storage, 1 << 20)
-        reader.publish(lg._edge.partial_groups(), {})
+        reader.publish(lg._sequencer.edge.partial_groups(), {})
         for i, proof in zip(indices, lg.inclusion_proofs(indices, size), strict=True):
             plan = inclusion_plan(i, size)
             assert proof == assemble(plan, reader.node_hashes(plan_nodes(plan)))

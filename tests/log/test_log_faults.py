@@ -20,7 +20,7 @@ from client.core.merkle import EMPTY_ROOT, leaf_hash, verify_consistency, verify
 from client.core.note import Signer
 from client.errors import UnavailableError
 from ledger.errors import CorruptStorageError, StorageError
-from ledger.log.sequencer import Appended, Log, LogConfig
+from ledger.log import Appended, Log, LogConfig
 from ledger.storage import Batch, HashGroupKey, Storage, TreeHead
 from ledger.storage.memory import MemoryStorage
 from ledger.storage.rocks import RocksStorage

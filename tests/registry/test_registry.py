@@ -19,7 +19,7 @@ from client.core.records import (
     endorse_rotation,
 )
 from client.errors import FormatError, NotFoundError, ProvenanceError, SignatureError
-from ledger.log.sequencer import Appended
+from ledger.log import Appended
 from ledger.registry.errors import (
     ConflictError,
     ManifestMissingError,

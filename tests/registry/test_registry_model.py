@@ -12,7 +12,7 @@ from registry_kit import Lab, open_env
 
 from client.core.records import Kind
 from client.errors import ProvenanceError
-from ledger.log.sequencer import Appended
+from ledger.log import Appended
 
 # One step: (lab 0-2, model name 0-3, step 0-2, parent choice: None / index into accepted / a made-up id)
 STEP = st.tuples(st.integers(0, 2), st.integers(0, 3), st.integers(0, 2),

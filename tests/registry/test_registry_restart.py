@@ -8,7 +8,7 @@ from registry_kit import Lab
 
 from client.core.note import Signer
 from client.core.records import Kind
-from ledger.log.sequencer import Appended, Log, LogConfig
+from ledger.log import Appended, Log, LogConfig
 from ledger.registry.manifests import read_manifest
 from ledger.registry.policy import Policy
 from ledger.registry.registry import Registry
