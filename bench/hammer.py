@@ -40,7 +40,7 @@ from client.core import merkle
 from client.core.checkpoint import Checkpoint, open_checkpoint
 from client.core.note import Verifier
 from client.errors import UnavailableError
-from client.remote.log import LogClient
+from client.remote import LogClient
 from tests.servers import REPO, ServerProcess, start_server
 
 

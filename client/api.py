@@ -55,7 +55,7 @@ from client.core.records import (
     sign_record,
 )
 from client.errors import InvalidInputError, ResourceExhaustedError
-from client.remote.log import DEFAULT_SERVER
+from client.remote import DEFAULT_SERVER
 from client.remote.registry import Registered, RegistryClient, transfer_timeout
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ Every error the library raises is a :class:`ProvenanceError`. Verification
 failures (tampering, forks, bad signatures) are :class:`VerificationError` and
 never a bare ``ValueError``, so callers can tell an attack from misuse. The gRPC
 edge maps these classes to status codes in one table (``ledger/grpc/status.py``), and
-the client maps statuses back (``client/remote/log.py``).
+the client maps statuses back (``client/remote/base.py``).
 """
 
 from __future__ import annotations

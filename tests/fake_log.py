@@ -1,16 +1,14 @@
-"""A small in-memory stand-in for ``ledger.log.Log`` and an in-process server around it.
+"""A small in-memory stand-in for ``ledger.log.Log``.
 
-Used to test the gRPC edge (error mapping, request parsing, handler wiring)
-without RocksDB or a subprocess; the process-level tests use the real log.
+Used to test the gRPC edge (error mapping, request parsing, handler wiring) without RocksDB or a
+subprocess: serve it with ``tests/inproc.serving(log)``; the process-level tests use the real log.
 """
 
 from __future__ import annotations
 
-import asyncio
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,8 +16,6 @@ from client.core import merkle
 from client.core.checkpoint import Checkpoint, SignedCheckpoint, sign_checkpoint
 from client.core.note import Signer
 from client.errors import InvalidInputError, NotFoundError, OutOfRangeError, ProvenanceError
-from ledger.app.config import ServerConfig
-from ledger.grpc.server import LedgerServer
 
 
 @dataclass(frozen=True)
@@ -132,31 +128,3 @@ class FakeLog:
         if index >= self.size:
             raise NotFoundError(str(index))
         return self._entries[index]
-
-
-@contextmanager
-def in_process_server(log: FakeLog, **config: Any) -> Iterator[tuple[str, LedgerServer]]:
-    """Serve ``log`` on a free 127.0.0.1 port from a background event loop; yields ``(address, server)``."""
-    cfg = ServerConfig(listen="127.0.0.1:0", origin=log.origin, **config)
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    holder: dict[str, Any] = {}
-
-    async def main() -> None:
-        server = LedgerServer(log, cfg, log.signer.verifier().text())
-        holder["server"] = server
-        holder["port"] = await server.start()
-        holder["stop"] = asyncio.Event()
-        ready.set()
-        await holder["stop"].wait()
-        await server.stop()
-
-    thread = threading.Thread(target=lambda: loop.run_until_complete(main()), daemon=True)
-    thread.start()
-    assert ready.wait(10), "in-process server did not start"
-    try:
-        yield f"127.0.0.1:{holder['port']}", holder["server"]
-    finally:
-        loop.call_soon_threadsafe(holder["stop"].set)
-        thread.join(10)
-        loop.close()

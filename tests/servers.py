@@ -27,7 +27,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from client.errors import ProvenanceError
-from client.remote.log import LogClient, TlsOptions
+from client.remote import LogClient, TlsOptions
 
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 15.0  # seconds; a healthy start takes well under 2

@@ -22,7 +22,7 @@ from client.remote.registry import RegistryClient
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
-    from client.remote.log import DEFAULT_SERVER
+    from client.remote import DEFAULT_SERVER
 
     g = p.add_argument_group("attest", "log the result as a signed attestation about the two registered records")
     g.add_argument("--attest", action="store_true", help="register a descent-test attestation (needs --key)")

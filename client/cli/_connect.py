@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from client.remote.log import LogClient, TlsOptions
+    from client.remote import LogClient, TlsOptions
     from client.remote.registry import RegistryClient
 
-DEFAULT_SERVER = "127.0.0.1:50051"  # client.remote.log.DEFAULT_SERVER, without importing grpc for --help
+DEFAULT_SERVER = "127.0.0.1:50051"  # client.remote.base.DEFAULT_SERVER, without importing grpc for --help
 
 
 def add_tls_args(p: argparse.ArgumentParser) -> None:
@@ -34,8 +34,8 @@ def add_server_args(p: argparse.ArgumentParser) -> None:
 
 
 def tls_from_args(args: argparse.Namespace) -> TlsOptions | None:
-    """The client's :class:`~client.remote.log.TlsOptions` from :func:`add_tls_args` flags, or None (plaintext)."""
-    from client.remote.log import TlsOptions
+    """The client's :class:`~client.remote.base.TlsOptions` from :func:`add_tls_args` flags, or None (plaintext)."""
+    from client.remote import TlsOptions
 
     ca, cert, key = (getattr(args, n, None) for n in ("tls_ca", "tls_cert", "tls_key"))
     if not (getattr(args, "tls", False) or ca or cert or key):
@@ -45,7 +45,7 @@ def tls_from_args(args: argparse.Namespace) -> TlsOptions | None:
 
 def ledger_client(args: argparse.Namespace) -> LogClient:
     """A :class:`~client.remote.log.LogClient` to ``args.server`` with the TLS flags."""
-    from client.remote.log import LogClient
+    from client.remote import LogClient
 
     return LogClient(args.server, tls=tls_from_args(args))
 

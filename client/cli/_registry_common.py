@@ -11,7 +11,7 @@ from typing import Any
 from client.cli._connect import add_server_args
 from client.core.records import Kind, RecordSigner
 from client.errors import InvalidInputError, NotFoundError, ProvenanceError
-from client.remote.log import LogClient
+from client.remote import LogClient
 from client.remote.registry import RegistryClient
 
 

@@ -3,8 +3,9 @@
 Records come back as their exact entry bytes and are parsed here (format only);
 callers verify signatures, or better, ask for a proof bundle and verify it with
 :mod:`client.core.bundle`. Status codes map back to :mod:`client.errors` classes via
-:func:`client.remote.log.error_from_rpc` (a failed call) and :func:`client.remote.log.error_for_status`
-(a refused record inside a partly logged ``Register`` batch).
+:func:`client.remote.base.error_from_rpc` (a failed call) and :func:`client.remote.base.error_for_status`
+(a refused record inside a partly logged ``Register`` batch); :meth:`RegistryClient.register` raises
+a partly logged batch as :class:`PartlyRefusedError`, which carries every record's result.
 
 Manifests of any size: :meth:`RegistryClient.upload_manifest` stages one in parts (then register its
 record without the bytes), :meth:`RegistryClient.manifest` falls back to fetching one in parts when it
@@ -22,12 +23,7 @@ import grpc
 from client._pb.provenance.registry.v1 import registry_pb2 as pb
 from client.core.records import Kind, SignedRecord, parse_entry, record_id
 from client.errors import FormatError, InvalidInputError, ProvenanceError, ResourceExhaustedError
-from client.remote.log import (
-    GrpcClient,
-    RemoteError,
-    error_for_status,
-    error_from_rpc,
-)
+from client.remote.base import GrpcClient, error_for_status, error_from_rpc
 
 _SERVICE = "/provenance.registry.v1.RegistryService/"
 Resp = TypeVar("Resp")
@@ -68,13 +64,32 @@ RegisterResult = Registered | ProvenanceError
 """One record's outcome in :meth:`RegistryClient.register_many`: logged, or the error that refused it."""
 
 
-def batch_results(err: BaseException) -> tuple[RegisterResult, ...] | None:
-    """The per-record results a :meth:`RegistryClient.register` refusal carries, or None.
+class PartlyRefusedError(ProvenanceError):
+    """A ``Register`` batch of which some records were logged and some refused (the call itself succeeded).
 
-    Set (as the error's ``results`` attribute) when other records of the same call were logged.
+    ``results`` holds every record's outcome, in the order sent: its :class:`Registered` (in the log)
+    or the :class:`~client.errors.ProvenanceError` that refused it (not in the log). ``first`` is the
+    first refusal (also the ``__cause__``) and ``position`` its place in the batch, from 0. Its family
+    is the base one: the refusals of one batch may be of different families (NOT_FOUND for an unknown
+    parent, PERMISSION_DENIED for a signer, INVALID_ARGUMENT for a malformed record); ``first`` tells
+    which. Resubmitting the whole batch is safe: logged records come back as duplicates.
     """
-    results: tuple[RegisterResult, ...] | None = getattr(err, "results", None)
-    return results
+
+    def __init__(self, results: Sequence[RegisterResult]) -> None:
+        refused = [(i, r) for i, r in enumerate(results) if isinstance(r, ProvenanceError)]
+        logged = len(results) - len(refused)
+        if not refused or not logged:
+            raise InvalidInputError("a partly refused batch has at least one logged and one refused record")
+        self.results: tuple[RegisterResult, ...] = tuple(results)
+        self.position, self.first = refused[0]
+        total = len(results)
+        super().__init__(f"{self.first} [record {self.position + 1} of {total} refused; {logged} of the {total} "
+                         "records were logged: see the error's results]")
+
+    @property
+    def logged(self) -> tuple[Registered, ...]:
+        """The records of the batch that are in the log, in the order sent."""
+        return tuple(r for r in self.results if isinstance(r, Registered))
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,15 +147,6 @@ def _result(entry: bytes, r: Any) -> RegisterResult:
     return Registered(bytes(r.id), int(r.index), bool(r.duplicate))
 
 
-def _partial(first: ProvenanceError, position: int, total: int, logged: int) -> ProvenanceError:
-    """``first`` (a refusal) restated, same class, so that it says the rest of its batch was partly logged."""
-    note = (f"{first} [record {position + 1} of {total} refused; {logged} of the {total} records were "
-            f"logged: see the error's results]")
-    if isinstance(first, RemoteError):
-        return RemoteError(note, first.code)
-    return type(first)(note)
-
-
 class RegistryClient(GrpcClient):
     """One channel to a ledger's registry service. Use as a context manager, or call :meth:`close`."""
 
@@ -173,20 +179,18 @@ class RegistryClient(GrpcClient):
     def register(self, records: Sequence[tuple[bytes, bytes | None]],
                  fingerprints: Sequence[bytes | None] | None = None, *,
                  timeout: float | None = None) -> list[Registered]:
-        """:meth:`register_many`, raising the first refusal.
-
-        When other records of the call were logged, the raised error (of the refusal's class) says how
-        many, and carries every record's result as its ``results`` attribute (see :func:`batch_results`).
+        """:meth:`register_many`, raising on any refusal: every record refused raises the first refusal's
+        error (nothing was logged); some logged and some refused raises :class:`PartlyRefusedError`,
+        which carries every record's result.
         """
         results = self.register_many(records, fingerprints, timeout=timeout)
-        refused = [(i, r) for i, r in enumerate(results) if isinstance(r, ProvenanceError)]
-        if not refused:
-            return [r for r in results if isinstance(r, Registered)]
-        i, first = refused[0]
-        logged = len(results) - len(refused)
-        err = _partial(first, i, len(results), logged) if logged else first
-        err.results = tuple(results)  # type: ignore[attr-defined]  # read with batch_results()
-        raise err
+        logged = [r for r in results if isinstance(r, Registered)]
+        if len(logged) == len(results):
+            return logged
+        if not logged:
+            raise next(r for r in results if isinstance(r, ProvenanceError))
+        partly = PartlyRefusedError(results)
+        raise partly from partly.first
 
     def by_id(self, rid: bytes) -> RemoteRecord:
         return _record(self._unary("GetRecord", pb.GetRecordRequest(id=rid), pb.GetRecordResponse).record)

@@ -147,7 +147,8 @@ def run(config: ServerConfig) -> int:
         max_range=config.max_range,
         cache_bytes=config.hash_cache_bytes,
     )
-    from ledger.grpc.registry_service import ManifestLimits, RegistryService
+    from ledger.grpc.manifest_staging import ManifestLimits
+    from ledger.grpc.registry_service import RegistryService
     from ledger.registry.setup import registry_for
 
     registry = registry_for(config.allowlist, config.signature_processes)

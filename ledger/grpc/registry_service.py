@@ -1,13 +1,14 @@
 """The gRPC edge of the registry: ``provenance.registry.v1.RegistryService``.
 
-Thin, like ``ledger/grpc/server.py`` (whose wrappers it reuses, so errors map through
-the one table in ``ledger/grpc/status.py``): decode the request, call the
-:class:`~ledger.registry.registry.Registry`, build the response. ``Register`` is the one
+Thin, like ``ledger/grpc/log_service.py``: its methods are built by the one wrapper of
+``ledger/grpc/handlers.py`` (requests parsed there, errors mapped through the one table in
+``ledger/grpc/status.py``); a handler calls the :class:`~ledger.registry.registry.Registry` and
+builds the response. ``Register`` is the one
 place a refusal can also travel inside a successful response (a batch partly logged):
 its code comes from the same table.
 
 Manifests too large for one message travel in parts: ``UploadManifest`` stages one
-(:class:`ManifestStaging`: in memory, bounded in bytes and age) until a ``Register``
+(:class:`~ledger.grpc.manifest_staging.ManifestStaging`: in memory, bounded in bytes and age) until a ``Register``
 that names its digest without sending it; ``GetManifestParts`` streams one back.
 """
 
@@ -16,21 +17,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
-
-import grpc
 
 from client._pb.provenance.registry.v1 import registry_pb2 as pb
 from client.core.bundle.format import to_bytes
 from client.core.records import Dataset, Kind, ModelCheckpoint, parse_entry
 from client.core.records.model import ID_SIZE, KEY_SIZE
 from client.errors import InvalidInputError, ProvenanceError, ResourceExhaustedError, UnavailableError
-from ledger.app.config import ServerConfig
 from ledger.grpc import match_service as registry_match
-from ledger.grpc.server import _abort, _parse, _stream, _unary
+from ledger.grpc.handlers import Method, ServerStream, Unary, Upload
+from ledger.grpc.manifest_staging import MESSAGE_OVERHEAD, ManifestLimits, ManifestStaging
 from ledger.grpc.status import code_for
 from ledger.log import Appended
 from ledger.registry import keys as K
@@ -44,132 +41,8 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RegistryService"].full_name
 DEFAULT_LIMIT = 1000
 MAX_REGISTER = 1024  # records per Register call
 SEND_PART_BYTES = 1 << 20  # GetManifestParts: bytes of manifest per part (less when the send limit is lower)
-MESSAGE_OVERHEAD = 64  # bytes a GetManifestResponse / ManifestPart adds around its manifest bytes, rounded up
-STAGING_FACTOR = 2  # staged and arriving manifests together: at most this many times max_manifest_bytes
-STAGING_SECONDS = 3600.0  # a staged manifest not registered within this is dropped
 
 _log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class ManifestLimits:
-    """Bounds on manifests in parts. ``staging_bytes`` caps staged plus still-arriving uploads together."""
-
-    max_manifest_bytes: int = 2 << 30
-    max_send_message_bytes: int = 64 << 20
-    staging_bytes: int = STAGING_FACTOR * (2 << 30)
-    staging_seconds: float = STAGING_SECONDS
-
-    def __post_init__(self) -> None:
-        if self.max_manifest_bytes <= 0 or self.max_send_message_bytes <= MESSAGE_OVERHEAD:
-            raise InvalidInputError("manifest and send limits must be positive")
-        if self.staging_bytes < self.max_manifest_bytes or not self.staging_seconds > 0:
-            raise InvalidInputError("staging must hold at least one largest manifest, for a positive time")
-
-    @classmethod
-    def from_config(cls, config: ServerConfig) -> ManifestLimits:
-        return cls(config.max_manifest_bytes, config.max_send_message_bytes,
-                   STAGING_FACTOR * config.max_manifest_bytes, STAGING_SECONDS)
-
-
-class ManifestStaging:
-    """Uploaded manifests waiting for their ``Register``, in memory, keyed by manifest digest.
-
-    Bounded: staged manifests plus the bytes of uploads still arriving (reserved part by part
-    with :meth:`reserve`) never exceed ``max_bytes``; to make room the oldest staged manifest
-    is evicted first, and a manifest staged more than ``max_age`` seconds ago is dropped. When
-    uploads in progress alone fill the budget, :meth:`reserve` refuses (RESOURCE_EXHAUSTED).
-    No I/O and no locking: use it from one thread (the server's event loop).
-    """
-
-    def __init__(self, max_bytes: int, max_age: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._max_bytes = max_bytes
-        self._max_age = max_age
-        self._clock = clock
-        self._staged: OrderedDict[bytes, tuple[bytes, float]] = OrderedDict()  # oldest first
-        self._held = 0  # bytes of staged manifests
-        self._reserved = 0  # bytes of uploads still arriving
-
-    def __len__(self) -> int:
-        return len(self._staged)
-
-    def __contains__(self, digest: object) -> bool:
-        self._expire()
-        return digest in self._staged
-
-    @property
-    def held_bytes(self) -> int:
-        return self._held
-
-    @property
-    def reserved_bytes(self) -> int:
-        return self._reserved
-
-    def _expire(self) -> None:
-        cutoff = self._clock() - self._max_age
-        while self._staged:
-            digest, (_, at) = next(iter(self._staged.items()))
-            if at > cutoff:
-                break
-            self._evict(digest, "expired")
-
-    def _evict(self, digest: bytes, why: str) -> None:
-        data, _ = self._staged.pop(digest)
-        self._held -= len(data)
-        _log.info("staged manifest dropped (%s)", why, extra={"manifest": digest.hex(), "bytes": len(data)})
-
-    def reserve(self, n: int) -> None:
-        """Count ``n`` more bytes of an upload in progress, evicting the oldest staged manifests to make room."""
-        self._expire()
-        while self._staged and self._held + self._reserved + n > self._max_bytes:
-            self._evict(next(iter(self._staged)), "evicted to make room")
-        if self._reserved + n > self._max_bytes:
-            raise ResourceExhaustedError(
-                f"manifest staging is full ({self._reserved} bytes of uploads in progress, limit {self._max_bytes}); "
-                "retry later")
-        self._reserved += n
-
-    def release(self, n: int) -> None:
-        """Forget ``n`` reserved bytes (an upload that failed, or that was staged)."""
-        self._reserved -= n
-
-    def put(self, digest: bytes, data: bytes) -> None:
-        """Stage ``data`` (its reservation already released); a manifest staged again counts as new."""
-        if digest in self._staged:
-            self._evict(digest, "staged again")
-        self.reserve(len(data))
-        self._reserved -= len(data)
-        self._staged[digest] = (data, self._clock())
-        self._held += len(data)
-
-    def get(self, digest: bytes) -> bytes | None:
-        self._expire()
-        got = self._staged.get(digest)
-        return None if got is None else got[0]
-
-    def drop(self, digest: bytes) -> None:
-        if digest in self._staged:
-            self._evict(digest, "registered")
-
-
-def _upload_handler(
-    fn: Callable[[AsyncIterator[pb.ManifestPart]], Awaitable[pb.UploadManifestResponse]],
-) -> grpc.RpcMethodHandler[bytes, bytes]:
-    """A client-streaming handler: parses each part itself, errors through the one table (like ``_unary``)."""
-
-    async def handler(parts: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
-        async def parsed() -> AsyncIterator[pb.ManifestPart]:
-            async for raw in parts:
-                yield _parse(pb.ManifestPart, raw)
-
-        try:
-            out: bytes = (await fn(parsed())).SerializeToString()
-            return out
-        except Exception as err:  # the one place errors become statuses
-            await _abort(context, err)
-            raise  # unreachable: abort raises
-
-    return grpc.stream_unary_rpc_method_handler(handler)
 
 
 def _id(raw: bytes, what: str = "id") -> bytes:
@@ -198,7 +71,7 @@ def _registered(entry: bytes, result: Appended | ProvenanceError) -> pb.Register
 
 
 class RegistryService:
-    """Handlers of ``RegistryService``. Pass :meth:`generic_handler` to the ledger's gRPC server."""
+    """Handlers of ``RegistryService``: host it next to the log on a :class:`~ledger.grpc.server.LedgerServer`."""
 
     name = SERVICE_NAME
 
@@ -212,23 +85,22 @@ class RegistryService:
         self._limits = limits if limits is not None else ManifestLimits()
         self.staging = ManifestStaging(self._limits.staging_bytes, self._limits.staging_seconds, clock)
 
-    def generic_handler(self) -> grpc.GenericRpcHandler:
-        handlers = {
-            "Register": _unary(pb.RegisterRequest, self.register),
-            "GetRecord": _unary(pb.GetRecordRequest, self.get_record),
-            "ListBySigner": _unary(pb.ListBySignerRequest, self.list_by_signer),
-            "ListAbout": _unary(pb.ListAboutRequest, self.list_about),
-            "GetLineage": _unary(pb.GetLineageRequest, self.get_lineage),
-            "FindDigest": _unary(pb.FindDigestRequest, self.find_digest),
-            "GetManifest": _unary(pb.GetManifestRequest, self.get_manifest),
-            "GetManifestParts": _stream(pb.GetManifestRequest, self.get_manifest_parts),
-            "UploadManifest": _upload_handler(self.upload_manifest),
-            "GetIdentity": _unary(pb.GetIdentityRequest, self.get_identity),
-            "Prove": _unary(pb.ProveRequest, self.prove),
-            "Match": _unary(pb.MatchRequest, self.match),
-            "GetFingerprint": _unary(pb.GetFingerprintRequest, self.get_fingerprint),
+    def methods(self) -> Mapping[str, Method]:
+        return {
+            "Register": Unary(pb.RegisterRequest, self.register),
+            "GetRecord": Unary(pb.GetRecordRequest, self.get_record),
+            "ListBySigner": Unary(pb.ListBySignerRequest, self.list_by_signer),
+            "ListAbout": Unary(pb.ListAboutRequest, self.list_about),
+            "GetLineage": Unary(pb.GetLineageRequest, self.get_lineage),
+            "FindDigest": Unary(pb.FindDigestRequest, self.find_digest),
+            "GetManifest": Unary(pb.GetManifestRequest, self.get_manifest),
+            "GetManifestParts": ServerStream(pb.GetManifestRequest, self.get_manifest_parts),
+            "UploadManifest": Upload(pb.ManifestPart, self.upload_manifest),
+            "GetIdentity": Unary(pb.GetIdentityRequest, self.get_identity),
+            "Prove": Unary(pb.ProveRequest, self.prove),
+            "Match": Unary(pb.MatchRequest, self.match),
+            "GetFingerprint": Unary(pb.GetFingerprintRequest, self.get_fingerprint),
         }
-        return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
     def start_draining(self) -> None:
         self._draining = True

@@ -1,7 +1,7 @@
 """The one table mapping :mod:`client.errors` classes to gRPC status codes.
 
 The server maps every :class:`~client.errors.ProvenanceError` through
-:func:`code_for` (see ``ledger/grpc/server.py``); ``client/remote/log.py`` maps the
+:func:`code_for` (in ``ledger/grpc/handlers.py``); ``client/remote/base.py`` maps the
 codes back with its own inverse table. Order matters: the first class that
 matches wins, so subclasses come before their bases.
 """

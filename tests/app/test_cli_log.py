@@ -200,7 +200,8 @@ def test_state_dir_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 
 
 def test_audit_catches_a_root_that_does_not_match_the_entries(capfd: pytest.CaptureFixture[str]) -> None:
-    from tests.fake_log import FakeLog, in_process_server
+    from tests.fake_log import FakeLog
+    from tests.inproc import serving
 
     class LyingLog(FakeLog):
         def latest(self):  # type: ignore[no-untyped-def]
@@ -210,7 +211,7 @@ def test_audit_catches_a_root_that_does_not_match_the_entries(capfd: pytest.Capt
 
     log = LyingLog()
     log.submit([b"x", b"y", b"z"])
-    with in_process_server(log) as (address, _):
+    with serving(log) as (address, _):
         code, out, err = run(capfd, "audit", "--server", address)
     assert code == EXIT_FAILED, out + err
     evidence = lines(out)[0]

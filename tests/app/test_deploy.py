@@ -23,7 +23,7 @@ import yaml  # type: ignore[import-untyped]
 
 from client.cli import build_parser
 from ledger.app.config import ServerConfig
-from ledger.grpc.server import SERVICE_NAME
+from ledger.grpc.log_service import SERVICE_NAME
 from tests.servers import REPO, free_port, running_server
 
 DEPLOY = REPO / "deploy"

@@ -11,7 +11,7 @@ import pytest
 from client.core import merkle
 from client.core.checkpoint import open_checkpoint
 from client.core.note import Verifier
-from client.remote.log import LogClient
+from client.remote import LogClient
 from ledger.app.config import ServerConfig
 from tests.servers import running_server
 

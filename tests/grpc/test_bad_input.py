@@ -11,7 +11,7 @@ from client._pb.provenance.ledger.v1 import ledger_pb2 as pb
 from client.core import merkle
 from client.core.checkpoint import Checkpoint, open_checkpoint
 from client.core.note import Verifier
-from client.remote.log import LogClient
+from client.remote import LogClient
 from tests.servers import ServerProcess, running_server
 
 MAX_ENTRY = 1024

@@ -40,7 +40,7 @@ ALLOWED = {Code.OK, Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.OUT_OF_RANGE, Co
 
 LOG = "/provenance.ledger.v1.LogService/"
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
-# The health service is grpcio's servicer behind our parsing (ledger/grpc/server.py): held to the same rules.
+# The health service is grpcio's servicer behind our parsing (ledger/grpc/health.py): held to the same rules.
 BIG = 1 << 62
 
 

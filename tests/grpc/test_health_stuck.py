@@ -17,7 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from client.core.note import Signer
-from client.remote.log import LogClient
+from client.remote import LogClient
 from ledger.log import Log, LogConfig
 from ledger.log.progress import ProgressWatch, WatchedLog
 from ledger.storage import Batch

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from concurrent.futures import Future
 from typing import Any
 
@@ -14,10 +14,11 @@ import pytest
 from client._pb.provenance.ledger.v1 import ledger_pb2 as pb
 from client.core import merkle
 from client.core.checkpoint import Checkpoint, SignedCheckpoint, sign_checkpoint
-from client.errors import ResourceExhaustedError, UnavailableError
-from client.remote.log import LogClient
+from client.errors import NotFoundError, ResourceExhaustedError, UnavailableError
+from client.remote import LogClient
 from ledger.app.config import ServerConfig
 from ledger.errors import WaitTimeoutError
+from ledger.grpc.handlers import Method, ServerStream, Unary, Upload
 from ledger.grpc.limits import PeerRateLimit, RateLimitedError, TokenBuckets, grpc_server_options, peer_key
 from tests.fake_log import FakeLog
 from tests.inproc import serving
@@ -33,9 +34,6 @@ class Clock:
     def __call__(self) -> float:
         return self.now
 
-
-def _serve(log: FakeLog, **config: object) -> object:
-    return serving(log, log.signer.verifier().text(), origin=log.origin, **config)
 
 
 # -- token buckets (pure) --------------------------------------------------------------------------
@@ -134,7 +132,7 @@ def test_config_refuses_bad_limits() -> None:
 @pytest.fixture(scope="module")
 def limited() -> Iterator[tuple[FakeLog, str, object]]:
     log = FakeLog()
-    with _serve(log, rate_limit_per_second=2.0, rate_limit_burst=4) as (address, server):  # type: ignore[attr-defined]
+    with serving(log, rate_limit_per_second=2.0, rate_limit_burst=4) as (address, server):
         yield log, address, server
 
 
@@ -157,7 +155,7 @@ def test_rate_limit_refuses_with_resource_exhausted(limited: tuple[FakeLog, str,
 
 def test_no_rate_limit_by_default() -> None:
     log = FakeLog()
-    with _serve(log) as (address, server), LogClient(address, timeout=5) as c:  # type: ignore[attr-defined]
+    with serving(log) as (address, server), LogClient(address, timeout=5) as c:
         assert server.limit is None
         for _ in range(200):
             c.checkpoint()
@@ -165,7 +163,7 @@ def test_no_rate_limit_by_default() -> None:
 
 def test_oversized_request_is_resource_exhausted() -> None:
     log = FakeLog(max_entry_bytes=1 << 20)
-    with _serve(log, max_receive_message_bytes=4096, max_entry_bytes=1024) as (address, _):  # type: ignore[attr-defined]
+    with serving(log, max_receive_message_bytes=4096, max_entry_bytes=1024) as (address, _):
         with LogClient(address, timeout=5) as c, pytest.raises(ResourceExhaustedError):
             c.add_entries([b"x" * 8192])
         with LogClient(address, timeout=5) as c:
@@ -174,7 +172,7 @@ def test_oversized_request_is_resource_exhausted() -> None:
 
 def test_watch_stream_is_capped_in_time() -> None:
     log = FakeLog()
-    with _serve(log, max_stream_seconds=0.3) as (address, _), LogClient(address) as c:  # type: ignore[attr-defined]
+    with serving(log, max_stream_seconds=0.3) as (address, _), LogClient(address) as c:
         began = time.monotonic()
         notes = list(c.watch_checkpoints(timeout=10))  # ends by itself, with OK
         assert len(notes) == 1
@@ -183,7 +181,7 @@ def test_watch_stream_is_capped_in_time() -> None:
 
 def test_concurrent_streams_per_connection_are_capped() -> None:
     log = FakeLog()
-    with _serve(log, max_concurrent_streams=1) as (address, _):  # type: ignore[attr-defined]
+    with serving(log, max_concurrent_streams=1) as (address, _):
         with grpc.insecure_channel(address) as channel:
             watch = channel.unary_stream(WATCH, request_serializer=pb.WatchCheckpointsRequest.SerializeToString,
                                          response_deserializer=pb.WatchCheckpointsResponse.FromString)
@@ -221,7 +219,7 @@ class SlowCheckpointLog(FakeLog):
 
 def test_wait_for_checkpoint_is_capped_by_the_server() -> None:
     log = SlowCheckpointLog()
-    with _serve(log, checkpoint_wait_seconds=0.2) as (address, _), LogClient(address, timeout=10) as c:  # type: ignore[attr-defined]
+    with serving(log, checkpoint_wait_seconds=0.2) as (address, _), LogClient(address, timeout=10) as c:
         began = time.monotonic()
         with pytest.raises(UnavailableError, match="no checkpoint in time"):
             c.add_entries([b"waits"], wait_for_checkpoint=True)
@@ -232,7 +230,7 @@ def test_wait_for_checkpoint_is_capped_by_the_server() -> None:
 def test_ping_flood_gets_goaway() -> None:
     """A client pinging every 10 ms is cut off (GOAWAY too_many_pings); well-behaved clients are not."""
     log = FakeLog()
-    with _serve(log, min_client_ping_interval_seconds=5, max_ping_strikes=2) as (address, _):  # type: ignore[attr-defined]
+    with serving(log, min_client_ping_interval_seconds=5, max_ping_strikes=2) as (address, _):
         flood = [
             ("grpc.keepalive_time_ms", 10),
             ("grpc.keepalive_timeout_ms", 1000),
@@ -254,29 +252,36 @@ def test_ping_flood_gets_goaway() -> None:
             c.checkpoint()
 
 
+class Raw(bytes):
+    """A message type whose wire form is its own bytes (the test service echoes what it gets)."""
+
+    @classmethod
+    def FromString(cls, raw: bytes) -> Raw:
+        return cls(raw)
+
+    def SerializeToString(self) -> bytes:
+        return bytes(self)
+
+
 class EchoService:
     """A second service registered next to the log, the way the registry is."""
 
     name = "test.Echo"
 
-    def generic_handler(self) -> grpc.GenericRpcHandler:
-        async def ping(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:  # type: ignore[type-arg]
+    def methods(self) -> Mapping[str, Method]:
+        async def ping(raw: Raw) -> Raw:
             if raw == b"fail":
-                await context.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
+                raise NotFoundError("no such thing")
             return raw
 
-        async def upload(parts: Any, context: grpc.aio.ServicerContext) -> bytes:  # type: ignore[type-arg]
-            return b"".join([p async for p in parts])
+        async def upload(parts: AsyncIterator[Raw]) -> Raw:
+            return Raw(b"".join([p async for p in parts]))
 
-        async def parts(raw: bytes, context: grpc.aio.ServicerContext) -> Any:  # type: ignore[type-arg]
+        async def parts(raw: Raw) -> AsyncIterator[Raw]:
             for b in raw:
-                yield bytes([b])
+                yield Raw(bytes([b]))
 
-        return grpc.method_handlers_generic_handler("test.Echo", {
-            "Ping": grpc.unary_unary_rpc_method_handler(ping),
-            "Upload": grpc.stream_unary_rpc_method_handler(upload),
-            "Parts": grpc.unary_stream_rpc_method_handler(parts),
-        })
+        return {"Ping": Unary(Raw, ping), "Upload": Upload(Raw, upload), "Parts": ServerStream(Raw, parts)}
 
     def start_draining(self) -> None:
         pass
@@ -284,7 +289,7 @@ class EchoService:
 
 def test_services_next_to_the_log_are_limited_and_measured_too() -> None:
     log = FakeLog()
-    with serving(log, log.signer.verifier().text(), extra=[EchoService()], origin=log.origin,
+    with serving(log, extra=[EchoService()],
                  rate_limit_per_second=1.0, rate_limit_burst=3) as (address, server):
         with grpc.insecure_channel(address) as channel:
             ping = channel.unary_unary("/test.Echo/Ping")
@@ -312,7 +317,7 @@ def test_services_next_to_the_log_are_limited_and_measured_too() -> None:
 def test_streaming_calls_next_to_the_log_are_limited_too(kind: str) -> None:
     """A manifest upload (client stream) or download (server stream) spends the peer's tokens like a unary call."""
     log = FakeLog()
-    with serving(log, log.signer.verifier().text(), extra=[EchoService()], origin=log.origin,
+    with serving(log, extra=[EchoService()],
                  rate_limit_per_second=0.5, rate_limit_burst=2) as (address, server):
         with grpc.insecure_channel(address) as channel:
             upload = channel.stream_unary("/test.Echo/Upload")

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from client.core.note import Signer
 from client.errors import NotFoundError
-from client.remote.log import LogClient
+from client.remote import LogClient
 from ledger.grpc.metrics import (
     RPC_BUCKETS,
     FastHistogram,
@@ -84,7 +84,7 @@ def test_timing_overhead_per_call_is_small() -> None:
 
 def test_scrape_shows_rpcs_errors_tree_and_checkpoint_age() -> None:
     log = FakeLog()
-    with serving(log, log.signer.verifier().text(), origin=log.origin, metrics_listen="127.0.0.1:0") as (
+    with serving(log, metrics_listen="127.0.0.1:0") as (
         address, server,
     ):
         port = server.metrics_port

@@ -16,7 +16,7 @@ from client.core import merkle
 from client.core.checkpoint import Checkpoint, open_checkpoint
 from client.core.note import Verifier
 from client.errors import InvalidInputError, NotFoundError, OutOfRangeError
-from client.remote.log import LogClient
+from client.remote import LogClient
 from tests.servers import ServerProcess, health_status, running_server
 
 SERVICE = "provenance.ledger.v1.LogService"

@@ -23,9 +23,11 @@ from client.errors import (
     UnavailableError,
     VerificationError,
 )
-from client.remote.log import ERROR_FOR_STATUS, LogClient, RemoteError
+from client.remote import LogClient, RemoteError
+from client.remote.base import ERROR_FOR_STATUS
 from ledger.grpc.status import STATUS_FOR_ERROR, code_for
-from tests.fake_log import FakeLog, in_process_server
+from tests.fake_log import FakeLog
+from tests.inproc import serving
 
 _IDENTITY = {"request_serializer": None, "response_deserializer": None}
 
@@ -33,7 +35,7 @@ _IDENTITY = {"request_serializer": None, "response_deserializer": None}
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[FakeLog, str]]:
     log = FakeLog()
-    with in_process_server(log, max_range=4) as (address, _):
+    with serving(log, max_range=4) as (address, _):
         yield log, address
 
 

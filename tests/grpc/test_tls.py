@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from client.errors import InvalidInputError, UnavailableError
-from client.remote.log import LogClient, TlsOptions
+from client.remote import LogClient, TlsOptions
 from ledger.grpc.tls import TlsFileError, load_tls
 from tests.fake_log import FakeLog
 from tests.inproc import serving
@@ -112,21 +112,18 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
                ca.issue("client", server=False), CA("other CA").issue("stranger", server=False))
 
 
-def _serve(log: FakeLog, **config: object) -> object:
-    return serving(log, log.signer.verifier().text(), origin=log.origin, **config)
-
 
 @pytest.fixture(scope="module")
 def tls_server(pki: Pki) -> Iterator[str]:
     log = FakeLog()
-    with _serve(log, **pki.server_files(mtls=False)) as (address, _):  # type: ignore[attr-defined]
+    with serving(log, **pki.server_files(mtls=False)) as (address, _):
         yield address
 
 
 @pytest.fixture(scope="module")
 def mtls_server(pki: Pki) -> Iterator[str]:
     log = FakeLog()
-    with _serve(log, **pki.server_files(mtls=True)) as (address, _):  # type: ignore[attr-defined]
+    with serving(log, **pki.server_files(mtls=True)) as (address, _):
         yield address
 
 
@@ -183,7 +180,7 @@ def test_world_readable_tls_key_is_refused(pki: Pki) -> None:
     assert b"PRIVATE" not in str(info.value).encode()
     log = FakeLog()
     with pytest.raises(TlsFileError):
-        _serve(log, tls_cert=cert, tls_key=key).__enter__()  # type: ignore[attr-defined]
+        serving(log, tls_cert=cert, tls_key=key).__enter__()
     os.chmod(key, 0o640)  # group-readable (a tls group, a k8s secret with defaultMode 0440/0640) is accepted
     assert load_tls(cert, key).private_key == pki.server.key
 

@@ -34,7 +34,7 @@ from client.core import merkle
 from client.core.checkpoint import Checkpoint, open_checkpoint
 from client.core.note import Verifier
 from client.errors import ProofError, UnavailableError
-from client.remote.log import LogClient
+from client.remote import LogClient
 from ledger.storage import TreeHead
 from ledger.storage.rocks import RocksStorage, decode_head, encode_head
 from tests.servers import ServerProcess, health_status, running_server

@@ -25,9 +25,10 @@ from client.core.manifest.model import FileEntry, Manifest
 from client.core.note import Verifier
 from client.core.records import Dataset
 from client.errors import ProvenanceError, ResourceExhaustedError
-from client.remote.log import LogClient
+from client.remote import LogClient
 from client.remote.registry import RegistryClient
-from ledger.grpc.registry_service import ManifestLimits, ManifestStaging, RegistryService
+from ledger.grpc.manifest_staging import ManifestLimits, ManifestStaging
+from ledger.grpc.registry_service import RegistryService
 from ledger.registry.manifests import read_manifest
 
 MAX_RECEIVE = 1 << 20

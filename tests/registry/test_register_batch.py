@@ -11,17 +11,16 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from registry_kit import Lab
-from servers import ServerProcess, running_server
 
 from client._pb.provenance.registry.v1 import registry_pb2 as pb
 from client.core.checkpoint import open_checkpoint
 from client.core.note import Verifier
 from client.errors import InvalidInputError, NotFoundError, ProvenanceError
-from client.remote.log import LogClient, RemoteError, error_for_status
-from client.remote.registry import Registered, RegistryClient, batch_results
+from client.remote import LogClient, PartlyRefusedError, Registered, RegistryClient, RemoteError, error_for_status
 from ledger.grpc.status import code_for
 from ledger.registry.errors import UnknownReferenceError
+from tests.registry_kit import Lab
+from tests.servers import ServerProcess, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -114,7 +113,7 @@ def test_every_record_refused_fails_the_call_with_the_first_refusal(server: Serv
     with RegistryClient(server.address) as reg, pytest.raises(InvalidInputError) as err:
         reg.register_many([(NOT_A_RECORD, None), (orphan.entry, orphan.manifest)])
     assert "unsupported record format version 7" in str(err.value) and "(INVALID_ARGUMENT)" in str(err.value)
-    assert batch_results(err.value) is None, "nothing was logged: no per-record results to carry"
+    assert not isinstance(err.value, PartlyRefusedError), "nothing was logged: no per-record results to carry"
     assert _size(server) == before
 
 
@@ -123,16 +122,17 @@ def test_register_raises_the_first_refusal_saying_the_rest_was_logged(server: Se
     orphan, _ = lab.checkpoint("orphan-raise", 1, parents=((b"\x08" * 32, "fine-tune"),))
     d2, s2 = lab.dataset("raise-2")
     before = _size(server)
-    with RegistryClient(server.address) as reg, pytest.raises(NotFoundError) as info:
+    with RegistryClient(server.address) as reg, pytest.raises(PartlyRefusedError) as info:
         reg.register([(d1.entry, d1.manifest), (orphan.entry, orphan.manifest), (d2.entry, d2.manifest),
                       (NOT_A_RECORD, None)])
     err = info.value
+    assert isinstance(err.first, NotFoundError) and err.__cause__ is err.first and err.position == 1
     assert "parent checkpoint 0808" in str(err) and "(NOT_FOUND)" in str(err)
     assert "record 2 of 4 refused; 2 of the 4 records were logged" in str(err)
-    results = batch_results(err)
-    assert results is not None and results == err.results  # type: ignore[attr-defined]
+    results = err.results
     assert [type(r) for r in results] == [Registered, NotFoundError, Registered, InvalidInputError]
     logged = [r for r in results if isinstance(r, Registered)]
+    assert list(err.logged) == logged
     assert [r.id for r in logged] == [s1.id, s2.id]
     assert [r.index for r in logged] == [before, before + 1]
     assert _size(server) == before + 2
@@ -142,7 +142,7 @@ def test_single_refusal_unchanged(server: ServerProcess, lab: Lab) -> None:
     orphan, _ = lab.checkpoint("orphan-one", 1, parents=((b"\x09" * 32, "fine-tune"),))
     with RegistryClient(server.address) as reg, pytest.raises(NotFoundError) as info:
         reg.register([(orphan.entry, orphan.manifest)])
-    assert "were logged" not in str(info.value) and batch_results(info.value) is None
+    assert "were logged" not in str(info.value) and not isinstance(info.value, PartlyRefusedError)
 
 
 def test_error_for_status_numbers() -> None:

@@ -15,7 +15,7 @@ from client.core.checkpoint import open_checkpoint
 from client.core.note import Verifier
 from client.core.records import Identity, IdentityEvent, Kind
 from client.errors import ProvenanceError
-from client.remote.log import LogClient
+from client.remote import LogClient
 from client.remote.registry import RegistryClient
 from ledger.registry.policy import format_allowlist
 

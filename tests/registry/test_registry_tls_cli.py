@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from client.cli import build_parser
-from client.remote.log import TlsOptions
+from client.remote import TlsOptions
 from tests.cli_kit import cli
 from tests.grpc import test_tls
 from tests.servers import ServerProcess
