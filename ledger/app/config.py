@@ -143,9 +143,5 @@ class ServerConfig:
         return self.key_path if self.key_path is not None else self.data_dir / KEY_FILE
 
     @property
-    def origin_path(self) -> Path:
-        return self.data_dir / ORIGIN_FILE
-
-    @property
     def store_path(self) -> Path:
         return self.data_dir / STORE_DIR
