@@ -22,3 +22,7 @@ class KeyFileError(InvalidInputError):
 
 class WaitTimeoutError(UnavailableError):
     """A wait (for a durable index or a checkpoint of some size) ran past its deadline."""
+
+
+class StoreInUseError(StorageError):
+    """Another process holds the store open (RocksDB's LOCK): stop it, or ask it for an online backup."""

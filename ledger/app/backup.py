@@ -27,29 +27,25 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Protocol
-
-from rocksdict import Checkpoint, Options, Rdict
+from typing import Any, Protocol, runtime_checkable
 
 from client.errors import InvalidInputError, UnavailableError
 from ledger.app.config import KEY_FILE, KEY_HISTORY_FILE, ORIGIN_FILE, PUBLIC_KEY_FILE, STORE_DIR
-from ledger.errors import StorageError
+from ledger.errors import StoreInUseError
+from ledger.storage import Storage
+from ledger.storage.open import StoreSpec, open_storage
 
 _log = logging.getLogger(__name__)
 
 
-def _open_primary(store: Path) -> Rdict:
-    """Open ``store`` with its own saved options, as the primary (takes RocksDB's lock)."""
+def _open_primary(store: Path) -> Storage:
+    """Open the store of a stopped server as its only user (RocksDB: takes the LOCK)."""
     try:
-        opts, families = Options.load_latest(str(store))
-        opts.create_if_missing(False)
-        return Rdict(str(store), opts, column_families=families)
-    except Exception as e:
-        if "lock" in str(e).lower():
-            raise UnavailableError(f"{store} is in use, probably by a running server: stop it (SIGTERM) and "
-                                   "run the backup again, or send the server SIGUSR1 for an online backup into "
-                                   "its --backup-dir (docs/operations.md)") from None
-        raise StorageError(f"cannot open {store} for the backup: {e}") from e
+        return open_storage(StoreSpec.directory(store))
+    except StoreInUseError:
+        raise UnavailableError(f"{store} is in use, probably by a running server: stop it (SIGTERM) and "
+                               "run the backup again, or send the server SIGUSR1 for an online backup into "
+                               "its --backup-dir (docs/operations.md)") from None
 
 
 def _copy_private(src: Path, dst: Path) -> None:
@@ -80,15 +76,14 @@ def backup(data_dir: Path, out: Path, *, key_path: Path | None = None, include_k
         raise InvalidInputError(f"{out} exists and is not an empty directory")
     if out.resolve().is_relative_to(data_dir.resolve()):
         raise InvalidInputError(f"{out} is inside the data directory {data_dir}")
-    db = _open_primary(store)
+    storage = _open_primary(store)
     try:
+        if not isinstance(storage, Checkpointable):
+            raise InvalidInputError(f"the store in {store} cannot copy itself; back it up with its own tools")
         out.mkdir(parents=True, exist_ok=True, mode=0o700)
-        try:
-            Checkpoint(db).create_checkpoint(str(out / STORE_DIR))
-        except Exception as e:
-            raise StorageError(f"RocksDB checkpoint into {out / STORE_DIR} failed: {e}") from e
+        storage.checkpoint(out / STORE_DIR)
     finally:
-        db.close()
+        storage.close()
     copied = [STORE_DIR, *_copy_side_files(data_dir, out)]
     key = key_path if key_path is not None else data_dir / KEY_FILE
     if include_key:
@@ -111,7 +106,10 @@ def _copy_side_files(data_dir: Path, out: Path) -> list[str]:
     return copied
 
 
+@runtime_checkable
 class Checkpointable(Protocol):
+    """A store that writes a consistent copy of itself to a new directory (RocksDB: a checkpoint)."""
+
     def checkpoint(self, path: Path) -> None: ...
 
 
@@ -150,10 +148,9 @@ def check_copy(data_dir: Path) -> dict[str, Any]:
     from client.core.checkpoint import open_checkpoint
     from client.core.note import Verifier
     from ledger.errors import CorruptStorageError
-    from ledger.storage.rocks import RocksStorage
 
     origin = (data_dir / ORIGIN_FILE).read_text(encoding="utf-8").strip()
-    storage = RocksStorage.open(data_dir / STORE_DIR)
+    storage = open_storage(StoreSpec.directory(data_dir / STORE_DIR))
     try:
         head = storage.read_head()
         note = storage.read_meta("checkpoint")

@@ -132,7 +132,7 @@ def run(config: ServerConfig) -> int:
     """Open the log and serve until SIGTERM/SIGINT; returns the process exit code."""
     from ledger.app.keys import load_or_create_signer
     from ledger.log import Log, LogConfig
-    from ledger.storage.rocks import RocksStorage
+    from ledger.storage.open import StoreSpec, open_storage
 
     # Every file check that can fail does so before anything is created or opened.
     tls = load_tls(config.tls_cert, config.tls_key, config.client_ca) if config.tls_cert and config.tls_key else None
@@ -153,7 +153,7 @@ def run(config: ServerConfig) -> int:
 
     registry = registry_for(config.allowlist, config.signature_processes)
     metrics = ServerMetrics()
-    storage = RocksStorage.open(config.store_path, cache_bytes=config.store_cache_bytes)
+    storage = open_storage(StoreSpec.directory(config.store_path, cache_bytes=config.store_cache_bytes))
     try:
         log = Log.open(TimedStorage(storage, metrics), signer, log_config,
                        hook=registry.hook)

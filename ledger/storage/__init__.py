@@ -1,13 +1,14 @@
 """What the log needs from a store, as a :class:`Storage` protocol, and the values it trades in.
 
-The log (``ledger.log.sequencer``) decides everything about the tree: which nodes a proof
+The log (:mod:`ledger.log`) decides everything about the tree: which nodes a proof
 needs (``client.core.merkle`` plans), how tree hashes are grouped, when a tree head is
 final. Storage answers plain questions (entries by index, hash groups by key,
 candidate indices for a leaf hash, aux values) and commits one atomic batch at a
 time. It does no Merkle math.
 
 Implementations: :class:`ledger.storage.memory.MemoryStorage` (tests, and the
-reference for the conformance suite) and :class:`ledger.storage.rocks.RocksStorage`.
+reference for the conformance suite) and :class:`ledger.storage.rocks.RocksStorage`;
+entry points open one from configuration with :func:`ledger.storage.open.open_storage`.
 """
 
 from __future__ import annotations

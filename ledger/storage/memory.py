@@ -71,7 +71,7 @@ class MemoryStorage:
         self._check_open()
         with self._lock:
             if not 0 <= start <= end <= len(self._c.entries):
-                raise ValueError(f"entries [{start}, {end}) are not all stored")
+                raise StorageError(f"entries [{start}, {end}) are not all stored")
             return self._c.entries[start:end]
 
     def read_entries_at(self, indices: Sequence[int]) -> list[bytes | None]:
@@ -121,9 +121,9 @@ class MemoryStorage:
         with self._lock:
             size = c.head.size if c.head is not None else 0
             if batch.start != size or batch.head.size != size + len(batch.entries):
-                raise ValueError(f"batch [{batch.start}, {batch.head.size}) does not extend stored size {size}")
+                raise StorageError(f"batch [{batch.start}, {batch.head.size}) does not extend stored size {size}")
             if len(batch.leaf_hashes) != len(batch.entries):
-                raise ValueError("batch needs one leaf hash per entry")
+                raise StorageError("batch needs one leaf hash per entry")
             # Everything is checked above; the in-place updates below cannot fail half-way.
             c.entries.extend(bytes(e) for e in batch.entries)
             for i, h in enumerate(batch.leaf_hashes, start=batch.start):

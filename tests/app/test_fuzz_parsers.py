@@ -34,7 +34,7 @@ from client.errors import ProvenanceError
 from client.formats import open_model
 from client.hashing.safetensors import parse_header
 from ledger.storage import TreeHead
-from ledger.storage.rocks import decode_head, decode_varints, encode_head, encode_varints
+from ledger.storage.rocks_codec import decode_head, decode_varints, encode_head, encode_varints
 from tests.descent_fixtures import (
     _p_int,
     _p_tuple,

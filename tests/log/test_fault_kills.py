@@ -36,7 +36,8 @@ from client.core.note import Verifier
 from client.errors import ProofError, UnavailableError
 from client.remote import LogClient
 from ledger.storage import TreeHead
-from ledger.storage.rocks import RocksStorage, decode_head, encode_head
+from ledger.storage.rocks import RocksStorage
+from ledger.storage.rocks_codec import decode_head, encode_head
 from tests.servers import ServerProcess, health_status, running_server
 
 SHORT = FaultConfig(kills=5, startup_kill_every=4, min_run=0.2, max_run=0.6, seed=5)

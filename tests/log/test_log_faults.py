@@ -52,7 +52,7 @@ class FaultyStorage:
 
     def _latch(self) -> None:
         if isinstance(self.inner, RocksStorage):
-            self.inner._write_error = "injected: a write failed"  # what RocksStorage._write records
+            self.inner._live.write_error = "injected: a write failed"  # what RocksStorage._write records
 
     def commit(self, batch: Batch) -> None:
         mode = self.plan.pop(0) if self.plan else None
@@ -66,7 +66,7 @@ class FaultyStorage:
         self.durable.add(batch.head.size)
 
     def recover(self) -> None:
-        if isinstance(self.inner, RocksStorage) and self.inner._write_error is not None:
+        if isinstance(self.inner, RocksStorage) and self.inner._live.write_error is not None:
             self.reopens += 1
         self.inner.recover()
 
@@ -520,10 +520,10 @@ def test_rocks_reopen_does_not_disturb_concurrent_reads(tmp_path: Path) -> None:
         t.start()
     try:
         for n in range(10):
-            before = s._h
-            s._write_error = "injected: a write failed"  # as RocksStorage._write records a real one
+            before = s._live.h
+            s._live.write_error = "injected: a write failed"  # as RocksStorage._write records a real one
             s.recover()
-            assert s._h is not before and s._write_error is None
+            assert s._live.h is not before and s._live.write_error is None
             size = 500 + n
             edge = tuple(bytes([i]) * 32 for i in range((size + 1).bit_count()))
             s.commit(Batch(size, [f"more {n}".encode()], [leaf_hash(f"more {n}".encode())], {},
@@ -545,10 +545,10 @@ def test_rocks_reopen_waits_for_a_scan_holding_the_old_instance(tmp_path: Path) 
         s.commit(Batch(0, (), (), {}, TreeHead(0, EMPTY_ROOT), aux=[(b"a", b"1"), (b"b", b"2")]))
         holder = [s._cf["aux"].items()]
         next(holder[0])
-        s._write_error = "injected: a write failed"
+        s._live.write_error = "injected: a write failed"
         threading.Timer(0.2, holder.clear).start()
         s.recover()
-        assert s._write_error is None
+        assert s._live.write_error is None
         assert s.scan_aux(b"") == [(b"a", b"1"), (b"b", b"2")]
     finally:
         s.close()
@@ -557,20 +557,20 @@ def test_rocks_reopen_waits_for_a_scan_holding_the_old_instance(tmp_path: Path) 
 def test_rocks_store_that_cannot_reopen_for_writes_serves_reads_and_retries(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A reopen that cannot open for writes (the disk still full) falls back to read-only, then backs off."""
-    from ledger.storage import rocks
+    from ledger.storage import rocks_reopen
 
     s = RocksStorage.open(tmp_path / "db")
     try:
         s.commit(Batch(0, [b"a"], [leaf_hash(b"a")], {}, TreeHead(1, leaf_hash(b"a"), (leaf_hash(b"a"),))))
-        real_open = rocks._open_db
+        real_open = rocks_reopen.open_db
 
         def full_disk_open(path: Path, cache: object, *, read_only: bool = False) -> object:
             if not read_only:
                 raise OSError("IO error: No space left on device")
             return real_open(path, cache, read_only=True)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(rocks, "_open_db", full_disk_open)
-        s._write_error = "injected: a write failed"
+        monkeypatch.setattr(rocks_reopen, "open_db", full_disk_open)
+        s._live.write_error = "injected: a write failed"
         with pytest.raises(StorageError, match="read-only instance"):
             s.recover()
         assert s.read_entries(0, 1) == [b"a"] and s.read_head() is not None  # reads go on
@@ -578,7 +578,7 @@ def test_rocks_store_that_cannot_reopen_for_writes_serves_reads_and_retries(
             s.commit(Batch(1, [b"b"], [leaf_hash(b"b")], {}, TreeHead(2, bytes(32), (bytes(32),))))
         with pytest.raises(StorageError, match="reopened again in"):
             s.recover()  # too soon: an open replays the whole write-ahead log
-        monkeypatch.setattr(rocks, "_open_db", real_open)
+        monkeypatch.setattr(rocks_reopen, "open_db", real_open)
         time.sleep(0.3)
         s.recover()
         s.commit(Batch(1, [b"b"], [leaf_hash(b"b")], {}, TreeHead(2, bytes(32), (bytes(32),))))

@@ -15,10 +15,11 @@ import pytest
 from rocksdict import Options, Rdict
 
 from client.core.merkle import EMPTY_ROOT, leaf_hash
-from ledger.errors import CorruptStorageError, StorageError
+from ledger.errors import CorruptStorageError, StorageError, StoreInUseError
 from ledger.storage import DEDUP_PREFIX, Batch, Storage, TreeHead
 from ledger.storage.memory import MemoryStorage
-from ledger.storage.rocks import RocksStorage, decode_varints, encode_varints
+from ledger.storage.rocks import RocksStorage
+from ledger.storage.rocks_codec import decode_varints, encode_varints
 
 
 @dataclass
@@ -124,10 +125,12 @@ def test_same_leaf_hash_prefix_returns_every_candidate(store: Store) -> None:
 def test_a_batch_that_does_not_extend_the_head_is_refused_whole(store: Store) -> None:
     s = store.storage
     s.commit(_batch(0, [b"a"]))
-    with pytest.raises(ValueError):
+    with pytest.raises(StorageError):
         s.commit(_batch(5, [b"b"], aux=[(b"k", b"v")]))
-    with pytest.raises(ValueError):
+    with pytest.raises(StorageError):
         s.commit(Batch(1, [b"b"], [leaf_hash(b"b")], {}, _head(3)))
+    with pytest.raises(StorageError):
+        s.commit(Batch(1, [b"b", b"c"], [leaf_hash(b"b")], {}, _head(3)))  # one leaf hash short
     s = store.reopen()
     assert s.read_head() == _head(1)
     assert s.read_entries_at([1]) == [None]
@@ -197,6 +200,16 @@ def test_scan_aux_lists_a_prefix_in_key_order(store: Store) -> None:
         assert len(st.scan_aux(b"")) == 8
 
 
+def test_entry_ranges_outside_the_store_raise_storage_error(store: Store) -> None:
+    """A range that is reversed, negative or beyond the stored entries raises StorageError (not ValueError)."""
+    s = store.storage
+    s.commit(_batch(0, [b"a", b"b"]))
+    for start, end in ((1, 0), (-1, 1), (0, 3), (2, 5)):
+        with pytest.raises(StorageError):
+            s.read_entries(start, end)
+    assert s.read_entries(2, 2) == []
+
+
 def test_scan_aux_at_the_top_of_the_key_space(store: Store) -> None:
     """A prefix of 0xff bytes has no successor key: the scan still stops at the prefix's end."""
     s = store.storage
@@ -209,7 +222,7 @@ def test_scan_aux_at_the_top_of_the_key_space(store: Store) -> None:
 def test_scan_aux_never_sees_a_refused_batch(store: Store) -> None:
     s = store.storage
     s.commit(_batch(0, [b"a"], aux=[(b"k1", b"")]))
-    with pytest.raises(ValueError):
+    with pytest.raises(StorageError):
         s.commit(_batch(5, [b"b"], aux=[(b"k2", b"")]))
     assert s.scan_aux(b"k") == [(b"k1", b"")]
 
@@ -262,7 +275,7 @@ def test_rocks_detects_a_mangled_tree_head(tmp_path: Path) -> None:
 
 def test_rocks_scan_aux_from_files_with_prefix_blooms(tmp_path: Path) -> None:
     """Scans of prefixes longer and shorter than the bloom prefix, after the keys left the memtable."""
-    from ledger.storage.rocks import AUX_SCAN_PREFIX
+    from ledger.storage.rocks_codec import AUX_SCAN_PREFIX
 
     s = RocksStorage.open(tmp_path / "db")
     lists = [bytes([i]) * AUX_SCAN_PREFIX for i in (1, 2, 0xFF)]
@@ -288,7 +301,7 @@ def test_rocks_scan_aux_from_files_with_prefix_blooms(tmp_path: Path) -> None:
 def test_rocks_is_locked_against_a_second_opener(tmp_path: Path) -> None:
     s = RocksStorage.open(tmp_path / "db")
     try:
-        with pytest.raises(StorageError):
+        with pytest.raises(StoreInUseError):
             RocksStorage.open(tmp_path / "db")
     finally:
         s.close()
