@@ -1,24 +1,118 @@
-"""Readers: model files in, named numpy arrays out, nothing from the file executed.
+"""The tensor-format layer: one parser per format, serving both manifests and readers.
 
-:func:`open_model` picks the reader from the file's first bytes (and, for folders, from the
-files inside): safetensors, PyTorch zip or legacy pickle, ONNX, GGUF, NumPy .npz/.npy.
+One module per format: :mod:`.safetensors`, :mod:`.gguf`, :mod:`.onnx`, :mod:`.pytorch` (zip and
+legacy pickle, through the restricted unpickler), :mod:`.npz` (``.npy`` and ``.npz``). Each parses a
+file once, through a bounded :class:`~client.formats.source.Source`, into a
+:class:`~client.formats.base.Layout` (per tensor: name, dtype, shape, where its bytes lie) and
+reads numpy arrays from that same layout. Nothing from a file is executed; every failure is a
+``TensorFormatError`` naming the file and the problem.
+
+Two entry points:
+
+* manifests (:mod:`client.hashing`): :func:`claims` says from a file's name and first
+  :data:`HEAD_BYTES` bytes whether it may hold tensors, :func:`layout_of` parses it, and
+  :func:`element_bytes` yields the element bytes of a region that cannot be hashed in place;
+* readers (descent, compare): :func:`detect_format` and :func:`open_model`.
+
+The format names recorded in manifests (``tensor_format``, part of the manifest digest) are
+:data:`FORMATS`: never rename one.
 """
 
 from __future__ import annotations
 
 import struct
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from client.formats.base import Reader, Tensor, fail
+import numpy as np
+
+from client.formats import gguf, npz, onnx, pytorch, safetensors
+from client.formats._zip import open_zip
+from client.formats.base import Layout, Reader, Tensor, TensorRegion, fail
 from client.formats.gguf import GgufReader
 from client.formats.npz import NpzReader
 from client.formats.onnx import OnnxReader
+from client.formats.pytorch import LEGACY_HEAD, TorchReader
 from client.formats.safetensors import SafetensorsReader, ShardedSafetensorsReader
-from client.formats.torch_pickle import TorchLegacyReader, TorchZipReader
+from client.formats.source import Source
 
-__all__ = ["Reader", "Tensor", "open_model", "detect_format"]
+__all__ = ["FORMATS", "HEAD_BYTES", "Layout", "Reader", "Tensor", "TensorRegion", "claimed_by", "claims",
+           "detect_format", "element_bytes", "layout_of", "open_model"]
+
+#: How many leading bytes of a file :func:`claims` is shown.
+HEAD_BYTES = 64
+FORMATS = ("safetensors", "gguf", "onnx", "pytorch", "npy", "npz")
+_SWAP_BLOCK = 16 << 20
+
+
+def claimed_by(filename: str, head: bytes) -> str | None:
+    """Which format a file may be, from its name and first HEAD_BYTES bytes: ``*.safetensors``,
+    ``*.onnx``, or GGUF, NumPy, PyTorch legacy or zip magic ("pytorch or npz": a zip is only a
+    tensor file if :func:`layout_of` finds one inside); None for any other file."""
+    if filename.endswith(".safetensors"):
+        return "safetensors"
+    if head.startswith(b"GGUF"):
+        return "gguf"
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
+    if head.startswith(LEGACY_HEAD):
+        return "pytorch"
+    if head.startswith(b"PK\x03\x04"):
+        return "pytorch or npz"
+    if filename.endswith(".onnx"):
+        return "onnx"
+    return None
+
+
+def claims(filename: str, head: bytes) -> bool:
+    """Whether :func:`layout_of` may find tensors in the file (see :func:`claimed_by`)."""
+    return claimed_by(filename, head) is not None
+
+
+def layout_of(filename: str, head: bytes, source: Source) -> Layout | None:
+    """The layout of a claimed file, or None for a file no format claims and for a zip archive
+    that is neither a PyTorch checkpoint nor an .npz. Raises TensorFormatError when it does not parse."""
+    candidate = claimed_by(filename, head)
+    if candidate == "pytorch or npz":
+        with open_zip(source) as zf:
+            names = zf.namelist()
+        if any(n.endswith("/data.pkl") and n.count("/") == 1 for n in names):
+            return pytorch.layout(source)
+        if names and all(n.endswith(".npy") for n in names):
+            return npz.layout(source)
+        return None
+    parse = _LAYOUTS.get(candidate or "")
+    return parse(source) if parse is not None else None
+
+
+_LAYOUTS: dict[str, Callable[[Source], Layout]] = {
+    "safetensors": safetensors.layout,
+    "gguf": lambda source: gguf.layout(source)[1],
+    "npy": npz.layout,
+    "pytorch": pytorch.layout,
+    "onnx": onnx.layout,
+}
+
+
+def element_bytes(region: TensorRegion, read: Callable[[int, int], bytes]) -> Iterator[bytes]:
+    """The little-endian element bytes of a region that is not plain, in bounded pieces.
+
+    ``read(offset, length)`` returns exactly those bytes of the file.
+    """
+    if region.encoding == onnx.VARINT:
+        yield from onnx.varint_elements(read, region)
+        return
+    if region.encoding:
+        raise fail(region.name, f"unknown region encoding {region.encoding!r}")
+    width = region.byteswap or 1
+    block = _SWAP_BLOCK - _SWAP_BLOCK % width
+    for off in range(region.start, region.end, block):
+        raw = read(off, min(block, region.end - off))
+        if width == 1:
+            yield raw
+        else:
+            yield np.frombuffer(raw, dtype=np.uint8).reshape(-1, width)[:, ::-1].tobytes()
 
 
 def detect_format(path: Path) -> str:
@@ -56,7 +150,7 @@ def detect_format(path: Path) -> str:
         return "torch-legacy"
     if len(head) >= 8:
         (n,) = struct.unpack("<Q", head[:8])
-        if head[8:9] == b"{" and n < 100 * 1024 * 1024:
+        if head[8:9] == b"{" and n < safetensors.MAX_HEADER_SIZE:
             return "safetensors"
     if path.suffix == ".onnx" or head[:1] == b"\x08":  # ModelProto field 1 (ir_version), varint
         return "onnx"
@@ -66,8 +160,8 @@ def detect_format(path: Path) -> str:
 _READERS: dict[str, Callable[[Path], Reader]] = {
     "safetensors": SafetensorsReader,
     "safetensors-sharded": ShardedSafetensorsReader,
-    "torch-zip": TorchZipReader,
-    "torch-legacy": TorchLegacyReader,
+    "torch-zip": TorchReader,
+    "torch-legacy": TorchReader,
     "onnx": OnnxReader,
     "gguf": GgufReader,
     "npz": NpzReader,
@@ -76,6 +170,7 @@ _READERS: dict[str, Callable[[Path], Reader]] = {
 
 
 def open_model(path: Path | str) -> Reader:
+    """The reader for a model file or folder (format from its first bytes; see :func:`detect_format`)."""
     p = Path(path)
     reader: Reader = _READERS[detect_format(p)](p)
     return reader

@@ -16,7 +16,7 @@ from client.formats.base import fail
 Value = int | memoryview
 
 
-def _varint(buf: memoryview, pos: int, path: Path) -> tuple[int, int]:
+def _varint(buf: memoryview, pos: int, path: Path | str) -> tuple[int, int]:
     result = 0
     shift = 0
     while True:
@@ -32,8 +32,12 @@ def _varint(buf: memoryview, pos: int, path: Path) -> tuple[int, int]:
             raise fail(path, "malformed protobuf (varint longer than 10 bytes)")
 
 
-def fields(buf: memoryview, path: Path) -> Iterator[tuple[int, int, Value]]:
-    """Yield (field number, wire type, value) for each field of one message."""
+def fields(buf: memoryview, path: Path | str, base: int = 0) -> Iterator[tuple[int, int, Value, int]]:
+    """Yield (field number, wire type, value, offset) for each field of one message.
+
+    ``offset`` is where the value's bytes start: ``base`` (the buffer's own offset in the file)
+    plus the position in ``buf``.
+    """
     pos = 0
     end = len(buf)
     while pos < end:
@@ -42,29 +46,30 @@ def fields(buf: memoryview, path: Path) -> Iterator[tuple[int, int, Value]]:
         if field == 0:
             raise fail(path, "malformed protobuf (field number 0)")
         if wire == 0:
+            at = pos
             value, pos = _varint(buf, pos, path)
-            yield field, wire, value
+            yield field, wire, value, base + at
         elif wire == 1:
             if pos + 8 > end:
                 raise fail(path, "truncated protobuf (fixed64)")
-            yield field, wire, struct.unpack_from("<Q", buf, pos)[0]
+            yield field, wire, struct.unpack_from("<Q", buf, pos)[0], base + pos
             pos += 8
         elif wire == 5:
             if pos + 4 > end:
                 raise fail(path, "truncated protobuf (fixed32)")
-            yield field, wire, struct.unpack_from("<I", buf, pos)[0]
+            yield field, wire, struct.unpack_from("<I", buf, pos)[0], base + pos
             pos += 4
         elif wire == 2:
             n, pos = _varint(buf, pos, path)
             if pos + n > end:
                 raise fail(path, f"truncated protobuf (field {field} wants {n} bytes, {end - pos} left)")
-            yield field, wire, buf[pos : pos + n]
+            yield field, wire, buf[pos : pos + n], base + pos
             pos += n
         else:
             raise fail(path, f"unsupported protobuf wire type {wire}")
 
 
-def packed_varints(value: Value, path: Path) -> list[int]:
+def packed_varints(value: Value, path: Path | str) -> list[int]:
     """A repeated varint field: either one unpacked value or a packed run."""
     if isinstance(value, int):
         return [value]

@@ -1,27 +1,116 @@
-"""The reader protocol and helpers shared by the format readers.
+"""What every format module shares: bounds, errors, the tensor region, the layout, the reader protocol.
 
-A reader turns a model file (or folder) into named numpy arrays, one at a time, without
-executing anything from the file. Every parse failure is a :class:`FormatError` whose
-message names the file and the problem.
+Each format module parses a file once, through a bounded random-access :class:`~client.formats.source.Source`,
+into a :class:`Layout`: one :class:`TensorRegion` per tensor (name, dtype, shape and where its bytes
+lie). Manifests hash the regions (:mod:`client.hashing`); readers turn the same regions into numpy
+arrays (:class:`Reader`). Every parse failure is a :class:`TensorFormatError` (a ``FormatError``)
+whose message names the file and the problem; nothing from a file is ever executed.
+
+Tensor digest (docs/manifest.md, "Tensor digests"): BLAKE3 over the tensor's elements in row-major
+(C) order, each element little-endian, i.e. the bytes safetensors stores. A region whose bytes are
+stored that way is hashed in place; ``byteswap`` marks big-endian storage, ``encoding`` bytes that
+must be decoded first (ONNX varint fields).
 """
 
 from __future__ import annotations
 
-import os
+import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from client.errors import FormatError
+from client.core.manifest.errors import TensorFormatError
 
 Tensor = tuple[str, npt.NDArray[np.generic]]
 
+# Bounds shared by every format (STYLE.md habit 7): the stricter of the former reader and manifest limits.
 MAX_TENSORS = 1_000_000
 MAX_NDIM = 16
-MAX_NAME = 4096
+MAX_NAME = 4096  # bytes of UTF-8
+MAX_DIM = 1 << 40
+
+#: Dtype names recorded in manifests (safetensors spelling; every format maps to these where it can).
+NUMPY_DTYPES: dict[str, str] = {
+    "F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2",
+    "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
+    "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?",
+}
+_NAMES_OF_NUMPY: dict[str, str] = {
+    "f8": "F64", "f4": "F32", "f2": "F16", "i8": "I64", "i4": "I32", "i2": "I16", "i1": "I8",
+    "u8": "U64", "u4": "U32", "u2": "U16", "u1": "U8", "b1": "BOOL", "c8": "C64", "c16": "C128",
+}
+
+
+def dtype_name(dtype: np.dtype[np.generic]) -> str | None:
+    """The manifest dtype name of a numeric numpy dtype (byte order ignored), or None."""
+    return _NAMES_OF_NUMPY.get(f"{dtype.kind}{dtype.itemsize}")
+
+
+def fail(path: Path | str, problem: str) -> TensorFormatError:
+    """The error every format raises: ``"<file>: <problem>"``."""
+    return TensorFormatError(f"{path}: {problem}")
+
+
+def check_name(path: Path | str, name: str) -> None:
+    if not name or len(name.encode("utf-8", "surrogatepass")) > MAX_NAME:
+        raise fail(path, f"tensor name {name[:80]!r} is empty or longer than {MAX_NAME} bytes")
+
+
+def check_dims(path: Path | str, name: str, dims: object) -> tuple[int, ...]:
+    """Requires a list of at most MAX_NDIM integers in [0, MAX_DIM]."""
+    if not isinstance(dims, list | tuple) or len(dims) > MAX_NDIM:
+        raise fail(path, f"tensor {name!r}: shape must be a list of at most {MAX_NDIM} dims, got {dims!r:.80}")
+    for d in dims:
+        if not isinstance(d, int) or isinstance(d, bool) or d < 0:
+            raise fail(path, f"tensor {name!r}: shape must hold non-negative integers, got {d!r}")
+        if d > MAX_DIM:
+            raise fail(path, f"tensor {name!r}: dimension {d} exceeds {MAX_DIM}")
+    return tuple(dims)
+
+
+@dataclass(frozen=True)
+class TensorRegion:
+    """A tensor in a file: ``[start, end)`` (absolute offsets) holds its elements, densely.
+
+    ``dtype`` is the manifest dtype name (``F32``, ``BF16``, a GGUF type such as ``Q4_K``...);
+    ``shape`` is row-major (slowest axis first). ``byteswap`` is 0 when the stored elements are
+    little-endian, else the byte width to reverse before hashing (big-endian storage);
+    ``encoding`` is "" when the bytes are the elements themselves, else the name of the decoder
+    (:func:`client.formats.element_bytes`) that yields them.
+    """
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    start: int
+    end: int
+    byteswap: int = 0
+    encoding: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.start <= self.end:
+            raise TensorFormatError(f"tensor {self.name!r}: bad byte range [{self.start}, {self.end})")
+        if self.byteswap not in (0, 2, 4, 8) or (self.byteswap and (self.end - self.start) % self.byteswap):
+            raise TensorFormatError(f"tensor {self.name!r}: bad byteswap {self.byteswap}")
+
+    @property
+    def plain(self) -> bool:
+        """Whether ``[start, end)`` can be hashed as it is (no swap, no decoding)."""
+        return not self.byteswap and not self.encoding
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A parsed file: its format name (recorded in manifests), its tensors, and the tensors left
+    out of the digests with the reason (a view with no byte range, a compressed member)."""
+
+    format: str
+    tensors: tuple[TensorRegion, ...]
+    skipped: tuple[tuple[str, str], ...] = ()
 
 
 class Reader(Protocol):
@@ -34,36 +123,8 @@ class Reader(Protocol):
     def tensors(self) -> Iterator[Tensor]: ...
 
 
-def fail(path: Path | str, problem: str) -> FormatError:
-    return FormatError(f"{path}: {problem}")
-
-
-def read_exact(f: BinaryIO, n: int, path: Path, what: str) -> bytes:
-    """Read exactly n bytes or raise FormatError ('truncated')."""
-    data = f.read(n)
-    if len(data) != n:
-        raise fail(path, f"truncated while reading {what} (wanted {n} bytes, got {len(data)})")
-    return data
-
-
-def read_array(
-    f: BinaryIO, offset: int, dtype: np.dtype[np.generic], shape: tuple[int, ...], path: Path, what: str
-) -> npt.NDArray[np.generic]:
-    """Read a C-ordered array of ``dtype`` at ``offset`` into fresh memory (no mmap: RSS stays
-    one tensor) and return it native little-endian."""
-    count = 1
-    for d in shape:
-        count *= d
-    nbytes = count * dtype.itemsize
-    f.seek(offset)
-    buf = np.empty(nbytes, dtype=np.uint8)
-    got = f.readinto(buf.data)  # type: ignore[attr-defined]
-    if got != nbytes:
-        raise fail(path, f"truncated in {what} (wanted {nbytes} bytes at offset {offset}, got {got})")
-    arr = buf.view(dtype).reshape(shape)
-    if arr.dtype.byteorder == ">":
-        arr = arr.astype(arr.dtype.newbyteorder("<"))
-    return arr
+def element_count(shape: tuple[int, ...]) -> int:
+    return math.prod(shape)  # exact: np.prod in int64 wraps
 
 
 #: float32 dtype tagged as widened from bfloat16, so digests can hash the stored bf16 bytes.
@@ -76,16 +137,9 @@ def bf16_to_f32(raw: npt.NDArray[np.uint16]) -> npt.NDArray[np.float32]:
     return out
 
 
-def file_size(path: Path) -> int:
-    return os.stat(path).st_size
-
-
-def check_shape(path: Path, name: str, shape: object) -> tuple[int, ...]:
-    if not isinstance(shape, list) or len(shape) > MAX_NDIM:
-        raise fail(path, f"tensor {name!r} has a bad shape {shape!r}")
-    dims = []
-    for d in shape:
-        if not isinstance(d, int) or isinstance(d, bool) or d < 0 or d > 1 << 40:
-            raise fail(path, f"tensor {name!r} has a bad dimension {d!r}")
-        dims.append(d)
-    return tuple(dims)
+def as_array(raw: npt.NDArray[np.uint8], dtype: str, shape: tuple[int, ...]) -> npt.NDArray[np.generic]:
+    """The array of manifest ``dtype`` stored little-endian in ``raw`` (BF16 widened to float32)."""
+    arr = raw.view(np.dtype(NUMPY_DTYPES[dtype])).reshape(shape)
+    if dtype == "BF16":
+        return bf16_to_f32(arr.view(np.uint16))
+    return arr

@@ -1,52 +1,135 @@
-"""safetensors: single files and sharded folders (``*.safetensors.index.json``).
+"""safetensors (huggingface/safetensors, "Format"): single files and sharded folders.
 
-Format: u64 LE header length N, N bytes of JSON ``{name: {"dtype", "shape", "data_offsets":
-[begin, end]}, "__metadata__": {...}}``, then the data; offsets are relative to the end of
-the header. Checked: header bounds, dtype, offsets inside the file, and end - begin equal to
-the size the dtype and shape imply.
+Layout, per the specification:
+
+* 8 bytes: ``N``, an unsigned little-endian 64-bit integer, the header size;
+* ``N`` bytes: a UTF-8 JSON object, starting with ``{``, possibly padded at the end with spaces
+  (0x20). Keys are tensor names mapping to ``{"dtype": str, "shape": [int], "data_offsets":
+  [begin, end]}``; the optional special key ``__metadata__`` maps to a string-to-string object;
+* the rest of the file: the byte buffer. ``data_offsets`` are relative to its start, tensors are
+  stored little-endian, row-major, and the buffer must be entirely indexed: no holes, no overlaps.
+
+Bounded: the header size (100,000,000 bytes, as the reference implementation), the tensor count,
+the rank, name length and dimensions (:mod:`.base`); duplicate JSON keys, unknown dtypes, sizes
+that disagree with dtype x shape and any hole or overlap are refused. The stored bytes are the
+tensor digest's input as they are (docs/manifest.md, "Tensor digests").
 """
 
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from client.formats.base import (
+    MAX_TENSORS,
+    NUMPY_DTYPES,
+    Layout,
+    Tensor,
+    TensorRegion,
+    as_array,
+    check_dims,
+    check_name,
+    fail,
+)
+from client.formats.source import PathSource, Source
 
-from client.formats.base import MAX_NAME, MAX_TENSORS, Tensor, bf16_to_f32, check_shape, fail, file_size, read_array
+FORMAT = "safetensors"
+MAX_HEADER_SIZE = 100_000_000
+METADATA_KEY = "__metadata__"
 
-MAX_HEADER = 100 * 1024 * 1024  # bytes
-
-_DTYPES: dict[str, str] = {
-    "F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2",
-    "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1", "U8": "u1",
-    "U16": "<u2", "U32": "<u4", "U64": "<u8", "BOOL": "?",
+#: Bits per element of every dtype the specification lists.
+DTYPE_BITS: dict[str, int] = {
+    "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "F4": 4, "F6_E2M3": 6,
+    "F6_E3M2": 6, "I16": 16, "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32,
+    "C64": 64, "F64": 64, "I64": 64, "U64": 64,
 }
 
 
-def _header(path: Path) -> tuple[dict[str, Any], int]:
-    size = file_size(path)
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) != 8:
-            raise fail(path, "truncated: no safetensors header length")
-        (n,) = struct.unpack("<Q", head)
-        if n > MAX_HEADER or n + 8 > size:
-            raise fail(path, f"not a safetensors file or truncated (header length {n}, file size {size})")
-        raw = f.read(n)
+def _uint(name: str, v: Any, what: str) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise fail(name, f"safetensors header: {what} must be a non-negative integer")
+    return v
+
+
+def parse_header(header: bytes, data_size: int, name: str = "safetensors") -> list[TensorRegion]:
+    """Tensor regions from a header's JSON bytes, given the byte buffer's size.
+
+    Offsets in the result are relative to the byte buffer (:func:`layout` shifts them to file
+    offsets). Raises TensorFormatError (naming ``name``) on any violation.
+    """
+    if not header.startswith(b"{"):
+        raise fail(name, "safetensors header must start with '{'")
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in pairs:
+            if k in out:
+                raise fail(name, f"safetensors header: duplicate key {k!r}")
+            out[k] = v
+        return out
+
     try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise fail(path, f"safetensors header is not valid JSON ({err})") from err
-    if not isinstance(header, dict):
-        raise fail(path, "safetensors header is not a JSON object")
-    header.pop("__metadata__", None)
-    if len(header) > MAX_TENSORS:
-        raise fail(path, f"{len(header)} tensors exceeds {MAX_TENSORS}")
-    return header, 8 + n
+        text = header.decode("utf-8").rstrip(" ")
+        if not text.endswith("}"):
+            raise fail(name, "safetensors header must end with '}' and only spaces may pad it")
+        obj = json.loads(text, object_pairs_hook=no_duplicates)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise fail(name, f"safetensors header is not UTF-8 JSON: {e}") from e
+    if not isinstance(obj, dict):
+        raise fail(name, "safetensors header must be a JSON object")
+    meta = obj.pop(METADATA_KEY, {})
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise fail(name, "safetensors __metadata__ must map strings to strings")
+    if len(obj) > MAX_TENSORS:
+        raise fail(name, f"safetensors header: more than {MAX_TENSORS} tensors")
+    out: list[TensorRegion] = []
+    for tname, info in obj.items():
+        if not tname:
+            raise fail(name, "safetensors header: empty tensor name")
+        check_name(name, tname)
+        if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+            raise fail(name, f"tensor {tname!r}: needs exactly dtype, shape, data_offsets")
+        dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+        if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
+            raise fail(name, f"tensor {tname!r}: unknown dtype {dtype!r}")
+        dims = check_dims(name, tname, shape)
+        if not isinstance(offsets, list) or len(offsets) != 2:
+            raise fail(name, f"tensor {tname!r}: data_offsets must be [begin, end]")
+        begin, end = (_uint(name, o, f"tensor {tname!r} data_offsets") for o in offsets)
+        if not begin <= end <= data_size:
+            raise fail(name, f"tensor {tname!r}: data_offsets [{begin}, {end}] outside the buffer of {data_size}")
+        bits = math.prod(dims) * DTYPE_BITS[dtype]
+        if bits % 8 or bits // 8 != end - begin:
+            raise fail(name, f"tensor {tname!r}: {end - begin} bytes do not hold {dtype} x {list(dims)}")
+        out.append(TensorRegion(name=tname, dtype=dtype, shape=dims, start=begin, end=end))
+    cursor = 0
+    for r in sorted(out, key=lambda r: (r.start, r.end)):
+        if r.start != cursor:
+            raise fail(name, f"safetensors buffer has a hole or overlap at {cursor} (tensor {r.name!r})")
+        cursor = r.end
+    if cursor != data_size:
+        raise fail(name, f"safetensors buffer has {data_size - cursor} unindexed trailing bytes")
+    return out
+
+
+def layout(source: Source) -> Layout:
+    """The tensors of a safetensors file, in file offsets, sorted by name."""
+    if source.size < 8:
+        raise fail(source.name, "safetensors file shorter than its 8-byte header length")
+    (n,) = struct.unpack("<Q", source.read(0, 8))
+    if n > MAX_HEADER_SIZE or n > source.size - 8:
+        raise fail(source.name, f"safetensors header length {n} exceeds the file ({source.size} bytes) "
+                                f"or {MAX_HEADER_SIZE}")
+    base = 8 + n
+    rel = parse_header(source.read(8, n, "header"), source.size - base, source.name)
+    regions = sorted(
+        (TensorRegion(r.name, r.dtype, r.shape, base + r.start, base + r.end) for r in rel), key=lambda r: r.name
+    )
+    return Layout(FORMAT, tuple(regions))
 
 
 class SafetensorsReader:
@@ -54,47 +137,18 @@ class SafetensorsReader:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._header, self._base = _header(path)
-        self._size = file_size(path)
+        with PathSource(path) as src:
+            self._layout = layout(src)
 
     def names(self) -> list[str]:
-        return sorted(self._header)
+        return [r.name for r in self._layout.tensors]
 
     def tensors(self) -> Iterator[Tensor]:
-        entries = sorted(self._header.items(), key=lambda kv: _offsets(self.path, kv[0], kv[1])[0])
-        with open(self.path, "rb") as f:
-            for name, info in entries:
-                yield name, self._read(f, name, info)
-
-    def _read(self, f: Any, name: str, info: Any) -> np.ndarray[Any, Any]:
-        if not isinstance(info, dict) or len(name.encode()) > MAX_NAME:
-            raise fail(self.path, f"bad header entry for {name!r}")
-        dtype_name = info.get("dtype")
-        if dtype_name not in _DTYPES:
-            raise fail(self.path, f"tensor {name!r} has unsupported dtype {dtype_name!r}")
-        shape = check_shape(self.path, name, info.get("shape"))
-        begin, end = _offsets(self.path, name, info)
-        dtype = np.dtype(_DTYPES[dtype_name])
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-        if end - begin != count * dtype.itemsize:
-            raise fail(self.path, f"tensor {name!r}: {end - begin} bytes for shape {list(shape)} {dtype_name}")
-        if self._base + end > self._size:
-            raise fail(self.path, f"truncated: tensor {name!r} ends at {self._base + end}, file has {self._size}")
-        arr = read_array(f, self._base + begin, dtype, shape, self.path, f"tensor {name!r}")
-        if dtype_name == "BF16":
-            return bf16_to_f32(arr.view(np.uint16))
-        return arr
-
-
-def _offsets(path: Path, name: str, info: Any) -> tuple[int, int]:
-    offs = info.get("data_offsets") if isinstance(info, dict) else None
-    if (
-        not isinstance(offs, list) or len(offs) != 2
-        or not all(isinstance(o, int) and not isinstance(o, bool) for o in offs)
-        or not 0 <= offs[0] <= offs[1]
-    ):
-        raise fail(path, f"tensor {name!r} has bad data_offsets {offs!r}")
-    return offs[0], offs[1]
+        with PathSource(self.path) as src:
+            for r in sorted(self._layout.tensors, key=lambda r: r.start):
+                if r.dtype not in NUMPY_DTYPES:
+                    raise fail(self.path, f"tensor {r.name!r} has unsupported dtype {r.dtype!r}")
+                yield r.name, as_array(src.array(r.start, r.end - r.start, f"tensor {r.name!r}"), r.dtype, r.shape)
 
 
 class ShardedSafetensorsReader:

@@ -25,7 +25,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from client.core.manifest.model import Manifest
-from client.hashing.hashing import HashConfig, hash_path
+from client.hashing.config import HashConfig
+from client.hashing.hashing import hash_path
 
 log = logging.getLogger(__name__)
 

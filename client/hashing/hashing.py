@@ -28,32 +28,24 @@ the pending-file window, never by the number or size of files.
 from __future__ import annotations
 
 import logging
-import mmap
 import os
 import stat
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import blake3
 
-from client.core.manifest.errors import FileChangedError, TensorFormatError
-from client.core.manifest.model import (
-    DEFAULT_CHUNK_SIZE,
-    Entry,
-    FileEntry,
-    Manifest,
-    SymlinkEntry,
-    TensorEntry,
-    check_chunk_size,
-)
-from client.errors import InvalidInputError
-from client.hashing import tensors as tensor_layer
+from client import formats
+from client.core.manifest.errors import FileChangedError
+from client.core.manifest.model import Entry, FileEntry, Manifest, SymlinkEntry, TensorEntry
+from client.formats.base import TensorRegion
+from client.formats.source import BytesSource, FdSource
+from client.hashing.config import HashConfig, Progress, no_progress
 from client.hashing.mapped import hash_mapped
-from client.hashing.tensors import FormatRegistry, TensorRegion
+from client.hashing.tensor_digests import regions_of, special_digest, tensor_entries
 from client.hashing.walk import WalkItem, WalkPolicy, walk
 
 if TYPE_CHECKING:
@@ -69,55 +61,6 @@ _PROCESS_AFTER = 2048
 _PROCESS_BATCH = 512
 
 
-@dataclass(frozen=True)
-class HashConfig:
-    """How to hash. Only ``chunk_size`` changes digests (and is recorded in the manifest).
-
-    threads: worker threads (files and jobs in parallel); read_size: read buffer
-    of the read path; mmap_threshold: files larger than this are memory-mapped;
-    max_pending: files in flight (bounds memory); inline_size: files up to this
-    size are hashed by the walking thread itself (their cost is Python overhead
-    under the GIL, which a hand-off to another thread only adds to); tensors:
-    parse known tensor formats; allow_symlinks: record symlinks as links;
-    processes: when > 1, once a tree has shown many small files, hash the
-    rest of its small files in that many worker processes (smallfiles.py);
-    map_window: bytes of a large file mapped at once (a power of two >= 4096;
-    bounds resident memory).
-    """
-
-    chunk_size: int = DEFAULT_CHUNK_SIZE
-    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
-    read_size: int = 1 << 20
-    mmap_threshold: int = 8 << 20
-    max_pending: int = 512
-    inline_size: int = 64 << 10
-    processes: int = 0
-    map_window: int = 64 << 20
-    tensors: bool = True
-    allow_symlinks: bool = False
-
-    def __post_init__(self) -> None:
-        check_chunk_size(self.chunk_size)
-        if not 1 <= self.threads <= 1024:
-            raise InvalidInputError(f"threads must be in [1, 1024], got {self.threads}")
-        if not 1 <= self.read_size <= 1 << 30:
-            raise InvalidInputError(f"read size must be in [1, 2**30], got {self.read_size}")
-        if self.map_window < mmap.ALLOCATIONGRANULARITY or self.map_window & (self.map_window - 1):
-            raise InvalidInputError(f"map window must be a power of two >= 4096, got {self.map_window}")
-        if not 0 <= self.processes <= 1024:
-            raise InvalidInputError(f"processes must be in [0, 1024], got {self.processes}")
-        if self.mmap_threshold < 0 or self.max_pending < 1:
-            raise InvalidInputError("mmap_threshold must be >= 0 and max_pending >= 1")
-
-
-Progress = Callable[[int, int], None]
-"""``progress(bytes, files)``: called (from worker threads) as bytes are hashed and files complete."""
-
-
-def _noop(_b: int, _f: int) -> None:
-    return None
-
-
 def _pread_exact(fd: int, offset: int, length: int) -> bytes:
     parts: list[bytes] = []
     while length:
@@ -130,29 +73,6 @@ def _pread_exact(fd: int, offset: int, length: int) -> bytes:
     return b"".join(parts)
 
 
-def _swapped_digest(view: memoryview, itemsize: int) -> bytes:
-    import numpy as np
-
-    arr = np.frombuffer(view, dtype=np.dtype(f"V{itemsize}")).view(np.uint8).reshape(-1, itemsize)
-    return blake3.blake3(np.ascontiguousarray(arr[:, ::-1]).tobytes()).digest()
-
-
-def _region_digest(view: memoryview, r: TensorRegion) -> bytes:
-    if r.byteswap:
-        return _swapped_digest(view[r.start : r.end], r.byteswap)
-    return blake3.blake3(view[r.start : r.end]).digest()
-
-
-def _tensor_entries(regions: Sequence[TensorRegion], digests: Sequence[bytes]) -> tuple[TensorEntry, ...]:
-    if not regions:
-        return ()
-    entries = [
-        TensorEntry(name=r.name, dtype=r.dtype, shape=r.shape, start=r.start, end=r.end, blake3=d)
-        for r, d in zip(regions, digests, strict=True)
-    ]
-    return tuple(sorted(entries, key=lambda t: t.name))
-
-
 class Hasher:
     """Hashes walk items on a thread pool; use as a context manager.
 
@@ -160,9 +80,8 @@ class Hasher:
     caller at a time; results come back in submission order.
     """
 
-    def __init__(self, config: HashConfig, registry: FormatRegistry | None = None, progress: Progress = _noop) -> None:
+    def __init__(self, config: HashConfig, progress: Progress = no_progress) -> None:
         self.config = config
-        self.registry = registry if registry is not None else tensor_layer.REGISTRY
         self.progress = progress
         self._pool = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="manifest-hash")
         self._local = threading.local()
@@ -178,23 +97,11 @@ class Hasher:
 
     # -- tensor detection -------------------------------------------------------------------
 
-    def _regions(
-        self, name: str, head: bytes, read_at: tensor_layer.ReadAt, size: int
-    ) -> tuple[str, list[TensorRegion]]:
+    def _fd_regions(self, item: WalkItem, fd: int, size: int) -> tuple[str, list[TensorRegion]]:
         if not self.config.tensors:
             return "", []
-        fmt = self.registry.detect(name, head)
-        if fmt is None:
-            return "", []
-        try:
-            regions = list(fmt.regions(read_at, size))
-        except TensorFormatError as e:
-            log.warning("%s: not parsed as %s, hashed as plain bytes: %s", name, fmt.name, e)
-            return "", []
-        for r in regions:
-            if r.end > size:
-                raise TensorFormatError(f"{name}: {fmt.name} reader returned a region past the file end")
-        return fmt.name, regions
+        head = _pread_exact(fd, 0, min(size, formats.HEAD_BYTES))
+        return regions_of(item.path, head, FdSource(item.path, fd, size))
 
     # -- read path ------------------------------------------------------------------------
 
@@ -242,12 +149,11 @@ class Hasher:
                 raise FileChangedError(f"{item.path!r} changed size while it was being read")
             return self._from_bytes(item.path, data)
         # Streaming one pass: whole-file, chunk and tensor hashers fed from the same buffer.
-        head = _pread_exact(fd, 0, min(size, tensor_layer.HEAD_BYTES))
-        fmt, regions = self._regions(item.path, head, lambda o, n: _pread_exact(fd, o, n), size)
+        fmt, regions = self._fd_regions(item, fd, size)
         whole = blake3.blake3()
         chunk = blake3.blake3()
         chunks: list[bytes] = []
-        plain = [r for r in regions if not r.byteswap]
+        plain = [r for r in regions if r.plain]
         thashers = [blake3.blake3() for _ in plain]
         buf = self._buffer()
         view = memoryview(buf)
@@ -277,9 +183,9 @@ class Hasher:
             raise FileChangedError(f"{item.path!r} grew while it was being read")
         digests = dict(zip((r.name for r in plain), (h.digest() for h in thashers), strict=True))
         for r in regions:
-            if r.byteswap:
-                digests[r.name] = _swapped_digest(memoryview(_pread_exact(fd, r.start, r.end - r.start)), r.byteswap)
-        tens = _tensor_entries(regions, [digests[r.name] for r in regions])
+            if not r.plain:
+                digests[r.name] = special_digest(r, lambda o, n: _pread_exact(fd, o, n))
+        tens = tensor_entries(regions, [digests[r.name] for r in regions])
         self.progress(0, 1)
         return FileEntry(item.path, size, whole.digest(), tuple(chunks), fmt, tens)
 
@@ -292,15 +198,14 @@ class Hasher:
         else:
             chunks = tuple(blake3.blake3(view[o : o + cs]).digest() for o in range(0, size, cs))
         fmt, tens = "", tuple[TensorEntry, ...]()
-        if self.config.tensors and self.registry.detect(path, data[: tensor_layer.HEAD_BYTES]) is not None:
-
-            def read_at(o: int, n: int) -> bytes:
-                if o + n > size:
-                    raise TensorFormatError("read past the end of the file")
-                return data[o : o + n]
-
-            fmt, regions = self._regions(path, data[: tensor_layer.HEAD_BYTES], read_at, size)
-            tens = _tensor_entries(regions, [_region_digest(view, r) for r in regions])
+        head = data[: formats.HEAD_BYTES]
+        if self.config.tensors and formats.claims(path, head):
+            src = BytesSource(path, data)
+            fmt, regions = regions_of(path, head, src)
+            tens = tensor_entries(regions, [
+                blake3.blake3(view[r.start : r.end]).digest() if r.plain else special_digest(r, src.read)
+                for r in regions
+            ])
         self.progress(size, 1)
         return FileEntry(path, size, digest, chunks, fmt, tens)
 
@@ -309,8 +214,7 @@ class Hasher:
     def _mapped_file(self, item: WalkItem, fd: int, st: os.stat_result) -> FileEntry:
         """Memory-mapped path (see :mod:`client.hashing.mapped`); refuses a file that changed meanwhile."""
         size, cs = st.st_size, self.config.chunk_size
-        head = _pread_exact(fd, 0, min(size, tensor_layer.HEAD_BYTES))
-        fmt, regions = self._regions(item.path, head, lambda o, n: _pread_exact(fd, o, n), size)
+        fmt, regions = self._fd_regions(item, fd, size)
         digest, chunks, tdigests = hash_mapped(
             fd,
             size,
@@ -324,7 +228,7 @@ class Hasher:
         after = os.fstat(fd)
         if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
             raise FileChangedError(f"{item.path!r} changed while it was being hashed")
-        tens = _tensor_entries(regions, [tdigests[r.name] for r in regions])
+        tens = tensor_entries(regions, [tdigests[r.name] for r in regions])
         self.progress(0, 1)
         return FileEntry(item.path, size, digest, chunks, fmt, tens)
 
@@ -426,7 +330,7 @@ class Hasher:
 
         check_tensors = self.config.tensors
         for item, r in zip(items, future.result(), strict=True):
-            if isinstance(r, Declined) or (check_tensors and self.registry.detect(item.path, r.head) is not None):
+            if isinstance(r, Declined) or (check_tensors and formats.claims(item.path, r.head)):
                 yield self._entry(item)  # symlink, large, tensor format, or an error to raise here
                 continue
             self.progress(r.size, 1)
@@ -452,13 +356,12 @@ def iter_entries(
     root: str,
     config: HashConfig,
     *,
-    progress: Progress = _noop,
+    progress: Progress = no_progress,
     on_skip: Callable[[str], None] | None = None,
-    registry: FormatRegistry | None = None,
 ) -> Iterator[Entry]:
     """Stream the entries of ``root`` in canonical order (bounded memory; see module docstring)."""
     items = walk(root, WalkPolicy(allow_symlinks=config.allow_symlinks), on_skip=on_skip)
-    with Hasher(config, registry=registry, progress=progress) as h:
+    with Hasher(config, progress=progress) as h:
         yield from h.entries(items)
 
 
@@ -466,11 +369,10 @@ def hash_path(
     root: str,
     config: HashConfig | None = None,
     *,
-    progress: Progress = _noop,
+    progress: Progress = no_progress,
     on_skip: Callable[[str], None] | None = None,
-    registry: FormatRegistry | None = None,
 ) -> Manifest:
     """The manifest of a file or directory. Raises WalkError for refused or empty input."""
     cfg = config if config is not None else HashConfig()
-    entries = tuple(iter_entries(root, cfg, progress=progress, on_skip=on_skip, registry=registry))
+    entries = tuple(iter_entries(root, cfg, progress=progress, on_skip=on_skip))
     return Manifest(chunk_size=cfg.chunk_size, entries=entries)

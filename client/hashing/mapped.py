@@ -10,14 +10,14 @@ bytes in order and at most one window is mapped: resident memory is bounded by
 the window, not by the file. The BLAKE3 binding releases the GIL and reads the
 mapping in place: nothing is copied.
 
-Tensors stored big-endian (``byteswap``) are hashed separately from ``pread``
-blocks aligned to their element size.
+Tensors that cannot be hashed in place (stored big-endian, or encoded: see
+:class:`client.formats.base.TensorRegion`) are digested separately from ``pread`` blocks
+(:func:`client.hashing.tensor_digests.special_digest`).
 """
 
 from __future__ import annotations
 
 import mmap
-import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,10 +25,10 @@ from functools import partial
 
 import blake3
 
-from client.hashing.tensors import TensorRegion
-
-Progress = Callable[[int, int], None]
-_SWAP_BLOCK = 16 << 20
+from client.formats.base import TensorRegion
+from client.formats.source import FdSource
+from client.hashing.config import Progress
+from client.hashing.tensor_digests import special_digest
 
 
 class JobSet:
@@ -85,21 +85,6 @@ def _digest(view: memoryview, lo: int, hi: int) -> bytes:
     return blake3.blake3(view[lo:hi]).digest()
 
 
-def _swapped(fd: int, r: TensorRegion) -> bytes:
-    import numpy as np
-
-    h = blake3.blake3()
-    block = _SWAP_BLOCK - _SWAP_BLOCK % r.byteswap
-    for off in range(r.start, r.end, block):
-        n = min(block, r.end - off)
-        raw = os.pread(fd, n, off)
-        if len(raw) != n:
-            raise OSError(f"short read at {off}")
-        arr = np.frombuffer(raw, dtype=np.uint8).reshape(-1, r.byteswap)[:, ::-1]
-        h.update(np.ascontiguousarray(arr).tobytes())
-    return h.digest()
-
-
 def hash_mapped(
     fd: int,
     size: int,
@@ -117,7 +102,7 @@ def hash_mapped(
     mmap.ALLOCATIONGRANULARITY, and regions within [0, size).
     """
     whole = blake3.blake3()
-    plain = sorted((r for r in regions if not r.byteswap), key=lambda r: r.start)
+    plain = sorted((r for r in regions if r.plain), key=lambda r: r.start)
     streams = {r.name: blake3.blake3() for r in plain}
     chunks: list[bytes] = []
     first = 0  # plain[first:] may still overlap this or later windows
@@ -147,7 +132,8 @@ def hash_mapped(
             mm.close()
         progress(length, 0)
     out = {name: h.digest() for name, h in streams.items()}
+    source = FdSource("", fd, size)
     for r in regions:
-        if r.byteswap:
-            out[r.name] = _swapped(fd, r)
+        if not r.plain:
+            out[r.name] = special_digest(r, source.read)
     return whole.digest(), tuple(chunks), out

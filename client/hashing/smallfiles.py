@@ -4,7 +4,7 @@ For files of a few KiB the cost of hashing is Python overhead (open, fstat,
 read, close, bookkeeping) held under the GIL, so threads do not add throughput;
 processes do. Workers read and hash whole small files and send back only
 ``(size, blake3, chunk digests, first bytes)``; the parent builds the entries,
-decides about tensor formats (its registry may hold plugins the workers lack)
+decides about tensor formats (:func:`client.formats.claims`)
 and hashes anything a worker declined (too large, claimed by a tensor format)
 on its own thread pool. Results are the same as the thread path's, byte for
 byte (tested).
@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import blake3
 
-from client.hashing.tensors import HEAD_BYTES
+from client.formats import HEAD_BYTES
 
 
 class SmallResult(NamedTuple):

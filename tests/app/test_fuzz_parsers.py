@@ -32,7 +32,7 @@ from client.core.records import decode_body, parse_entry, parse_id, parse_key
 from client.core.trust import TrustState
 from client.errors import ProvenanceError
 from client.formats import open_model
-from client.hashing.safetensors import parse_header
+from client.formats.safetensors import parse_header
 from ledger.storage import TreeHead
 from ledger.storage.rocks_codec import decode_head, decode_varints, encode_head, encode_varints
 from tests.descent_fixtures import (

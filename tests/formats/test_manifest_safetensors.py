@@ -8,25 +8,21 @@ import struct
 from pathlib import Path
 
 import blake3
-import numpy as np
 import pytest
 
 from client.core.manifest.errors import TensorFormatError
 from client.core.manifest.model import FileEntry
+from client.formats.base import TensorRegion
+from client.formats.safetensors import layout
+from client.formats.source import BytesSource
 from client.hashing import HashConfig, hash_path
-from client.hashing.safetensors import regions
-from client.hashing.tensors import FormatRegistry, ReadAt, TensorRegion
 from tests import test_manifest_support as kit
 
 CS = 1024
 
 
 def _regions(data: bytes) -> list[TensorRegion]:
-    def read_at(o: int, n: int) -> bytes:
-        assert o + n <= len(data)
-        return data[o : o + n]
-
-    return regions(read_at, len(data))
+    return list(layout(BytesSource("m.safetensors", data)).tensors)
 
 
 def _hash(path: Path, **kw: object) -> FileEntry:
@@ -137,45 +133,3 @@ def test_unparseable_safetensors_is_hashed_as_plain_bytes(tmp_path: Path, caplog
 def test_no_tensors_option(tmp_path: Path) -> None:
     f = _hash(kit.write(tmp_path / "m.safetensors", kit.safetensors_bytes(kit.model_tensors())), tensors=False)
     assert (f.tensor_format, f.tensors) == ("", ())
-
-
-class _BigEndianRaw:
-    """A toy format for the plugin interface: 4-byte header 'BE32', then big-endian float32 values."""
-
-    name = "toy-be32"
-
-    def claims(self, filename: str, head: bytes) -> bool:
-        return head.startswith(b"BE32")
-
-    def regions(self, read_at: ReadAt, size: int) -> list[TensorRegion]:
-        if read_at(0, 4) != b"BE32" or (size - 4) % 4:
-            raise TensorFormatError("not a toy file")
-        return [TensorRegion("values", "F32", ((size - 4) // 4,), 4, size, byteswap=4)]
-
-
-@pytest.mark.parametrize("mmap_threshold", [0, 1 << 30])
-def test_plugin_format_with_big_endian_data_hashes_little_endian_bytes(tmp_path: Path, mmap_threshold: int) -> None:
-    values = np.arange(1000, dtype=np.float32)
-    p = kit.write(tmp_path / "x.toy", b"BE32" + values.astype(">f4").tobytes())
-    reg = FormatRegistry()
-    reg.register(_BigEndianRaw())
-    cfg = HashConfig(chunk_size=CS, mmap_threshold=mmap_threshold, read_size=333, map_window=4096)
-    m = hash_path(str(p), cfg, registry=reg)
-    (t,) = m.files[0].tensors
-    assert m.files[0].tensor_format == "toy-be32"
-    assert t.blake3 == blake3.blake3(values.astype("<f4").tobytes()).digest()
-
-
-def test_registry_refuses_duplicate_and_bad_names() -> None:
-    from client.errors import InvalidInputError
-
-    reg = FormatRegistry()
-    reg.register(_BigEndianRaw())
-    with pytest.raises(InvalidInputError, match="already"):
-        reg.register(_BigEndianRaw())
-
-    class Bad(_BigEndianRaw):
-        name = "Bad Name"
-
-    with pytest.raises(InvalidInputError, match="bad tensor format name"):
-        reg.register(Bad())

@@ -131,7 +131,7 @@ def test_gguf_dequantizes(tmp_path: Path, kind: str) -> None:
 def test_gguf_matches_reference_dequantizer(tmp_path: Path, kind: str) -> None:
     """Our dequantization agrees bit for bit with llama.cpp's Python package (gguf), when installed."""
     gguf = pytest.importorskip("gguf")
-    from client.formats.gguf import dequantize
+    from client.formats.gguf_quants import dequantize
     from tests.descent_fixtures import quantize_blocks
 
     w = np.random.default_rng(5).standard_normal((4, 64)).astype(np.float32)

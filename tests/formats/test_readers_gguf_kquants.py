@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 
 from client.errors import FormatError
+from client.formats import gguf as gguf_format
 from client.formats import open_model
-from client.formats.gguf import dequantize, read_header
+from client.formats.gguf_quants import dequantize
+from client.formats.source import PathSource
 
 QK_K = 256
 # name -> (bytes per super-block, byte offsets of float16 super-block scales)
@@ -191,11 +193,11 @@ def test_truncated_k_quant_data(tmp_path: Path, name: str) -> None:
     _write(path, {"lead": (np.ones(4, np.float32), None),
                   "kq": (random_blocks(name, 4, seed=1).reshape(2, -1), qtype)})
     data = path.read_bytes()
-    with open(path, "rb") as f:
-        info = read_header(f, path)[1][1]
-    end = info.offset + 4 * LAYOUT[name][0]  # the writer pads after the last tensor
+    with PathSource(path) as src:
+        info = gguf_format.layout(src)[1].tensors[1]
+    end = info.start + 4 * LAYOUT[name][0]  # the writer pads after the last tensor
     assert info.name == "kq" and end <= len(data)
-    for cut in (end - 1, end - LAYOUT[name][0], info.offset + 1):
+    for cut in (end - 1, end - LAYOUT[name][0], info.start + 1):
         path.write_bytes(data[:cut])
         with pytest.raises(FormatError, match=r"t\.gguf.*truncated.*'kq'"):
             dict(open_model(path).tensors())
