@@ -12,32 +12,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from client.errors import (
-    InvalidInputError,
-    NotFoundError,
-    OutOfRangeError,
-    ProvenanceError,
-    ResourceExhaustedError,
-    UnavailableError,
-    VerificationError,
-)
-
-# Exit codes, documented in README.md.
-EXIT_OK = 0
-EXIT_FAILED = 1  # a check ran and failed: verification, differences, inconsistency
-EXIT_USAGE = 2  # bad flags or bad input
-EXIT_NOT_FOUND = 3
-EXIT_UNAVAILABLE = 4  # server unreachable, overloaded or draining
-EXIT_ERROR = 5  # anything else
-
-_EXIT_FOR_ERROR: tuple[tuple[type[ProvenanceError], int], ...] = (
-    (VerificationError, EXIT_FAILED),
-    (InvalidInputError, EXIT_USAGE),
-    (OutOfRangeError, EXIT_USAGE),
-    (NotFoundError, EXIT_NOT_FOUND),
-    (ResourceExhaustedError, EXIT_UNAVAILABLE),
-    (UnavailableError, EXIT_UNAVAILABLE),
-)
+from client.errors import ProvenanceError
+from client.exit_codes import exit_code_for
 
 # One module per command group; each has register(subparsers).
 COMMAND_MODULES: tuple[str, ...] = (
@@ -49,13 +25,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "client.cli.registry_query_cmds",
     "client.cli.match_cmd",
 )
-
-
-def exit_code_for(err: ProvenanceError) -> int:
-    for cls, code in _EXIT_FOR_ERROR:
-        if isinstance(err, cls):
-            return code
-    return EXIT_ERROR
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -224,7 +224,7 @@ def main(config: ServerConfig) -> int:
     try:
         return run(config)
     except ProvenanceError as err:
-        from client.cli import exit_code_for
+        from client.exit_codes import exit_code_for
 
         _log.error("cannot serve: %s", err)
         return exit_code_for(err)

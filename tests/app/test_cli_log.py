@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from client.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
+from client.cli import main
 from client.core import merkle
 from client.core.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint, sign_checkpoint
 from client.core.note import Signer, Verifier
+from client.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from tests.servers import ServerProcess, running_server
 
 ORIGIN = "cli.example/log"

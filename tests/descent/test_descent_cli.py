@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from client.cli import EXIT_OK, EXIT_USAGE, main
+from client.cli import main
+from client.exit_codes import EXIT_OK, EXIT_USAGE
 from tests.descent_fixtures import base_model, malicious_pickle, noisy, write_safetensors, write_torch_zip
 
 
