@@ -16,33 +16,23 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from tests.test_manifest_support import ST_DTYPES, TensorSpec, safetensors_bytes
+
 Arr = npt.NDArray[np.generic]
 Model = dict[str, Arr]
 
 # ---------------------------------------------------------------- safetensors
 
-_ST = {"float32": "F32", "float16": "F16", "float64": "F64", "int8": "I8", "uint8": "U8", "int32": "I32",
-       "int64": "I64", "bool": "BOOL", "int16": "I16"}
-
-
 def write_safetensors(path: Path, tensors: Model, *, bf16: set[str] | None = None) -> None:
-    header: dict[str, object] = {"__metadata__": {"format": "pt"}}
-    blobs = []
-    off = 0
+    """``tensors`` as a safetensors file (header padded to 8 bytes), through the tests' one writer."""
+    specs: dict[str, TensorSpec] = {}
     for name, arr in tensors.items():
         a = np.ascontiguousarray(arr)
         if bf16 and name in bf16:
-            raw = (a.astype(np.float32).view(np.uint32) >> 16).astype("<u2").tobytes()
-            dt = "BF16"
+            specs[name] = ("BF16", list(a.shape), (a.astype(np.float32).view(np.uint32) >> 16).astype("<u2").tobytes())
         else:
-            raw = a.astype(a.dtype.newbyteorder("<")).tobytes()
-            dt = _ST[a.dtype.name]
-        header[name] = {"dtype": dt, "shape": list(a.shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)
-    path.write_bytes(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+            specs[name] = (ST_DTYPES[a.dtype.name], list(a.shape), a.astype(a.dtype.newbyteorder("<")).tobytes())
+    path.write_bytes(safetensors_bytes(specs, metadata={"format": "pt"}, align=8))
 
 
 def write_sharded(folder: Path, tensors: Model, shards: int = 2) -> None:
@@ -105,13 +95,31 @@ def state_dict_pickle(tensors: Model, *, nested: bool = False) -> bytes:
     return b"\x80\x02" + body + b"."
 
 
-def write_torch_zip(path: Path, tensors: Model, *, pickle_bytes: bytes | None = None) -> None:
+def write_zip(path: Path, entries: dict[str, bytes]) -> None:
+    """A stored (uncompressed) zip archive with fixed timestamps, so equal entries give equal bytes."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
-        zf.writestr("archive/data.pkl", pickle_bytes if pickle_bytes is not None else state_dict_pickle(tensors))
-        zf.writestr("archive/byteorder", "little")
-        for i, a in enumerate(tensors.values()):
-            zf.writestr(f"archive/data/{i}", np.ascontiguousarray(a).tobytes())
-        zf.writestr("archive/version", "3\n")
+        for name, data in entries.items():
+            zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
+
+
+def write_torch_zip(path: Path, tensors: Model, *, pickle_bytes: bytes | None = None) -> None:
+    entries = {"archive/data.pkl": pickle_bytes if pickle_bytes is not None else state_dict_pickle(tensors),
+               "archive/byteorder": b"little"}
+    entries.update((f"archive/data/{i}", np.ascontiguousarray(a).tobytes()) for i, a in enumerate(tensors.values()))
+    entries["archive/version"] = b"3\n"
+    write_zip(path, entries)
+
+
+def write_npz(path: Path, tensors: Model) -> None:
+    """An .npz as ``np.savez`` writes it (stored ``<name>.npy`` entries), with fixed timestamps."""
+    import io
+
+    def npy(a: Arr) -> bytes:
+        buf = io.BytesIO()
+        np.lib.format.write_array(buf, np.ascontiguousarray(a), allow_pickle=False)
+        return buf.getvalue()
+
+    write_zip(path, {f"{name}.npy": npy(a) for name, a in tensors.items()})
 
 
 def write_torch_legacy(path: Path, tensors: Model, *, pickle_bytes: bytes | None = None) -> None:

@@ -1,4 +1,9 @@
-"""Helpers shared by the manifest tests (no tests here): safetensors writers and trees."""
+"""Helpers shared by the manifest tests (no tests here): the one safetensors writer of the tests, and trees.
+
+:func:`safetensors_file` is the container (u64 header length, header, data); :func:`safetensors_bytes`
+lays tensors out in it. Every test that needs a safetensors file goes through these two
+(``tests.descent_fixtures.write_safetensors`` converts numpy arrays and calls :func:`safetensors_bytes`).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,9 @@ from pathlib import Path
 TensorSpec = tuple[str, list[int], bytes]  # dtype, shape, raw little-endian bytes
 
 _ITEM = {"F32": 4, "F16": 2, "BF16": 2, "I64": 8, "U8": 1, "I32": 4, "F64": 8}
+#: numpy dtype name -> safetensors dtype
+ST_DTYPES = {"float32": "F32", "float16": "F16", "float64": "F64", "int8": "I8", "uint8": "U8", "int32": "I32",
+             "int64": "I64", "bool": "BOOL", "int16": "I16"}
 
 
 def tensor(dtype: str, shape: list[int], seed: int) -> TensorSpec:
@@ -20,6 +28,13 @@ def tensor(dtype: str, shape: list[int], seed: int) -> TensorSpec:
     return dtype, shape, rng.randbytes(n * _ITEM[dtype])
 
 
+def safetensors_file(header: object, data: bytes = b"", *, pad: bytes = b"") -> bytes:
+    """The safetensors container: u64 LE length, the header (a JSON value, or bytes as they are)
+    followed by ``pad``, then ``data``. Writes malformed files as readily as valid ones."""
+    h = (header if isinstance(header, bytes) else json.dumps(header).encode()) + pad
+    return struct.pack("<Q", len(h)) + h + data
+
+
 def safetensors_bytes(
     tensors: dict[str, TensorSpec],
     *,
@@ -27,8 +42,10 @@ def safetensors_bytes(
     data_order: list[str] | None = None,
     metadata: dict[str, str] | None = None,
     pad: int = 0,
+    align: int = 1,
 ) -> bytes:
-    """A safetensors file: tensors laid out in ``data_order``, header keys in ``header_order``."""
+    """A safetensors file: tensors laid out in ``data_order``, header keys in ``header_order``,
+    the header padded with ``pad`` spaces, then with spaces to a multiple of ``align`` bytes."""
     data_order = data_order or list(tensors)
     header_order = header_order or list(tensors)
     offsets: dict[str, list[int]] = {}
@@ -45,8 +62,8 @@ def safetensors_bytes(
     for name in header_order:
         dtype, shape, _ = tensors[name]
         header[name] = {"dtype": dtype, "shape": shape, "data_offsets": offsets[name]}
-    h = json.dumps(header).encode() + b" " * pad
-    return struct.pack("<Q", len(h)) + h + b"".join(blobs)
+    size = len(json.dumps(header).encode()) + pad
+    return safetensors_file(header, b"".join(blobs), pad=b" " * (pad + -size % align))
 
 
 def write(path: Path, data: bytes) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import struct
 from pathlib import Path
@@ -74,12 +73,11 @@ def test_resplit_shards_keep_tensor_digests(tmp_path: Path) -> None:
 
 
 def _header(obj: object, pad: bytes = b"") -> bytes:
-    h = json.dumps(obj).encode() + pad
-    return struct.pack("<Q", len(h)) + h
+    return kit.safetensors_file(obj, pad=pad)
 
 
 def _raw(h: bytes) -> bytes:
-    return struct.pack("<Q", len(h)) + h
+    return kit.safetensors_file(h)
 
 
 GOOD = {"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
@@ -89,10 +87,10 @@ GOOD = {"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
     ("data", "match"),
     [
         (b"\x01\x00", "shorter"),
-        (struct.pack("<Q", 1 << 40) + b"{}", "exceeds"),
-        (struct.pack("<Q", 2) + b"[]", "start with"),
+        (struct.pack("<Q", 1 << 40) + b"{}", "exceeds"),  # a length no writer would write
+        (_raw(b"[]"), "start with"),
         (_header(GOOD, b"\t") + b"\x00" * 8, "only spaces"),
-        (struct.pack("<Q", 4) + b"{\xff}" + b"\x00", "JSON"),
+        (_raw(b"{\xff}") + b"\x00", "JSON"),
         (_raw(b'{"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, "w": 1}') + b"\x00" * 4, "duplicate"),
         (_header({"w": {"dtype": "F33", "shape": [2], "data_offsets": [0, 8]}}) + b"\x00" * 8, "dtype"),
         (_header({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}) + b"\x00" * 8, "do not hold"),
@@ -122,7 +120,7 @@ def test_header_may_be_space_padded_and_sub_byte_dtypes_are_sized() -> None:
 
 
 def test_unparseable_safetensors_is_hashed_as_plain_bytes(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    p = kit.write(tmp_path / "broken.safetensors", b"\x05\x00\x00\x00\x00\x00\x00\x00{bad}")
+    p = kit.write(tmp_path / "broken.safetensors", kit.safetensors_file(b"{bad}"))
     with caplog.at_level(logging.WARNING):
         f = _hash(p)
     assert (f.tensor_format, f.tensors) == ("", ())

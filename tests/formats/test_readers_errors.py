@@ -97,11 +97,10 @@ def test_wrong_format(tmp_path: Path, content: bytes) -> None:
 
 
 def test_safetensors_offsets_outside_file(tmp_path: Path) -> None:
-    import json
-    import struct
+    from tests.test_manifest_support import safetensors_file
 
-    header = json.dumps({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 1 << 40]}}).encode()
-    (tmp_path / "x.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + b"\x00" * 16)
+    header = {"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 1 << 40]}}
+    (tmp_path / "x.safetensors").write_bytes(safetensors_file(header, b"\x00" * 16))
     with pytest.raises(FormatError, match="x.safetensors"):
         _load(tmp_path / "x.safetensors")
 

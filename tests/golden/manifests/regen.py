@@ -43,11 +43,35 @@ def _single(root: Path) -> None:
     kit.write(root / "weights.safetensors", kit.safetensors_bytes(kit.model_tensors(11), metadata={"k": "v"}))
 
 
+def _formats(root: Path) -> None:
+    """One small model in every tensor format (docs/manifest.md, "Tensor digests")."""
+    import numpy as np
+
+    from tests import descent_fixtures as fx
+
+    r = np.random.default_rng(17)
+    t = {"w": r.standard_normal((4, 32)).astype(np.float32), "h": r.standard_normal(6).astype(np.float16),
+         "ids": np.arange(5, dtype=np.int64)}
+    # the same int64 tensor as packed varints in TensorProto.int64_data (field 7)
+    int64_data = (fx._f_varint(1, 5) + fx._f_varint(2, 7) + fx._f_bytes(8, b"ids_varint")
+                  + fx._f_bytes(7, b"".join(fx._varint(int(v)) for v in t["ids"])))
+    root.mkdir(parents=True, exist_ok=True)
+    fx.write_safetensors(root / "m.safetensors", t)
+    fx.write_gguf(root / "m.gguf", {"w": t["w"], "q": t["w"], "h": t["h"]}, {"q": "Q8_0"})
+    fx.write_onnx(root / "m.onnx", [fx.onnx_tensor("w", t["w"]), fx.onnx_tensor("typed", t["w"], typed=True),
+                                    fx.onnx_tensor("ids", t["ids"]), int64_data], [])
+    fx.write_torch_zip(root / "z.pt", t)
+    fx.write_torch_legacy(root / "l.pt", t)
+    np.save(root / "w.npy", t["w"])
+    fx.write_npz(root / "m.npz", t)
+
+
 CASES: dict[str, tuple[Callable[[Path], None], str]] = {
     # name: (builder, path hashed relative to the built root)
     "model": (_model, "."),
     "dataset": (_dataset, "."),
     "single-file": (_single, "weights.safetensors"),
+    "formats": (_formats, "."),
 }
 
 
