@@ -78,10 +78,13 @@ def _check_digest(d: bytes, what: str) -> None:
 
 @dataclass(frozen=True)
 class TensorEntry:
-    """One tensor of a file: its raw little-endian bytes live at ``[start, end)`` of the file.
+    """One tensor of a file, stored at ``[start, end)`` of the file.
 
-    ``blake3`` is BLAKE3 of those bytes alone, so it does not depend on where
-    the tensor sits in the file, on header order or on metadata.
+    ``blake3`` is the tensor digest: BLAKE3 of the tensor's elements in row-major order, each
+    little-endian (docs/manifest.md, "Tensor digests"). It does not depend on the format, on
+    where the tensor sits in the file, on header order or on metadata. For most tensors the
+    range holds exactly those bytes; for big-endian storage it holds them byte-swapped, and for
+    an ONNX tensor in varint fields it holds the encoded values.
     """
 
     name: str
