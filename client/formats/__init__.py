@@ -24,25 +24,24 @@ import struct
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+# The format modules (and numpy) load on first use: hashing plain files never needs them.
+if TYPE_CHECKING:
+    from client.formats.arrays import Reader
+    from client.formats.base import Layout, TensorRegion
+    from client.formats.source import Source
 
-from client.formats import gguf, npz, onnx, pytorch, safetensors
-from client.formats._zip import open_zip
-from client.formats.base import Layout, Reader, Tensor, TensorRegion, fail
-from client.formats.gguf import GgufReader
-from client.formats.npz import NpzReader
-from client.formats.onnx import OnnxReader
-from client.formats.pytorch import LEGACY_HEAD, TorchReader
-from client.formats.safetensors import SafetensorsReader, ShardedSafetensorsReader
-from client.formats.source import Source
-
-__all__ = ["FORMATS", "HEAD_BYTES", "Layout", "Reader", "Tensor", "TensorRegion", "claimed_by", "claims",
-           "detect_format", "element_bytes", "layout_of", "open_model"]
+__all__ = ["FORMATS", "HEAD_BYTES", "LEGACY_HEAD", "LEGACY_MAGIC", "claimed_by", "claims", "detect_format",
+           "element_bytes", "layout_of", "open_model"]
 
 #: How many leading bytes of a file :func:`claims` is shown.
 HEAD_BYTES = 64
 FORMATS = ("safetensors", "gguf", "onnx", "pytorch", "npy", "npz")
+#: The PyTorch legacy format's magic number, and the file's first bytes: that number pickled with
+#: protocol 2 (PROTO 2, LONG1 of 10 bytes), as torch.save writes it.
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+LEGACY_HEAD = b"\x80\x02\x8a\x0a" + LEGACY_MAGIC.to_bytes(10, "little")
 _SWAP_BLOCK = 16 << 20
 
 
@@ -74,6 +73,9 @@ def layout_of(filename: str, head: bytes, source: Source) -> Layout | None:
     """The layout of a claimed file, or None for a file no format claims and for a zip archive
     that is neither a PyTorch checkpoint nor an .npz. Raises TensorFormatError when it does not parse."""
     candidate = claimed_by(filename, head)
+    if candidate in ("pytorch or npz", "npy", "pytorch"):
+        from client.formats import npz, pytorch
+        from client.formats._zip import open_zip
     if candidate == "pytorch or npz":
         with open_zip(source) as zf:
             names = zf.namelist()
@@ -82,17 +84,23 @@ def layout_of(filename: str, head: bytes, source: Source) -> Layout | None:
         if names and all(n.endswith(".npy") for n in names):
             return npz.layout(source)
         return None
-    parse = _LAYOUTS.get(candidate or "")
-    return parse(source) if parse is not None else None
+    if candidate == "safetensors":
+        from client.formats import safetensors
 
+        return safetensors.layout(source)
+    if candidate == "gguf":
+        from client.formats import gguf
 
-_LAYOUTS: dict[str, Callable[[Source], Layout]] = {
-    "safetensors": safetensors.layout,
-    "gguf": lambda source: gguf.layout(source)[1],
-    "npy": npz.layout,
-    "pytorch": pytorch.layout,
-    "onnx": onnx.layout,
-}
+        return gguf.layout(source)[1]
+    if candidate == "npy":
+        return npz.layout(source)
+    if candidate == "pytorch":
+        return pytorch.layout(source)
+    if candidate == "onnx":
+        from client.formats import onnx
+
+        return onnx.layout(source)
+    return None
 
 
 def element_bytes(region: TensorRegion, read: Callable[[int, int], bytes]) -> Iterator[bytes]:
@@ -100,6 +108,11 @@ def element_bytes(region: TensorRegion, read: Callable[[int, int], bytes]) -> It
 
     ``read(offset, length)`` returns exactly those bytes of the file.
     """
+    import numpy as np
+
+    from client.formats import onnx
+    from client.formats.base import fail
+
     if region.encoding == onnx.VARINT:
         yield from onnx.varint_elements(read, region)
         return
@@ -120,6 +133,9 @@ def detect_format(path: Path) -> str:
 
     Raises FormatError (naming the file) if it is none of them.
     """
+    from client.formats.base import fail
+    from client.formats.safetensors import MAX_HEADER_SIZE
+
     if path.is_dir():
         if any(path.glob("*.safetensors")):
             return "safetensors-sharded"
@@ -150,27 +166,31 @@ def detect_format(path: Path) -> str:
         return "torch-legacy"
     if len(head) >= 8:
         (n,) = struct.unpack("<Q", head[:8])
-        if head[8:9] == b"{" and n < safetensors.MAX_HEADER_SIZE:
+        if head[8:9] == b"{" and n < MAX_HEADER_SIZE:
             return "safetensors"
     if path.suffix == ".onnx" or head[:1] == b"\x08":  # ModelProto field 1 (ir_version), varint
         return "onnx"
     raise fail(path, "unrecognised model format (not safetensors, PyTorch, ONNX, GGUF or NumPy)")
 
 
-_READERS: dict[str, Callable[[Path], Reader]] = {
-    "safetensors": SafetensorsReader,
-    "safetensors-sharded": ShardedSafetensorsReader,
-    "torch-zip": TorchReader,
-    "torch-legacy": TorchReader,
-    "onnx": OnnxReader,
-    "gguf": GgufReader,
-    "npz": NpzReader,
-    "npy": NpzReader,
-}
-
-
 def open_model(path: Path | str) -> Reader:
     """The reader for a model file or folder (format from its first bytes; see :func:`detect_format`)."""
+    from client.formats.gguf import GgufReader
+    from client.formats.npz import NpzReader
+    from client.formats.onnx import OnnxReader
+    from client.formats.pytorch import TorchReader
+    from client.formats.safetensors import SafetensorsReader, ShardedSafetensorsReader
+
+    readers: dict[str, Callable[[Path], Reader]] = {
+        "safetensors": SafetensorsReader,
+        "safetensors-sharded": ShardedSafetensorsReader,
+        "torch-zip": TorchReader,
+        "torch-legacy": TorchReader,
+        "onnx": OnnxReader,
+        "gguf": GgufReader,
+        "npz": NpzReader,
+        "npy": NpzReader,
+    }
     p = Path(path)
-    reader: Reader = _READERS[detect_format(p)](p)
+    reader: Reader = readers[detect_format(p)](p)
     return reader

@@ -24,7 +24,6 @@ import numpy as np
 from client.formats.base import MAX_NDIM, NUMPY_DTYPES, fail
 
 MAX_PICKLE = 256 * 1024 * 1024  # bytes of object tree
-LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
 
 #: torch storage type -> manifest dtype name.

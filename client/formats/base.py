@@ -3,8 +3,8 @@
 Each format module parses a file once, through a bounded random-access :class:`~client.formats.source.Source`,
 into a :class:`Layout`: one :class:`TensorRegion` per tensor (name, dtype, shape and where its bytes
 lie). Manifests hash the regions (:mod:`client.hashing`); readers turn the same regions into numpy
-arrays (:class:`Reader`). Every parse failure is a :class:`TensorFormatError` (a ``FormatError``)
-whose message names the file and the problem; nothing from a file is ever executed.
+arrays (:mod:`.arrays`, which alone needs numpy). Every parse failure is a :class:`TensorFormatError`
+(a ``FormatError``) whose message names the file and the problem; nothing from a file is executed.
 
 Tensor digest (docs/manifest.md, "Tensor digests"): BLAKE3 over the tensor's elements in row-major
 (C) order, each element little-endian, i.e. the bytes safetensors stores. A region whose bytes are
@@ -15,17 +15,10 @@ must be decoded first (ONNX varint fields).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
-
-import numpy as np
-import numpy.typing as npt
 
 from client.core.manifest.errors import TensorFormatError
-
-Tensor = tuple[str, npt.NDArray[np.generic]]
 
 # Bounds shared by every format (STYLE.md habit 7): the stricter of the former reader and manifest limits.
 MAX_TENSORS = 1_000_000
@@ -39,15 +32,6 @@ NUMPY_DTYPES: dict[str, str] = {
     "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
     "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?",
 }
-_NAMES_OF_NUMPY: dict[str, str] = {
-    "f8": "F64", "f4": "F32", "f2": "F16", "i8": "I64", "i4": "I32", "i2": "I16", "i1": "I8",
-    "u8": "U64", "u4": "U32", "u2": "U16", "u1": "U8", "b1": "BOOL", "c8": "C64", "c16": "C128",
-}
-
-
-def dtype_name(dtype: np.dtype[np.generic]) -> str | None:
-    """The manifest dtype name of a numeric numpy dtype (byte order ignored), or None."""
-    return _NAMES_OF_NUMPY.get(f"{dtype.kind}{dtype.itemsize}")
 
 
 def fail(path: Path | str, problem: str) -> TensorFormatError:
@@ -113,33 +97,5 @@ class Layout:
     skipped: tuple[tuple[str, str], ...] = ()
 
 
-class Reader(Protocol):
-    """A model source. ``tensors()`` yields (name, array) pairs; arrays are little-endian,
-    C-ordered, owned by the caller, and only one needs to be held at a time. Names are
-    unique within a model. Raises FormatError (naming ``path``) on malformed input."""
-
-    path: Path
-
-    def tensors(self) -> Iterator[Tensor]: ...
-
-
 def element_count(shape: tuple[int, ...]) -> int:
     return math.prod(shape)  # exact: np.prod in int64 wraps
-
-
-#: float32 dtype tagged as widened from bfloat16, so digests can hash the stored bf16 bytes.
-BF16_WIDENED = np.dtype(np.float32, metadata={"stored": "bfloat16"})
-
-
-def bf16_to_f32(raw: npt.NDArray[np.uint16]) -> npt.NDArray[np.float32]:
-    """bfloat16 bit patterns to float32 (exact), tagged with :data:`BF16_WIDENED`."""
-    out: npt.NDArray[np.float32] = (raw.astype(np.uint32) << 16).view(BF16_WIDENED)
-    return out
-
-
-def as_array(raw: npt.NDArray[np.uint8], dtype: str, shape: tuple[int, ...]) -> npt.NDArray[np.generic]:
-    """The array of manifest ``dtype`` stored little-endian in ``raw`` (BF16 widened to float32)."""
-    arr = raw.view(np.dtype(NUMPY_DTYPES[dtype])).reshape(shape)
-    if dtype == "BF16":
-        return bf16_to_f32(arr.view(np.uint16))
-    return arr

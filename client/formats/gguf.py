@@ -20,18 +20,8 @@ import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from client.formats.base import (
-    MAX_NAME,
-    MAX_NDIM,
-    MAX_TENSORS,
-    Layout,
-    Tensor,
-    TensorRegion,
-    as_array,
-    check_name,
-    element_count,
-    fail,
-)
+from client.formats.arrays import Tensor, as_array
+from client.formats.base import MAX_NAME, MAX_NDIM, MAX_TENSORS, Layout, TensorRegion, check_name, element_count, fail
 from client.formats.gguf_quants import BLOCKS, KBLOCKS, dequantize
 from client.formats.source import PathSource, Source
 

@@ -25,7 +25,8 @@ import numpy as np
 import numpy.typing as npt
 
 from client.formats._zip import member_span, open_zip
-from client.formats.base import MAX_TENSORS, Layout, Tensor, TensorRegion, check_dims, dtype_name, element_count, fail
+from client.formats.arrays import Tensor, dtype_name
+from client.formats.base import MAX_TENSORS, Layout, TensorRegion, check_dims, element_count, fail
 from client.formats.source import PathSource, Source, open_stream
 
 # numpy parses the .npy header with ast/tokenize (SyntaxError, TokenError); zipfile refuses

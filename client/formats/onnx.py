@@ -39,17 +39,8 @@ import numpy.typing as npt
 
 from client.errors import FormatError
 from client.formats._protobuf import Value, fields, packed_varints, signed64
-from client.formats.base import (
-    MAX_TENSORS,
-    NUMPY_DTYPES,
-    Layout,
-    Tensor,
-    TensorRegion,
-    as_array,
-    check_dims,
-    element_count,
-    fail,
-)
+from client.formats.arrays import Tensor, as_array
+from client.formats.base import MAX_TENSORS, NUMPY_DTYPES, Layout, TensorRegion, check_dims, element_count, fail
 from client.formats.source import Source, with_mapped
 
 FORMAT = "onnx"

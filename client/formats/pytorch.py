@@ -30,8 +30,8 @@ from typing import IO
 import numpy as np
 import numpy.typing as npt
 
+from client.formats import LEGACY_MAGIC
 from client.formats._unpickle import (
-    LEGACY_MAGIC,
     LEGACY_PROTOCOL,
     MAX_PICKLE,
     LazyTensor,
@@ -40,12 +40,11 @@ from client.formats._unpickle import (
     unpickle,
 )
 from client.formats._zip import member_span, open_zip, zip_read
-from client.formats.base import NUMPY_DTYPES, Layout, Tensor, TensorRegion, bf16_to_f32, fail
+from client.formats.arrays import Tensor, bf16_to_f32
+from client.formats.base import NUMPY_DTYPES, Layout, TensorRegion, fail
 from client.formats.source import PathSource, Source, open_stream
 
 FORMAT = "pytorch"
-#: The legacy format's first bytes: its magic number pickled with protocol 2, as torch.save writes it.
-LEGACY_HEAD = b"\x80\x02\x8a\x0a" + LEGACY_MAGIC.to_bytes(10, "little")
 
 
 @dataclass(frozen=True)

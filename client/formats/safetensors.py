@@ -22,20 +22,21 @@ import math
 import struct
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from client.formats.base import (
     MAX_TENSORS,
     NUMPY_DTYPES,
     Layout,
-    Tensor,
     TensorRegion,
-    as_array,
     check_dims,
     check_name,
     fail,
 )
 from client.formats.source import PathSource, Source
+
+if TYPE_CHECKING:
+    from client.formats.arrays import Tensor
 
 FORMAT = "safetensors"
 MAX_HEADER_SIZE = 100_000_000
@@ -144,6 +145,8 @@ class SafetensorsReader:
         return [r.name for r in self._layout.tensors]
 
     def tensors(self) -> Iterator[Tensor]:
+        from client.formats.arrays import as_array
+
         with PathSource(self.path) as src:
             for r in sorted(self._layout.tensors, key=lambda r: r.start):
                 if r.dtype not in NUMPY_DTYPES:

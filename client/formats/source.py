@@ -17,13 +17,14 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, TypeVar
 
 from client.core.manifest.errors import FileChangedError, TensorFormatError
 from client.formats.base import fail
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 T = TypeVar("T")
 
@@ -58,6 +59,8 @@ class Source:
 
     def array(self, offset: int, length: int, what: str = "data") -> npt.NDArray[np.uint8]:
         """The bytes at ``[offset, offset + length)`` as a fresh, writable uint8 array."""
+        import numpy as np
+
         return np.frombuffer(bytearray(self.read(offset, length, what)), dtype=np.uint8)
 
 

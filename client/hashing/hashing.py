@@ -41,14 +41,13 @@ import blake3
 from client import formats
 from client.core.manifest.errors import FileChangedError
 from client.core.manifest.model import Entry, FileEntry, Manifest, SymlinkEntry, TensorEntry
-from client.formats.base import TensorRegion
-from client.formats.source import BytesSource, FdSource
 from client.hashing.config import HashConfig, Progress, no_progress
 from client.hashing.mapped import hash_mapped
 from client.hashing.tensor_digests import regions_of, special_digest, tensor_entries
 from client.hashing.walk import WalkItem, WalkPolicy, walk
 
 if TYPE_CHECKING:
+    from client.formats.base import TensorRegion
     from client.hashing import smallfiles
 
 log = logging.getLogger(__name__)
@@ -101,6 +100,10 @@ class Hasher:
         if not self.config.tensors:
             return "", []
         head = _pread_exact(fd, 0, min(size, formats.HEAD_BYTES))
+        if not formats.claims(item.path, head):
+            return "", []
+        from client.formats.source import FdSource
+
         return regions_of(item.path, head, FdSource(item.path, fd, size))
 
     # -- read path ------------------------------------------------------------------------
@@ -200,6 +203,8 @@ class Hasher:
         fmt, tens = "", tuple[TensorEntry, ...]()
         head = data[: formats.HEAD_BYTES]
         if self.config.tensors and formats.claims(path, head):
+            from client.formats.source import BytesSource
+
             src = BytesSource(path, data)
             fmt, regions = regions_of(path, head, src)
             tens = tensor_entries(regions, [

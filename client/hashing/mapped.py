@@ -22,13 +22,15 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from typing import TYPE_CHECKING
 
 import blake3
 
-from client.formats.base import TensorRegion
-from client.formats.source import FdSource
 from client.hashing.config import Progress
 from client.hashing.tensor_digests import special_digest
+
+if TYPE_CHECKING:
+    from client.formats.base import TensorRegion
 
 
 class JobSet:
@@ -132,8 +134,11 @@ def hash_mapped(
             mm.close()
         progress(length, 0)
     out = {name: h.digest() for name, h in streams.items()}
-    source = FdSource("", fd, size)
-    for r in regions:
-        if not r.plain:
+    special = [r for r in regions if not r.plain]
+    if special:
+        from client.formats.source import FdSource
+
+        source = FdSource("", fd, size)
+        for r in special:
             out[r.name] = special_digest(r, source.read)
     return whole.digest(), tuple(chunks), out

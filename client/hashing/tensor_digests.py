@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import blake3
 
 from client import formats
 from client.core.manifest.errors import TensorFormatError
 from client.core.manifest.model import TensorEntry
-from client.formats.base import TensorRegion
-from client.formats.source import Source
+
+if TYPE_CHECKING:
+    from client.formats.base import TensorRegion
+    from client.formats.source import Source
 
 log = logging.getLogger(__name__)
 

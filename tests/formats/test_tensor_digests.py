@@ -225,6 +225,14 @@ def test_npy_big_endian_fortran_and_compressed(tmp_path: Path, caplog: pytest.Lo
         np.testing.assert_array_equal(next(iter(open_model(tmp_path / p).tensors()))[1], w)
 
 
+def test_legacy_head_is_what_pickle_writes_for_the_magic_number() -> None:
+    import pickle
+
+    from client.formats import LEGACY_HEAD, LEGACY_MAGIC
+
+    assert pickle.dumps(LEGACY_MAGIC, protocol=2) == LEGACY_HEAD + b"."
+
+
 def test_a_zip_that_holds_no_tensors_is_plain_bytes(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     import zipfile
 
