@@ -116,7 +116,7 @@ class FileEntry:
 
     ``chunks[i]`` is BLAKE3 of bytes ``[i*chunk_size, (i+1)*chunk_size)``; a file
     of at most one chunk has ``chunks == (blake3,)``, an empty file no chunks.
-    ``tensor_format`` names the tensor layer that parsed the file ("" if none);
+    ``tensor_format`` names the tensor format that parsed the file (client/formats) ("" if none);
     tensors are sorted by name.
     """
 
