@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from client.records import (
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from client.core.records import (
     Attestation,
-    Checkpoint,
     Claim,
     Dataset,
     DatasetParent,
@@ -23,6 +24,7 @@ from client.records import (
     FingerprintCommitment,
     Identity,
     IdentityEvent,
+    ModelCheckpoint,
     ModelParent,
     ModelRelation,
     Record,
@@ -30,7 +32,6 @@ from client.records import (
     TrainingData,
     sign_record,
 )
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 HERE = Path(__file__).resolve().parent
 SEED = bytes(range(32))  # a fixed test key: never use a published seed for anything real
@@ -44,7 +45,7 @@ def golden() -> dict[str, bytes]:
         "identity": Identity(IdentityEvent.REGISTER, "lab-a", pk),
         "dataset": Dataset("web", "2024-06", a, 1 << 30, "CC-BY-4.0", ("crawl",),
                            (DatasetParent(b, DatasetRelation.FILTERED),)),
-        "checkpoint": Checkpoint("m", "run-1", 1000, a, "safetensors", (TrainingData(b, DatasetRole.PRETRAINING),),
+        "checkpoint": ModelCheckpoint("m", "run-1", 1000, a, "safetensors", (TrainingData(b, DatasetRole.PRETRAINING),),
                                  (ModelParent(a, ModelRelation.FINE_TUNE),), Digest(DigestAlgorithm.SHA256, b),
                                  (("lr", "3e-4"),), FingerprintCommitment(bytes([0xCC] * 32), published=True)),
         "attestation": Attestation(Claim.DESCENDS_FROM, a, b, Digest(DigestAlgorithm.BLAKE3, a), "tested"),
