@@ -4,11 +4,25 @@
 - a reference to a record not held: :class:`UnknownReferenceError` -> NOT_FOUND
 - bad signature, unknown / retired / revoked / not-allowed signer: ``SignatureError`` subclasses -> PERMISSION_DENIED
 - a name or name/version already taken: :class:`ConflictError` -> INVALID_ARGUMENT
+
+The identity refusals (unknown, revoked, not-allowed signer; a taken name or key) are defined with the
+identity rule itself, in :mod:`client.core.records.identity`, which the offline verifier runs too.
 """
 
 from __future__ import annotations
 
-from client.errors import InvalidInputError, NotFoundError, SignatureError
+from client.core.records.identity import ConflictError, NotAllowedError, RevokedKeyError, UnknownSignerError
+from client.errors import InvalidInputError, NotFoundError
+
+__all__ = [
+    "ConflictError",
+    "ManifestMissingError",
+    "NotAllowedError",
+    "RevokedKeyError",
+    "UnknownReferenceError",
+    "UnknownSignerError",
+    "WrongReferenceKindError",
+]
 
 
 class UnknownReferenceError(NotFoundError):
@@ -17,22 +31,6 @@ class UnknownReferenceError(NotFoundError):
 
 class WrongReferenceKindError(InvalidInputError):
     """A reference names a record of the wrong kind (e.g. a checkpoint's parent that is a dataset)."""
-
-
-class UnknownSignerError(SignatureError):
-    """The signer key is not registered under any name."""
-
-
-class RevokedKeyError(SignatureError):
-    """The signer key was revoked or rotated out; it signs nothing new."""
-
-
-class NotAllowedError(SignatureError):
-    """The operator's allowlist does not list this name and key."""
-
-
-class ConflictError(InvalidInputError):
-    """A name, key or name/version is already taken."""
 
 
 class ManifestMissingError(InvalidInputError):

@@ -15,30 +15,27 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import assert_never
 
 from client.core.records import (
     Attestation,
     Dataset,
     Dispute,
     Identity,
-    IdentityEvent,
     Kind,
     ModelCheckpoint,
     SignedRecord,
     parse_entry,
 )
 from client.core.records.encoding import MAGIC
-from client.core.records.signing import key_text
-from client.errors import SignatureError
+from client.core.records.identity import KeyState, KeyStatus, NameState, apply_identity, check_signer
+from client.core.records.lineage import lineage_edges
 from ledger.registry import fingerprints, postings
 from ledger.registry import keys as K
 from ledger.registry.errors import (
     ConflictError,
     ManifestMissingError,
-    NotAllowedError,
-    RevokedKeyError,
     UnknownReferenceError,
-    UnknownSignerError,
     WrongReferenceKindError,
 )
 from ledger.registry.fingerprints import FingerprintSummary
@@ -98,6 +95,26 @@ class _Writes:
     def post(self, list_key: bytes, index: int, label: bytes = b"") -> None:
         """Append ``index`` to a posting list: a blind write, never read back during admission."""
         self.blind.append((postings.posting(list_key, index), label))
+
+
+class _StoredIdentities:
+    """The identity state as the aux store holds it (docs/registry.md), for the shared identity rule."""
+
+    def __init__(self, w: _Writes) -> None:
+        self._w = w
+
+    def key_state(self, key: bytes) -> KeyState | None:
+        v = self._w.get(K.KEY + key)
+        if v is None:
+            return None
+        status, since, registered, name = K.parse_key_state(v)
+        return KeyState(name, KeyStatus(status), since, registered)
+
+    def name_state(self, name: str) -> NameState | None:
+        v = self._w.get(K.NAME + name.encode())
+        if v is None:
+            return None
+        return NameState(v[:-8] or None, K.read_u64(v, len(v) - 8))
 
 
 class RegistryHook:
@@ -165,69 +182,17 @@ class RegistryHook:
         (w.out if blind is None else blind).extend(w.blind)
         return w.out
 
-    # --- signers and identities -------------------------------------------------
-
-    def _key_state(self, w: _Writes, key: bytes) -> tuple[int, int, int, str] | None:
-        v = w.get(K.KEY + key)
-        return None if v is None else K.parse_key_state(v)
+    # --- signers and identities: the rule is client.core.records.identity's, read from the aux store --
 
     def _check_signer(self, w: _Writes, signer: bytes) -> str:
-        state = self._key_state(w, signer)
-        if state is None:
-            raise UnknownSignerError(f"signer key {key_text(signer)} is not registered under any name")
-        status, since, _, name = state
-        if status == K.KEY_REVOKED:
-            raise RevokedKeyError(f"signer key {key_text(signer)} of {name!r} was revoked at index {since}")
-        if status == K.KEY_RETIRED:
-            raise RevokedKeyError(f"signer key {key_text(signer)} of {name!r} was rotated out at index {since}")
-        if not self.policy.permits(name, signer):
-            raise NotAllowedError(f"the allowlist no longer lists {name!r} with key {key_text(signer)}")
-        return name
+        return check_signer(_StoredIdentities(w), signer, self.policy)
 
     def _identity(self, w: _Writes, s: Identity, signer: bytes, index: int) -> None:
-        name_value = w.get(K.NAME + s.name.encode())
-        current = name_value[:-8] if name_value else None
-        key_state = self._key_state(w, s.key)
-        if s.event is IdentityEvent.REGISTER:
-            if signer != s.key:
-                raise SignatureError(f"registering {s.name!r} must be signed by the key it registers")
-            if not self.policy.permits(s.name, s.key):
-                raise NotAllowedError(f"the allowlist does not list {s.name!r} with key {key_text(s.key)}")
-            if key_state is not None:
-                raise ConflictError(f"key {key_text(s.key)} is already registered, under {key_state[3]!r}")
-            if current:
-                raise ConflictError(f"name {s.name!r} is already registered to another key")
-            if name_value is not None and self.policy.is_open:
-                raise ConflictError(f"name {s.name!r} had its key revoked; only an allowlist can re-register it")
-            w.put(K.KEY + s.key, K.key_state(K.KEY_ACTIVE, index, index, s.name))
-            w.put(K.NAME + s.name.encode(), s.key + K.u64(index))
-            return
-        # A key may always revoke itself, even after rotation.
-        self_revoke = s.event is IdentityEvent.REVOKE and signer == s.key
-        signer_name = s.name if self_revoke else self._check_signer(w, signer)
-        if s.event is IdentityEvent.ROTATE:
-            if signer_name != s.name or current != signer:
-                raise SignatureError(f"rotating {s.name!r} must be signed by its current key")
-            if key_state is not None:
-                raise ConflictError(f"key {key_text(s.key)} is already registered, under {key_state[3]!r}")
-            if not self.policy.permits(s.name, s.key):
-                raise NotAllowedError(f"the allowlist does not list {s.name!r} with key {key_text(s.key)}")
-            old = self._key_state(w, signer)
-            assert old is not None
-            w.put(K.KEY + signer, K.key_state(K.KEY_RETIRED, index, old[2], s.name))
-            w.put(K.KEY + s.key, K.key_state(K.KEY_ACTIVE, index, index, s.name))
-            w.put(K.NAME + s.name.encode(), s.key + K.u64(index))
-            return
-        # REVOKE
-        if key_state is None or key_state[3] != s.name:
-            raise UnknownSignerError(f"key {key_text(s.key)} is not registered under {s.name!r}")
-        if key_state[0] == K.KEY_REVOKED:
-            raise ConflictError(f"key {key_text(s.key)} was already revoked at index {key_state[1]}")
-        if signer != s.key and not (signer_name == s.name and current == signer):
-            raise SignatureError(f"revoking a key of {s.name!r} must be signed by that key or the name's current key")
-        w.put(K.KEY + s.key, K.key_state(K.KEY_REVOKED, index, key_state[2], s.name))
-        if current == s.key:
-            w.put(K.NAME + s.name.encode(), K.u64(index))
+        change = apply_identity(_StoredIdentities(w), s, signer, index, self.policy)
+        for key, st in change.keys:
+            w.put(K.KEY + key, K.key_state(st.status.value, st.since, st.registered, st.name))
+        for name, ns in change.names:
+            w.put(K.NAME + name.encode(), (ns.key or b"") + K.u64(ns.since))
 
     # --- references, lineage and manifests -----------------------------------------
 
@@ -240,19 +205,20 @@ class RegistryHook:
             if want is not None and held[8] != want.value:
                 got = Kind(held[8]).label
                 raise WrongReferenceKindError(f"{role} {rid.hex()} is a {got} record, not a {want.label}")
-        if isinstance(s, Dataset | ModelCheckpoint):
-            # The relation rides on the posting, so a descendants query needs no child record to label its edge.
-            for p in s.parents:
-                w.post(K.CHILD_POSTS + p.id, index, p.relation.value.encode())
-            if isinstance(s, ModelCheckpoint):
-                for d in s.datasets:
-                    w.post(K.CHILD_POSTS + d.id, index, f"trained-on:{d.role.value}".encode())
-        elif isinstance(s, Attestation):
-            w.post(K.ABOUT_POSTS + s.subject, index)
-            if s.claim.object_is_record:
-                w.post(K.ABOUT_POSTS + s.object, index)
-        else:
-            w.post(K.ABOUT_POSTS + s.target, index)
+        # The relation rides on the posting, so a descendants query needs no child record to label its edge.
+        for pid, relation in lineage_edges(s):
+            w.post(K.CHILD_POSTS + pid, index, relation.encode())
+        match s:
+            case Dataset() | ModelCheckpoint():
+                pass
+            case Attestation():
+                w.post(K.ABOUT_POSTS + s.subject, index)
+                if s.claim.object_is_record:
+                    w.post(K.ABOUT_POSTS + s.object, index)
+            case Dispute():
+                w.post(K.ABOUT_POSTS + s.target, index)
+            case _:
+                assert_never(s)
 
     def _manifest(self, w: _Writes, digest: bytes, manifest: ManifestSummary | None, index: int) -> None:
         if w.get(K.MANIFEST_HELD + digest) is None:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from client.core.records import Dataset, Kind, ModelCheckpoint, SignedRecord, parse_entry
+from client.core.records.lineage import Edge as Edge_
+from client.core.records.lineage import lineage_edges
 from client.core.records.signing import key_text
 from client.errors import InvalidInputError, NotFoundError
 from ledger.registry import keys as K
@@ -71,15 +73,9 @@ class DigestMatch:
     record: LoggedRecord
 
 
-def parent_edges(signed: SignedRecord) -> list[tuple[bytes, str]]:
-    """``(parent id, relation)`` of every lineage link a record states."""
-    s = signed.record.statement
-    if isinstance(s, Dataset):
-        return [(p.id, p.relation.value) for p in s.parents]
-    if isinstance(s, ModelCheckpoint):
-        edges = [(p.id, p.relation.value) for p in s.parents]
-        return edges + [(d.id, f"trained-on:{d.role.value}") for d in s.datasets]
-    return []
+def parent_edges(signed: SignedRecord) -> tuple[Edge_, ...]:
+    """``(parent id, relation)`` of every lineage link a record states (:func:`lineage_edges`)."""
+    return lineage_edges(signed.record.statement)
 
 
 class RegistryReader:

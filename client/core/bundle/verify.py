@@ -17,8 +17,10 @@ from client.core.bundle.format import Bundle, parse
 from client.core.checkpoint import open_checkpoint
 from client.core.merkle import verify_inclusion
 from client.core.note import Verifier
-from client.core.records import Identity, IdentityEvent, SignedRecord, parse_entry, record_id
+from client.core.records import Identity, SignedRecord, parse_entry, record_id
+from client.core.records.identity import IdentityReplay, UnknownSignerError
 from client.core.records.jsonform import short
+from client.core.records.lineage import lineage_edges
 from client.core.records.model import Dataset, ModelCheckpoint
 from client.core.records.signing import key_text
 from client.errors import FormatError, ProvenanceError, VerificationError
@@ -69,13 +71,10 @@ class BundleReport:
 
 
 def parent_links(signed: SignedRecord) -> dict[bytes, str]:
-    s = signed.record.statement
+    """Parent id -> relation of every lineage link the record states (:func:`lineage_edges`; first wins)."""
     links: dict[bytes, str] = {}
-    if isinstance(s, Dataset | ModelCheckpoint):
-        links.update((p.id, p.relation.value) for p in s.parents)
-    if isinstance(s, ModelCheckpoint):
-        for d in s.datasets:
-            links.setdefault(d.id, f"trained-on:{d.role.value}")
+    for pid, rel in lineage_edges(signed.record.statement):
+        links.setdefault(pid, rel)
     return links
 
 
@@ -177,50 +176,28 @@ def _check_path(bundle: Bundle, signed_at: list[SignedRecord], report: BundleRep
 
 
 def _check_identities(bundle: Bundle, signed_at: list[SignedRecord], report: BundleReport) -> dict[bytes, str]:
-    """Replay the bundle's identity events in log order; every signer must be established and active."""
+    """Replay the bundle's identity events in log order with the registry's own rule
+    (:mod:`client.core.records.identity`); every signer must be established and active."""
     order = sorted(range(len(signed_at)), key=lambda i: bundle.records[i].index)
-    state: dict[bytes, tuple[str, str, int]] = {}  # key -> (name, status, since index)
-    current: dict[str, bytes] = {}
+    replay = IdentityReplay()
     names: dict[bytes, str] = {}
     for i in order:
         signed, index, part = signed_at[i], bundle.records[i].index, f"records[{i}]"
         rec, s = signed.record, signed.record.statement
-        if isinstance(s, Identity) and s.event is IdentityEvent.REGISTER:
-            if rec.signer != s.key:
-                raise BundleVerificationError(part, "registers a key but is not signed by it")
-            state[s.key] = (s.name, "active", index)
-            current[s.name] = s.key
-            names[s.key] = s.name
-            continue
-        self_revoke = isinstance(s, Identity) and s.event is IdentityEvent.REVOKE and rec.signer == s.key
-        known = state.get(rec.signer)
-        if known is None:
-            raise BundleVerificationError(
-                part, f"signer key {key_text(rec.signer)} is not established by an identity record of this bundle "
-                f"logged before index {index}"
-            )
-        name, status, since = known
-        if status != "active" and not self_revoke:
-            raise BundleVerificationError(part, f"signer key {key_text(rec.signer)} of {name!r} was {status} at index "
-                                          f"{since}, before this record at index {index}")
-        if isinstance(s, Identity):
-            if s.event is IdentityEvent.ROTATE:
-                if name != s.name or current.get(name) != rec.signer:
-                    raise BundleVerificationError(part, f"rotates {s.name!r} but is not signed by its current key")
-                state[rec.signer] = (name, "retired", index)
-                state[s.key] = (name, "active", index)
-                current[name] = s.key
-                names[s.key] = name
+        try:
+            if isinstance(s, Identity):
+                replay.apply(s, rec.signer, index)
+                names.setdefault(s.key, s.name)
             else:
-                target = state.get(s.key)
-                if target is None or target[0] != s.name:
-                    raise BundleVerificationError(part, f"revokes a key not registered under {s.name!r} in this bundle")
-                if not self_revoke and current.get(s.name) != rec.signer:
-                    raise BundleVerificationError(part, "revokes a key without being signed by it or the current key")
-                state[s.key] = (s.name, "revoked", index)
-    for key, (name, status, since) in state.items():
-        if status != "active":
-            report.key_notes.append(f"key {key_text(key)} of {name!r} was {status} at index {since}")
+                replay.signer(rec.signer)
+        except UnknownSignerError as err:
+            raise BundleVerificationError(
+                part, f"{err}: no identity record of this bundle logged before index {index} establishes it"
+            ) from err
+        except ProvenanceError as err:
+            raise BundleVerificationError(part, f"{err} (record at index {index})") from err
+    for key, st in replay.inactive():
+        report.key_notes.append(f"key {key_text(key)} of {st.name!r} was {st.status.text} at index {st.since}")
     return names
 
 
