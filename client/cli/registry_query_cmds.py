@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 from client.cli._connect import ledger_client, registry_client
 from client.cli._registry_common import (
@@ -17,7 +17,7 @@ from client.cli._registry_common import (
     trusted_key_and_advance,
 )
 from client.core.records.jsonform import describe, record_json, short
-from client.core.records.model import Dataset, ModelCheckpoint
+from client.core.records.model import Attestation, Dataset, Dispute, Identity, ModelCheckpoint
 from client.core.trust import evidence_text
 from client.errors import InconsistencyError, InvalidInputError, VerificationError
 from client.remote.registry import RemoteRecord
@@ -63,11 +63,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _label(r: RemoteRecord) -> str:
     s = r.signed.record.statement
-    if isinstance(s, ModelCheckpoint):
-        return f"{s.model} {s.version} [{short(r.id)}]"
-    if isinstance(s, Dataset):
-        return f"{s.name} {s.version} [{short(r.id)}]"
-    return f"{s.KIND.label} [{short(r.id)}]"
+    match s:
+        case ModelCheckpoint():
+            return f"{s.model} {s.version} [{short(r.id)}]"
+        case Dataset():
+            return f"{s.name} {s.version} [{short(r.id)}]"
+        case Identity() | Attestation() | Dispute():
+            return f"{s.KIND.label} [{short(r.id)}]"
+        case _:
+            assert_never(s)
 
 
 def _record_obj(r: RemoteRecord) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from client.core.bundle.format import to_bytes
 from client.core.records import Dataset, Kind, ModelCheckpoint, parse_entry
 from client.core.records.model import ID_SIZE, KEY_SIZE
 from client.errors import InvalidInputError, ProvenanceError, ResourceExhaustedError, UnavailableError
-from ledger.grpc import match_service as registry_match
+from ledger.grpc import match_service
 from ledger.grpc.handlers import Method, ServerStream, Unary, Upload
 from ledger.grpc.manifest_staging import MESSAGE_OVERHEAD, ManifestLimits, ManifestStaging
 from ledger.grpc.status import code_for
@@ -297,7 +297,7 @@ class RegistryService:
         return self._matcher
 
     async def match(self, req: pb.MatchRequest) -> pb.MatchResponse:
-        return await asyncio.to_thread(registry_match.match, self.matcher(), req)
+        return await asyncio.to_thread(match_service.match, self.matcher(), req)
 
     async def get_fingerprint(self, req: pb.GetFingerprintRequest) -> pb.GetFingerprintResponse:
-        return await asyncio.to_thread(registry_match.get_fingerprint, self.matcher(), req)
+        return await asyncio.to_thread(match_service.get_fingerprint, self.matcher(), req)

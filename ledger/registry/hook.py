@@ -159,28 +159,44 @@ class RegistryHook:
         w = _Writes(get, get_many)
         rec = prepared.signed.record
         s = rec.statement
-        if isinstance(s, Identity):
-            self._identity(w, s, rec.signer, index)
-        else:
-            w.prefetch(_keys_to_read(s, rec.signer))
-            self._check_signer(w, rec.signer)
-            self._references(w, s, index)
-            if isinstance(s, Dataset | ModelCheckpoint):
-                name, version = (s.name, s.version) if isinstance(s, Dataset) else (s.model, s.version)
-                vkey = K.version_key(s.KIND.value, name, version)
-                taken = w.get(vkey)
-                if taken is not None:
-                    at = K.read_u64(taken)
-                    what = f"{s.KIND.label} {name!r} version {version!r}"
-                    raise ConflictError(f"{what} is already registered at index {at}")
-                w.put(vkey, K.u64(index))
+        match s:
+            case Identity():
+                self._identity(w, s, rec.signer, index)
+            case Dataset():
+                self._admit_statement(w, s, rec.signer, index)
+                self._version(w, s, s.name, index)
                 self._manifest(w, s.manifest, prepared.manifest, index)
-                if isinstance(s, ModelCheckpoint):
-                    fingerprints.admit(w, s, prepared.fingerprint, index)
+            case ModelCheckpoint():
+                self._admit_statement(w, s, rec.signer, index)
+                self._version(w, s, s.model, index)
+                self._manifest(w, s.manifest, prepared.manifest, index)
+                fingerprints.admit(w, s, prepared.fingerprint, index)
+            case Attestation() | Dispute():
+                self._admit_statement(w, s, rec.signer, index)
+            case _:
+                assert_never(s)
         w.put(K.RECORD + prepared.signed.id, K.u64(index) + bytes([rec.kind.value]))
         w.post(K.SIGNER_POSTS + rec.signer, index)
         (w.out if blind is None else blind).extend(w.blind)
         return w.out
+
+    def _admit_statement(
+        self, w: _Writes, s: Dataset | ModelCheckpoint | Attestation | Dispute, signer: bytes, index: int
+    ) -> None:
+        """What every non-identity record needs: an active signer and references that resolve."""
+        w.prefetch(_keys_to_read(s, signer))
+        self._check_signer(w, signer)
+        self._references(w, s, index)
+
+    def _version(self, w: _Writes, s: Dataset | ModelCheckpoint, name: str, index: int) -> None:
+        """Claim (kind, name, version) for ``s``: one registration per version, first come."""
+        vkey = K.version_key(s.KIND.value, name, s.version)
+        taken = w.get(vkey)
+        if taken is not None:
+            at = K.read_u64(taken)
+            what = f"{s.KIND.label} {name!r} version {s.version!r}"
+            raise ConflictError(f"{what} is already registered at index {at}")
+        w.put(vkey, K.u64(index))
 
     # --- signers and identities: the rule is client.core.records.identity's, read from the aux store --
 
@@ -241,8 +257,13 @@ def _keys_to_read(s: Dataset | ModelCheckpoint | Attestation | Dispute, signer: 
     keys = [K.KEY + signer]
     for _, rid in s.references():
         keys.append(K.RECORD + rid)
-    if isinstance(s, ModelCheckpoint):
-        keys += [K.version_key(s.KIND.value, s.model, s.version), K.MANIFEST_HELD + s.manifest]
-    elif isinstance(s, Dataset):
-        keys += [K.version_key(s.KIND.value, s.name, s.version), K.MANIFEST_HELD + s.manifest]
+    match s:
+        case ModelCheckpoint():
+            keys += [K.version_key(s.KIND.value, s.model, s.version), K.MANIFEST_HELD + s.manifest]
+        case Dataset():
+            keys += [K.version_key(s.KIND.value, s.name, s.version), K.MANIFEST_HELD + s.manifest]
+        case Attestation() | Dispute():
+            pass
+        case _:
+            assert_never(s)
     return list(dict.fromkeys(keys))

@@ -12,16 +12,17 @@ rotated out before it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import assert_never
 
 from client.core.bundle.format import Bundle, parse
 from client.core.checkpoint import open_checkpoint
 from client.core.merkle import verify_inclusion
 from client.core.note import Verifier
-from client.core.records import Identity, SignedRecord, parse_entry, record_id
+from client.core.records import SignedRecord, parse_entry, record_id
 from client.core.records.identity import IdentityReplay, UnknownSignerError
 from client.core.records.jsonform import short
 from client.core.records.lineage import lineage_edges
-from client.core.records.model import Dataset, ModelCheckpoint
+from client.core.records.model import Attestation, Dataset, Dispute, Identity, ModelCheckpoint
 from client.core.records.signing import key_text
 from client.errors import FormatError, ProvenanceError, VerificationError
 
@@ -206,10 +207,15 @@ def describe_id(report: BundleReport, rid: bytes) -> str:
     for r in report.records:
         if r.signed.id == rid:
             s = r.signed.record.statement
-            if isinstance(s, ModelCheckpoint):
-                return f"{s.model} {s.version} [{short(rid)}]"
-            if isinstance(s, Dataset):
-                return f"{s.name} {s.version} [{short(rid)}]"
+            match s:
+                case ModelCheckpoint():
+                    return f"{s.model} {s.version} [{short(rid)}]"
+                case Dataset():
+                    return f"{s.name} {s.version} [{short(rid)}]"
+                case Identity() | Attestation() | Dispute():
+                    pass
+                case _:
+                    assert_never(s)
     return short(rid)
 
 

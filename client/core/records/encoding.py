@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from functools import cache
-from typing import TypeVar
+from typing import TypeVar, assert_never
 
 from client.core.records._codec import Reader, put_str, put_uvarint
 from client.core.records.model import (
@@ -131,56 +131,57 @@ def encode_body(record: Record) -> bytes:
     out += record.signer
     put_uvarint(out, record.timestamp)
     s = record.statement
-    if isinstance(s, Identity):
-        out.append(_code(s.event))
-        put_str(out, s.name)
-        out += s.key
-        out += s.endorsement  # 64 bytes for a rotation, empty otherwise
-    elif isinstance(s, Dataset):
-        put_str(out, s.name)
-        put_str(out, s.version)
-        out += s.manifest
-        put_uvarint(out, s.size)
-        put_str(out, s.license)
-        put_uvarint(out, len(s.sources))
-        for src in s.sources:
-            put_str(out, src)
-        put_uvarint(out, len(s.parents))
-        for dp in s.parents:
-            out += dp.id
-            out.append(_code(dp.relation))
-    elif isinstance(s, ModelCheckpoint):
-        put_str(out, s.model)
-        put_str(out, s.run)
-        put_uvarint(out, s.step)
-        out += s.manifest
-        put_str(out, s.format)
-        put_uvarint(out, len(s.datasets))
-        for td in s.datasets:
-            out += td.id
-            out.append(_code(td.role))
-        put_uvarint(out, len(s.parents))
-        for mp in s.parents:
-            out += mp.id
-            out.append(_code(mp.relation))
-        _put_digest(out, s.config)
-        put_uvarint(out, len(s.metadata))
-        for k, v in s.metadata:
-            put_str(out, k)
-            put_str(out, v)
-        _put_fingerprint(out, s.fingerprint)
-    elif isinstance(s, Attestation):
-        out.append(_code(s.claim))
-        out += s.subject
-        out += s.object
-        _put_digest(out, s.evidence)
-        put_str(out, s.summary)
-    elif isinstance(s, Dispute):
-        out += s.target
-        put_str(out, s.reason)
-        _put_digest(out, s.evidence)
-    else:  # pragma: no cover - the Statement union is closed
-        raise InvalidInputError(f"not a statement: {type(s).__name__}")
+    match s:
+        case Identity():
+            out.append(_code(s.event))
+            put_str(out, s.name)
+            out += s.key
+            out += s.endorsement  # 64 bytes for a rotation, empty otherwise
+        case Dataset():
+            put_str(out, s.name)
+            put_str(out, s.version)
+            out += s.manifest
+            put_uvarint(out, s.size)
+            put_str(out, s.license)
+            put_uvarint(out, len(s.sources))
+            for src in s.sources:
+                put_str(out, src)
+            put_uvarint(out, len(s.parents))
+            for dp in s.parents:
+                out += dp.id
+                out.append(_code(dp.relation))
+        case ModelCheckpoint():
+            put_str(out, s.model)
+            put_str(out, s.run)
+            put_uvarint(out, s.step)
+            out += s.manifest
+            put_str(out, s.format)
+            put_uvarint(out, len(s.datasets))
+            for td in s.datasets:
+                out += td.id
+                out.append(_code(td.role))
+            put_uvarint(out, len(s.parents))
+            for mp in s.parents:
+                out += mp.id
+                out.append(_code(mp.relation))
+            _put_digest(out, s.config)
+            put_uvarint(out, len(s.metadata))
+            for k, v in s.metadata:
+                put_str(out, k)
+                put_str(out, v)
+            _put_fingerprint(out, s.fingerprint)
+        case Attestation():
+            out.append(_code(s.claim))
+            out += s.subject
+            out += s.object
+            _put_digest(out, s.evidence)
+            put_str(out, s.summary)
+        case Dispute():
+            out += s.target
+            put_str(out, s.reason)
+            _put_digest(out, s.evidence)
+        case _:
+            assert_never(s)
     if len(out) > MAX_BODY:
         raise InvalidInputError(f"record is {len(out)} bytes, more than {MAX_BODY}")
     return bytes(out)

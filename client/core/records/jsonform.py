@@ -7,7 +7,7 @@ or signed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, assert_never
 
 from client.core.records.model import (
     Attestation,
@@ -30,27 +30,30 @@ def _digest(d: Digest | None) -> str | None:
 def statement_json(s: Statement) -> dict[str, Any]:
     """The fields of ``s`` as a JSON-ready dict (with ``kind``)."""
     out: dict[str, Any] = {"kind": s.KIND.label}
-    if isinstance(s, Identity):
-        out.update(event=s.event.value, name=s.name, key=key_text(s.key))
-    elif isinstance(s, Dataset):
-        out.update(
-            name=s.name, version=s.version, manifest=s.manifest.hex(), size=s.size, license=s.license,
-            sources=list(s.sources), parents=[{"id": p.id.hex(), "relation": p.relation.value} for p in s.parents],
-        )
-    elif isinstance(s, ModelCheckpoint):
-        out.update(
-            model=s.model, run=s.run, step=s.step, version=s.version, manifest=s.manifest.hex(), format=s.format,
-            datasets=[{"id": d.id.hex(), "role": d.role.value} for d in s.datasets],
-            parents=[{"id": p.id.hex(), "relation": p.relation.value} for p in s.parents],
-            config=_digest(s.config), metadata=dict(s.metadata),
-            fingerprint=None if s.fingerprint is None else {
-                "digest": f"blake3:{s.fingerprint.digest.hex()}", "mode": s.fingerprint.mode},
-        )
-    elif isinstance(s, Attestation):
-        out.update(claim=s.claim.value, subject=s.subject.hex(), object=s.object.hex(),
-                   evidence=_digest(s.evidence), summary=s.summary)
-    else:
-        out.update(target=s.target.hex(), reason=s.reason, evidence=_digest(s.evidence))
+    match s:
+        case Identity():
+            out.update(event=s.event.value, name=s.name, key=key_text(s.key))
+        case Dataset():
+            out.update(
+                name=s.name, version=s.version, manifest=s.manifest.hex(), size=s.size, license=s.license,
+                sources=list(s.sources), parents=[{"id": p.id.hex(), "relation": p.relation.value} for p in s.parents],
+            )
+        case ModelCheckpoint():
+            out.update(
+                model=s.model, run=s.run, step=s.step, version=s.version, manifest=s.manifest.hex(), format=s.format,
+                datasets=[{"id": d.id.hex(), "role": d.role.value} for d in s.datasets],
+                parents=[{"id": p.id.hex(), "relation": p.relation.value} for p in s.parents],
+                config=_digest(s.config), metadata=dict(s.metadata),
+                fingerprint=None if s.fingerprint is None else {
+                    "digest": f"blake3:{s.fingerprint.digest.hex()}", "mode": s.fingerprint.mode},
+            )
+        case Attestation():
+            out.update(claim=s.claim.value, subject=s.subject.hex(), object=s.object.hex(),
+                       evidence=_digest(s.evidence), summary=s.summary)
+        case Dispute():
+            out.update(target=s.target.hex(), reason=s.reason, evidence=_digest(s.evidence))
+        case _:
+            assert_never(s)
     return out
 
 
@@ -70,29 +73,32 @@ def describe(s: Statement, names: dict[bytes, str] | None = None) -> str:
     def ref(rid: bytes) -> str:
         return names.get(rid, short(rid))
 
-    if isinstance(s, Identity):
-        verb = {IdentityEvent.REGISTER: "registers", IdentityEvent.ROTATE: "rotates to",
-                IdentityEvent.REVOKE: "revokes"}[s.event]
-        return f"identity {s.name!r} {verb} key {key_text(s.key)}"
-    if isinstance(s, Dataset):
-        text = f"dataset {s.name!r} version {s.version!r} ({s.size} bytes, manifest blake3:{s.manifest.hex()}"
-        text += f", license {s.license})" if s.license else ")"
-        if s.parents:
-            text += " derived from " + ", ".join(f"{ref(p.id)} ({p.relation.value})" for p in s.parents)
-        return text
-    if isinstance(s, ModelCheckpoint):
-        fmt = s.format or "unknown format"
-        text = f"checkpoint {s.model!r} {s.version} ({fmt}, manifest blake3:{s.manifest.hex()})"
-        if s.parents:
-            text += "; " + ", ".join(f"{p.relation.value} of {ref(p.id)}" for p in s.parents)
-        if s.datasets:
-            text += "; trained on " + ", ".join(f"{ref(d.id)} ({d.role.value})" for d in s.datasets)
-        if s.fingerprint is not None:
-            text += f"; fingerprint {s.fingerprint.mode} (blake3:{s.fingerprint.digest.hex()[:16]}…)"
-        return text
-    if isinstance(s, Attestation):
-        obj = ref(s.object) if s.claim.object_is_record else f"manifest blake3:{s.object.hex()}"
-        text = f"attestation: {ref(s.subject)} {s.claim.value} {obj}"
-        return text + (f" ({s.summary})" if s.summary else "")
-    assert isinstance(s, Dispute)
-    return f"dispute of {ref(s.target)}: {s.reason}"
+    match s:
+        case Identity():
+            verb = {IdentityEvent.REGISTER: "registers", IdentityEvent.ROTATE: "rotates to",
+                    IdentityEvent.REVOKE: "revokes"}[s.event]
+            return f"identity {s.name!r} {verb} key {key_text(s.key)}"
+        case Dataset():
+            text = f"dataset {s.name!r} version {s.version!r} ({s.size} bytes, manifest blake3:{s.manifest.hex()}"
+            text += f", license {s.license})" if s.license else ")"
+            if s.parents:
+                text += " derived from " + ", ".join(f"{ref(p.id)} ({p.relation.value})" for p in s.parents)
+            return text
+        case ModelCheckpoint():
+            fmt = s.format or "unknown format"
+            text = f"checkpoint {s.model!r} {s.version} ({fmt}, manifest blake3:{s.manifest.hex()})"
+            if s.parents:
+                text += "; " + ", ".join(f"{p.relation.value} of {ref(p.id)}" for p in s.parents)
+            if s.datasets:
+                text += "; trained on " + ", ".join(f"{ref(d.id)} ({d.role.value})" for d in s.datasets)
+            if s.fingerprint is not None:
+                text += f"; fingerprint {s.fingerprint.mode} (blake3:{s.fingerprint.digest.hex()[:16]}…)"
+            return text
+        case Attestation():
+            obj = ref(s.object) if s.claim.object_is_record else f"manifest blake3:{s.object.hex()}"
+            text = f"attestation: {ref(s.subject)} {s.claim.value} {obj}"
+            return text + (f" ({s.summary})" if s.summary else "")
+        case Dispute():
+            return f"dispute of {ref(s.target)}: {s.reason}"
+        case _:
+            assert_never(s)
