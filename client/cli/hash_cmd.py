@@ -55,7 +55,7 @@ def _load_manifest(path: str) -> Any:
 def run(args: argparse.Namespace) -> int:
     from client.core.manifest import codec, oms
     from client.core.manifest.diff import compare
-    from client.core.manifest.model import DEFAULT_CHUNK_SIZE
+    from client.core.manifest.model import DEFAULT_CHUNK_SIZE, FORMAT_VERSION
     from client.hashing import HashConfig, hash_path
     from client.hashing.progress import ProgressBar
 
@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         processes=args.threads if args.threads > 1 else 0,
         tensors=not args.no_tensors,
         allow_symlinks=args.allow_symlinks,
+        version=expected.version if expected is not None else FORMAT_VERSION,  # verify in the manifest's version
     )
     total = None
     if os.path.isfile(args.path):
@@ -110,7 +111,7 @@ def _stream(args: argparse.Namespace, config: Any, progress: Any) -> int:
     from client.core.manifest.model import FileEntry
     from client.hashing import iter_entries
 
-    enc = codec.StreamEncoder(config.chunk_size)
+    enc = codec.StreamEncoder(config.chunk_size, config.version)
     out = sys.stdout
     tmp = f"{args.output}.partial" if args.output else None
     raw = open(tmp, "wb") if tmp else None  # noqa: SIM115 - closed below, renamed on success
@@ -121,7 +122,7 @@ def _stream(args: argparse.Namespace, config: Any, progress: Any) -> int:
             raw.write(enc.header)
         if args.json:
             out.write(
-                f'{{"format": "{jsonform.JSON_FORMAT}", "version": 1, "algorithm": "blake3", '
+                f'{{"format": "{jsonform.JSON_FORMAT}", "version": {enc.version}, "algorithm": "blake3", '
                 f'"chunk_size": {config.chunk_size}, "files": ['
             )
         for e in iter_entries(args.path, config, progress=progress):

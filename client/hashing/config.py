@@ -7,13 +7,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from client.core.manifest.model import DEFAULT_CHUNK_SIZE, check_chunk_size
+from client.core.manifest.model import DEFAULT_CHUNK_SIZE, FORMAT_VERSION, check_chunk_size, check_version
 from client.errors import InvalidInputError
 
 
 @dataclass(frozen=True)
 class HashConfig:
-    """How to hash. Only ``chunk_size`` changes digests (and is recorded in the manifest).
+    """How to hash. Only ``chunk_size`` and ``version`` change digests (both are recorded in the manifest).
 
     threads: worker threads (files and jobs in parallel); read_size: read buffer
     of the read path; mmap_threshold: files larger than this are memory-mapped;
@@ -24,7 +24,9 @@ class HashConfig:
     processes: when > 1, once a tree has shown many small files, hash the
     rest of its small files in that many worker processes (smallfiles.py);
     map_window: bytes of a large file mapped at once (a power of two >= 4096;
-    bounds resident memory).
+    bounds resident memory); version: the manifest format version to build (2 tiles a file
+    whose tensors tile its data section, 1 gives every file fixed chunks; ``hash --verify``
+    re-hashes in the version of the manifest it checks).
     """
 
     chunk_size: int = DEFAULT_CHUNK_SIZE
@@ -37,9 +39,11 @@ class HashConfig:
     map_window: int = 64 << 20
     tensors: bool = True
     allow_symlinks: bool = False
+    version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
         check_chunk_size(self.chunk_size)
+        check_version(self.version)
         if not 1 <= self.threads <= 1024:
             raise InvalidInputError(f"threads must be in [1, 1024], got {self.threads}")
         if not 1 <= self.read_size <= 1 << 30:

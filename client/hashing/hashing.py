@@ -6,7 +6,8 @@ The file layer around the pure model. Two paths produce identical digests
 * files up to ``mmap_threshold`` are read with ``os.read``/``readinto`` in
   ``read_size`` pieces, and every piece feeds the whole-file, chunk and tensor
   hashers in one pass (a file of at most one chunk is hashed once: its chunk
-  digest *is* its file digest);
+  digest *is* its file digest; a tiled file, whose tensors tile its data section,
+  has no chunk hashers: its header region and tensors are its pieces);
 * larger files are memory-mapped read-only, a bounded window at a time, and
   split into independent jobs on a shared thread pool: the whole-file digest
   (one BLAKE3 stream, identical to ``b3sum``), one job per chunk, and tensor
@@ -15,11 +16,12 @@ The file layer around the pure model. Two paths produce identical digests
 * with ``processes``, the small files of a large tree go to worker processes
   (:mod:`client.hashing.smallfiles`).
 
-Why three hashes cost three passes: BLAKE3 binds each 1 KiB block to its
+Why each kind of digest costs a pass: BLAKE3 binds each 1 KiB block to its
 position (the chunk counter), so the digest of a chunk or tensor hashed on its
 own shares no compression with the whole-file tree, except for the first
 chunk. Without chaining-value access (the ``blake3`` binding exposes none) no
-work can be reused; see docs/manifest.md, "Performance".
+work can be reused; a tiled file (manifest version 2) drops the chunk pass instead
+(two passes, not three); see docs/manifest.md, "Performance".
 
 Memory: at most ``threads`` windows are mapped; anonymous memory is bounded by
 the pending-file window, never by the number or size of files.
@@ -43,7 +45,7 @@ from client.core.manifest.errors import FileChangedError
 from client.core.manifest.model import Entry, FileEntry, Manifest, SymlinkEntry, TensorEntry
 from client.hashing.config import HashConfig, Progress, no_progress
 from client.hashing.mapped import hash_mapped
-from client.hashing.tensor_digests import regions_of, special_digest, tensor_entries
+from client.hashing.tensor_digests import regions_of, special_digest, tensor_entries, tiled_header_end
 from client.hashing.walk import WalkItem, WalkPolicy, walk
 
 if TYPE_CHECKING:
@@ -151,13 +153,15 @@ class Hasher:
             if len(data) != size:
                 raise FileChangedError(f"{item.path!r} changed size while it was being read")
             return self._from_bytes(item.path, data)
-        # Streaming one pass: whole-file, chunk and tensor hashers fed from the same buffer.
+        # Streaming one pass: whole-file, chunk (or header) and tensor hashers fed from the same buffer.
         fmt, regions = self._fd_regions(item, fd, size)
+        h_end = tiled_header_end(regions, size, self.config.version)
         whole = blake3.blake3()
         chunk = blake3.blake3()
         chunks: list[bytes] = []
         plain = [r for r in regions if r.plain]
-        thashers = [blake3.blake3() for _ in plain]
+        spans = [(r.start, r.end) for r in plain] + ([(0, h_end)] if h_end is not None else [])
+        hashers = [blake3.blake3() for _ in spans]
         buf = self._buffer()
         view = memoryview(buf)
         offset = 0
@@ -168,7 +172,7 @@ class Hasher:
                 raise FileChangedError(f"{item.path!r} shrank while it was being read")
             piece = view[:n]
             whole.update(piece)
-            pos = 0
+            pos = n if h_end is not None else 0  # a tiled file has no chunks
             while pos < n:
                 take = min(n - pos, cs - (offset + pos) % cs)
                 chunk.update(piece[pos : pos + take])
@@ -176,43 +180,48 @@ class Hasher:
                 if (offset + pos) % cs == 0 or offset + pos == size:
                     chunks.append(chunk.digest())
                     chunk = blake3.blake3()
-            for r, h in zip(plain, thashers, strict=True):
-                lo, hi = max(r.start, offset), min(r.end, offset + n)
+            for (start, end), h in zip(spans, hashers, strict=True):
+                lo, hi = max(start, offset), min(end, offset + n)
                 if lo < hi:
                     h.update(piece[lo - offset : hi - offset])
             offset += n
             self.progress(n, 0)
         if os.read(fd, 1):
             raise FileChangedError(f"{item.path!r} grew while it was being read")
-        digests = dict(zip((r.name for r in plain), (h.digest() for h in thashers), strict=True))
+        digests = {r.name: h.digest() for r, h in zip(plain, hashers[: len(plain)], strict=True)}
         for r in regions:
             if not r.plain:
                 digests[r.name] = special_digest(r, lambda o, n: _pread_exact(fd, o, n))
         tens = tensor_entries(regions, [digests[r.name] for r in regions])
+        header = hashers[-1].digest() if h_end is not None else None
         self.progress(0, 1)
-        return FileEntry(item.path, size, whole.digest(), tuple(chunks), fmt, tens)
+        return FileEntry(item.path, size, whole.digest(), tuple(chunks), fmt, tens, header)
 
     def _from_bytes(self, path: str, data: bytes) -> FileEntry:
         size, cs = len(data), self.config.chunk_size
         digest = blake3.blake3(data).digest()
         view = memoryview(data)
-        if size <= cs:
-            chunks: tuple[bytes, ...] = (digest,) if size else ()
-        else:
-            chunks = tuple(blake3.blake3(view[o : o + cs]).digest() for o in range(0, size, cs))
-        fmt, tens = "", tuple[TensorEntry, ...]()
+        fmt, tens, h_end = "", tuple[TensorEntry, ...](), None
         head = data[: formats.HEAD_BYTES]
         if self.config.tensors and formats.claims(path, head):
             from client.formats.source import BytesSource
 
             src = BytesSource(path, data)
             fmt, regions = regions_of(path, head, src)
+            h_end = tiled_header_end(regions, size, self.config.version)
             tens = tensor_entries(regions, [
                 blake3.blake3(view[r.start : r.end]).digest() if r.plain else special_digest(r, src.read)
                 for r in regions
             ])
+        header = blake3.blake3(view[:h_end]).digest() if h_end is not None else None
+        if h_end is not None or not size:
+            chunks: tuple[bytes, ...] = ()
+        elif size <= cs:
+            chunks = (digest,)
+        else:
+            chunks = tuple(blake3.blake3(view[o : o + cs]).digest() for o in range(0, size, cs))
         self.progress(size, 1)
-        return FileEntry(path, size, digest, chunks, fmt, tens)
+        return FileEntry(path, size, digest, chunks, fmt, tens, header)
 
     # -- mmap path ------------------------------------------------------------------------
 
@@ -220,11 +229,13 @@ class Hasher:
         """Memory-mapped path (see :mod:`client.hashing.mapped`); refuses a file that changed meanwhile."""
         size, cs = st.st_size, self.config.chunk_size
         fmt, regions = self._fd_regions(item, fd, size)
-        digest, chunks, tdigests = hash_mapped(
+        h_end = tiled_header_end(regions, size, self.config.version)
+        digest, chunks, tdigests, header = hash_mapped(
             fd,
             size,
             cs,
             regions,
+            header_end=h_end,
             window=max(self.config.map_window, cs),
             pool=self._pool,
             helpers=self.config.threads - 1,
@@ -235,7 +246,7 @@ class Hasher:
             raise FileChangedError(f"{item.path!r} changed while it was being hashed")
         tens = tensor_entries(regions, [tdigests[r.name] for r in regions])
         self.progress(0, 1)
-        return FileEntry(item.path, size, digest, chunks, fmt, tens)
+        return FileEntry(item.path, size, digest, chunks, fmt, tens, header)
 
     def _entry(self, item: WalkItem) -> Entry:
         if item.is_symlink:
@@ -380,4 +391,4 @@ def hash_path(
     """The manifest of a file or directory. Raises WalkError for refused or empty input."""
     cfg = config if config is not None else HashConfig()
     entries = tuple(iter_entries(root, cfg, progress=progress, on_skip=on_skip))
-    return Manifest(chunk_size=cfg.chunk_size, entries=entries)
+    return Manifest(chunk_size=cfg.chunk_size, entries=entries, version=cfg.version)

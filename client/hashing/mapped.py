@@ -3,7 +3,9 @@
 The file is mapped ``window`` bytes at a time (a multiple of the chunk size),
 read-only. Each window becomes independent jobs: the next piece of the
 whole-file BLAKE3 stream (identical to ``b3sum``), one job per chunk, and one
-per tensor slice (feeding that tensor's own BLAKE3 stream). The calling worker
+per tensor slice (feeding that tensor's own BLAKE3 stream). A tiled file
+(docs/manifest.md, "Tiled files") has no chunk jobs: its header region is one
+more stream, so the file costs two passes, which two workers run side by side. The calling worker
 runs jobs itself and enlists idle pool workers (:class:`JobSet`), so it never
 blocks on a queued job; windows follow one another, so every stream sees its
 bytes in order and at most one window is mapped: resident memory is bounded by
@@ -93,21 +95,28 @@ def hash_mapped(
     chunk_size: int,
     regions: Sequence[TensorRegion],
     *,
+    header_end: int | None = None,
     window: int,
     pool: ThreadPoolExecutor,
     helpers: int,
     progress: Progress,
-) -> tuple[bytes, tuple[bytes, ...], dict[str, bytes]]:
-    """(whole-file digest, chunk digests, tensor digests by name) of the open file ``fd``.
+) -> tuple[bytes, tuple[bytes, ...], dict[str, bytes], bytes | None]:
+    """(whole-file digest, chunk digests, tensor digests by name, header digest) of the open file ``fd``.
 
-    Requires size > 0, ``window`` a positive multiple of both ``chunk_size`` and
-    mmap.ALLOCATIONGRANULARITY, and regions within [0, size).
+    With ``header_end`` h (a tiled file) no chunk is hashed: the chunk digests are () and the header
+    digest is BLAKE3 of ``[0, h)``; otherwise the header digest is None. Requires size > 0, ``window``
+    a positive multiple of both ``chunk_size`` and mmap.ALLOCATIONGRANULARITY, and regions within [0, size).
     """
     whole = blake3.blake3()
-    plain = sorted((r for r in regions if r.plain), key=lambda r: r.start)
-    streams = {r.name: blake3.blake3() for r in plain}
+    plain = [r for r in regions if r.plain]
+    header = blake3.blake3() if header_end is not None else None
+    spans = [(r.start, r.end, blake3.blake3()) for r in plain]
+    tensor_streams = {r.name: h for r, (_, _, h) in zip(plain, spans, strict=True)}
+    if header is not None and header_end:
+        spans.append((0, header_end, header))
+    spans.sort(key=lambda sp: sp[0])
     chunks: list[bytes] = []
-    first = 0  # plain[first:] may still overlap this or later windows
+    first = 0  # spans[first:] may still overlap this or later windows
     for base in range(0, size, window):
         length = min(window, size - base)
         mm = mmap.mmap(fd, length, prot=mmap.PROT_READ, offset=base)
@@ -115,17 +124,18 @@ def hash_mapped(
         try:
             jobs: list[Callable[[], object]] = [partial(_update, whole, view, 0, length)]
             slices = []
-            while first < len(plain) and plain[first].end <= base:
+            while first < len(spans) and spans[first][1] <= base:
                 first += 1
-            for r in plain[first:]:
-                if r.start >= base + length:
+            for start, end, h in spans[first:]:
+                if start >= base + length:
                     break
-                lo, hi = max(r.start, base) - base, min(r.end, base + length) - base
+                lo, hi = max(start, base) - base, min(end, base + length) - base
                 if lo < hi:
-                    slices.append((hi - lo, partial(_update, streams[r.name], view, lo, hi)))
+                    slices.append((hi - lo, partial(_update, h, view, lo, hi)))
             jobs += [job for _, job in sorted(slices, key=lambda s: -s[0])]
             n_before = len(jobs)
-            jobs += [partial(_digest, view, o, min(o + chunk_size, length)) for o in range(0, length, chunk_size)]
+            if header is None:
+                jobs += [partial(_digest, view, o, min(o + chunk_size, length)) for o in range(0, length, chunk_size)]
             results = JobSet(jobs).run(pool, helpers)
             chunks += [r for r in results[n_before:] if isinstance(r, bytes)]
             del jobs, slices, results
@@ -133,7 +143,7 @@ def hash_mapped(
             view.release()
             mm.close()
         progress(length, 0)
-    out = {name: h.digest() for name, h in streams.items()}
+    out = {name: h.digest() for name, h in tensor_streams.items()}
     special = [r for r in regions if not r.plain]
     if special:
         from client.formats.source import FdSource
@@ -141,4 +151,4 @@ def hash_mapped(
         source = FdSource("", fd, size)
         for r in special:
             out[r.name] = special_digest(r, source.read)
-    return whole.digest(), tuple(chunks), out
+    return whole.digest(), tuple(chunks), out, header.digest() if header is not None else None

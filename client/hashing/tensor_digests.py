@@ -19,13 +19,23 @@ import blake3
 
 from client import formats
 from client.core.manifest.errors import TensorFormatError
-from client.core.manifest.model import TensorEntry
+from client.core.manifest.model import TILED_SINCE, TensorEntry, tiling_start
 
 if TYPE_CHECKING:
     from client.formats.base import TensorRegion
     from client.formats.source import Source
 
 log = logging.getLogger(__name__)
+
+
+def tiled_header_end(regions: Sequence[TensorRegion], size: int, version: int) -> int | None:
+    """``h`` when the file is recorded tiled (docs/manifest.md, "Tiled files"): a manifest version that
+    has tiled files, every region plain (so each tensor digest is BLAKE3 of its byte range) and the
+    regions back to back over ``[h, size)``, ``h < size``. None: the file gets fixed chunks."""
+    if version < TILED_SINCE or not regions or not all(r.plain for r in regions):
+        return None
+    return tiling_start(((r.start, r.end) for r in regions), size)
+
 
 def regions_of(path: str, head: bytes, source: Source) -> tuple[str, list[TensorRegion]]:
     """(format name, regions) of a file, or ("", []) if it holds no tensors or does not parse."""

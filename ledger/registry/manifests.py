@@ -87,6 +87,8 @@ def read_manifest(encoded: bytes) -> ManifestSummary:
         files.append(f.blake3)
         if len(f.chunks) > 1:  # a one-chunk file's chunk digest is its file digest: indexed once, as a file
             chunks += f.chunks
+        if f.header is not None:  # a tiled file (manifest v2): its pieces are the header region and its tensors
+            chunks.append(f.header)
         tensors += [t.blake3 for t in f.tensors]
     by_kind = {DIGEST_KINDS["file"]: files, DIGEST_KINDS["chunk"]: chunks, DIGEST_KINDS["tensor"]: tensors}
     return ManifestSummary(blake3.blake3(encoded).digest(), encoded, _list_keys(by_kind))

@@ -67,9 +67,19 @@ def test_verify_identical_tree_exits_zero(tmp_path: Path, capsys: pytest.Capture
     assert out.startswith("OK:")
 
 
-def test_verify_names_every_difference(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def _manifest_v1(tmp_path: Path, root: Path) -> Path:
+    """A version 1 manifest of ``root`` (fixed chunks everywhere), as older code wrote it."""
+    from client.hashing import HashConfig, hash_path
+
+    target = tmp_path / "m1.bin"
+    target.write_bytes(codec.encode(hash_path(str(root), HashConfig(chunk_size=int(CS), version=1))))
+    return target
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_verify_names_every_difference(tmp_path: Path, capsys: pytest.CaptureFixture[str], version: int) -> None:
     root = _model(tmp_path)
-    m = _manifest(tmp_path, root, capsys)
+    m = _manifest(tmp_path, root, capsys) if version == 2 else _manifest_v1(tmp_path, root)
     big = bytearray((root / "big.bin").read_bytes())
     big[3 * 1024 + 5] ^= 1  # chunk 3
     big[9 * 1024] ^= 1  # chunk 9
@@ -99,12 +109,29 @@ def test_verify_names_every_difference(tmp_path: Path, capsys: pytest.CaptureFix
     }
     assert expected <= diffs
     shard_chunks = {d for d in diffs if d[2] == shard.name and d[1] == "chunk"}
-    assert diffs - expected == shard_chunks and shard_chunks
+    if version == 1:  # re-hashed in the manifest's version: fixed chunks localise the change too
+        assert diffs - expected == shard_chunks and shard_chunks
+    else:  # tiled: the tensor digest localises it, the header is unchanged, no chunk is listed
+        assert diffs == expected
     code, out, err = _run(capsys, "--verify", str(m), str(root))
     assert code == 1
     assert "changed   tensor    model-00002-of-00002.safetensors  " + names[0] in out
     assert "missing   file      config.json" in out
     assert "FAILED" in err
+
+
+def test_verify_localises_a_header_change_of_a_tiled_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    t = kit.model_tensors()
+    p = kit.write(tmp_path / "d" / "m.safetensors", kit.safetensors_bytes(t, metadata={"k": "v"}))
+    m = _manifest(tmp_path, tmp_path / "d", capsys)
+    p.write_bytes(kit.safetensors_bytes(t, metadata={"k": "w"}))  # same length, same tensors
+    code, out, _ = _run(capsys, "--verify", str(m), str(tmp_path / "d"), "--json")
+    assert code == 1
+    diffs = {(d["status"], d["what"], d["detail"]) for d in json.loads(out)["differences"]}
+    h_end = decode((tmp_path / "m.bin").read_bytes()).files[0].header_end
+    assert diffs == {("changed", "file", ""), ("changed", "header", f"[0, {h_end})")}
 
 
 def test_verify_missing_and_extra_tensors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -129,10 +156,10 @@ def test_verify_refuses_tampered_or_future_manifests(tmp_path: Path, capsys: pyt
     m.write_text(json.dumps(doc))
     code, _, err = _run(capsys, "--verify", str(m), str(root))
     assert code == 1 and "does not match its content" in err
-    doc["version"] = 2
+    doc["version"] = 3
     m.write_text(json.dumps(doc))
     code, _, err = _run(capsys, "--verify", str(m), str(root))
-    assert code == 2 and "version 2 is not supported" in err
+    assert code == 2 and "version 3 is not supported" in err
 
 
 def test_refusals_exit_with_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

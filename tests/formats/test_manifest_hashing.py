@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import blake3
@@ -57,13 +58,28 @@ CONFIGS = [
 ]
 
 
-def test_digests_do_not_depend_on_read_size_threads_or_path_taken(tmp_path: Path) -> None:
-    root = _tree(tmp_path / "t")
-    manifests = [hash_path(str(root), c) for c in CONFIGS]
-    assert all(m == manifests[0] for m in manifests)
-    for f in manifests[0].files:
-        content = (root / f.path).read_bytes()
+def _check_pieces(f: FileEntry, content: bytes) -> None:
+    """Fixed chunks equal the naive ones; a tiled file's header and tensors are BLAKE3 of their ranges."""
+    if f.header is None:
         assert (f.blake3, f.chunks) == _naive(content, CS), f.path
+        return
+    assert f.blake3 == blake3.blake3(content).digest() and f.chunks == ()
+    assert f.header == blake3.blake3(content[: f.header_end]).digest(), f.path
+    for t in f.tensors:
+        assert t.blake3 == blake3.blake3(content[t.start : t.end]).digest(), (f.path, t.name)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_digests_do_not_depend_on_read_size_threads_or_path_taken(tmp_path: Path, version: int) -> None:
+    root = _tree(tmp_path / "t")
+    manifests = [hash_path(str(root), replace(c, version=version)) for c in CONFIGS]
+    assert all(m == manifests[0] for m in manifests)
+    assert all(m.version == version for m in manifests)
+    for f in manifests[0].files:
+        _check_pieces(f, (root / f.path).read_bytes())
+    tiled = {f.path for f in manifests[0].files if f.header is not None}
+    assert tiled == ({p for p in (f.path for f in manifests[0].files) if p.endswith(".safetensors")}
+                     if version == 2 else set())
     assert len({manifest_digest(m) for m in manifests}) == 1
 
 

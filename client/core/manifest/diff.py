@@ -2,8 +2,13 @@
 
 Pure. :func:`compare` lists every difference: files and symlinks missing,
 extra or changed; for a changed file, its size, every differing, missing or
-extra chunk (with its byte range) and every differing, missing or extra
-tensor. :func:`verify` raises :class:`ManifestMismatchError` carrying the list.
+extra chunk (with its byte range) or, for a tiled file (docs/manifest.md, "Tiled
+files"), its header region, and every differing, missing or extra tensor; so a
+change is localised to a chunk, the header or a tensor. When one side has fixed
+chunks and the other is tiled (a version 1 manifest against a version 2 re-hash, or
+a file that stopped tiling) their pieces cannot be lined up: a changed file then
+reports a "layout" difference and its tensors. :func:`verify` raises
+:class:`ManifestMismatchError` carrying the list.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from client.core.manifest.errors import ManifestMismatchError
 from client.core.manifest.model import FileEntry, Manifest, SymlinkEntry
 
 Status = Literal["missing", "extra", "changed"]
-What = Literal["parameters", "file", "symlink", "type", "size", "chunk", "tensor", "tensor_format"]
+What = Literal[
+    "parameters", "file", "symlink", "type", "size", "chunk", "header", "layout", "tensor", "tensor_format"
+]
 
 
 @dataclass(frozen=True)
@@ -81,9 +88,20 @@ def _file(cs: int, exp: FileEntry, act: FileEntry) -> list[Difference]:
         out.append(Difference("changed", "file", exp.path, "", exp.blake3.hex(), act.blake3.hex()))
     if exp.size != act.size:
         out.append(Difference("changed", "size", exp.path, "", str(exp.size), str(act.size)))
-    out += _chunks(exp.path, cs, max(exp.size, act.size), exp, act)
+    if exp.header is None and act.header is None:
+        out += _chunks(exp.path, cs, max(exp.size, act.size), exp, act)
+    elif exp.header is not None and act.header is not None:
+        if (exp.header, exp.header_end) != (act.header, act.header_end):
+            exp_s, act_s = f"[0, {exp.header_end}):{exp.header.hex()}", f"[0, {act.header_end}):{act.header.hex()}"
+            out.append(Difference("changed", "header", exp.path, f"[0, {exp.header_end})", exp_s, act_s))
+    elif exp.blake3 != act.blake3:  # equal file digests mean equal bytes, whatever the pieces
+        out.append(Difference("changed", "layout", exp.path, "", _layout(exp), _layout(act)))
     out += _tensors(exp.path, exp, act)
     return out
+
+
+def _layout(f: FileEntry) -> str:
+    return "chunks" if f.header is None else "tiled"
 
 
 def compare(expected: Manifest, actual: Manifest) -> list[Difference]:

@@ -14,7 +14,7 @@ from client.core.manifest.errors import DigestMismatchError, UnsupportedVersionE
 from client.core.manifest.model import (
     ALGORITHM,
     DIGEST_SIZE,
-    FORMAT_VERSION,
+    SUPPORTED_VERSIONS,
     Entry,
     FileEntry,
     Manifest,
@@ -38,12 +38,12 @@ def tensor_json(t: TensorEntry) -> dict[str, Any]:
 
 
 def file_json(f: FileEntry) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "path": f.path,
-        "size": f.size,
-        "blake3": f.blake3.hex(),
-        "chunks": [c.hex() for c in f.chunks],
-    }
+    """A file's JSON object: ``chunks`` for fixed chunks, ``header`` ({end, blake3}) for a tiled file."""
+    out: dict[str, Any] = {"path": f.path, "size": f.size, "blake3": f.blake3.hex()}
+    if f.header is None:
+        out["chunks"] = [c.hex() for c in f.chunks]
+    else:
+        out["header"] = {"end": f.header_end, "blake3": f.header.hex()}
     if f.tensor_format:
         out["tensor_format"] = f.tensor_format
         out["tensors"] = [tensor_json(t) for t in f.tensors]
@@ -95,23 +95,39 @@ def _tensor(obj: Any, where: str) -> TensorEntry:
     )
 
 
+def _header(obj: Any, path: str) -> bytes | None:
+    """A tiled file's header digest (``end`` is checked against the tensors by :func:`_file`), or None."""
+    if "header" not in obj:
+        return None
+    if "chunks" in obj:
+        raise FormatError(f"{path}: a file has either chunks or a header, not both")
+    h = _get(obj, "header", dict, path)
+    _get(h, "end", int, f"{path}: header")
+    return _hex(_get(h, "blake3", str, f"{path}: header"), f"{path}: header")
+
+
 def _file(obj: Any) -> FileEntry:
     path = _get(obj, "path", str, "file")
-    chunks = _get(obj, "chunks", list, path)
+    header = _header(obj, path)
+    chunks = _get(obj, "chunks", list, path) if header is None else []
     fmt = obj.get("tensor_format", "")
     if not isinstance(fmt, str):
         raise FormatError(f"{path}: tensor_format must be a string")
     tensors = obj.get("tensors", []) if fmt else []
     if not isinstance(tensors, list) or (not fmt and "tensors" in obj):
         raise FormatError(f"{path}: tensors need a tensor_format")
-    return FileEntry(
+    f = FileEntry(
         path=path,
         size=_get(obj, "size", int, path),
         blake3=_hex(_get(obj, "blake3", str, path), path),
         chunks=tuple(_hex(c, path) for c in chunks),
         tensor_format=fmt,
         tensors=tuple(_tensor(t, f"{path}: tensor") for t in tensors),
+        header=header,
     )
+    if header is not None and obj["header"]["end"] != f.header_end:
+        raise FormatError(f"{path}: header end {obj['header']['end']} is not the lowest tensor start {f.header_end}")
+    return f
 
 
 def from_json(obj: Any) -> Manifest:
@@ -123,8 +139,10 @@ def from_json(obj: Any) -> Manifest:
     if not isinstance(obj, dict) or obj.get("format") != JSON_FORMAT:
         raise FormatError(f"not a manifest JSON document (format must be {JSON_FORMAT!r})")
     version = _get(obj, "version", int, "manifest")
-    if version != FORMAT_VERSION:
-        raise UnsupportedVersionError(f"manifest format version {version} is not supported (this code: 1)")
+    if version not in SUPPORTED_VERSIONS:
+        raise UnsupportedVersionError(
+            f"manifest format version {version} is not supported (this code: {', '.join(map(str, SUPPORTED_VERSIONS))})"
+        )
     if _get(obj, "algorithm", str, "manifest") != ALGORITHM:
         raise FormatError(f"unknown manifest algorithm {obj['algorithm']!r}")
     try:
@@ -137,7 +155,9 @@ def from_json(obj: Any) -> Manifest:
                 SymlinkEntry(path=_get(s, "path", str, "symlink"), target=_get(s, "target", str, "symlink"))
             )
         entries.sort(key=lambda e: e.path)
-        manifest = Manifest(chunk_size=_get(obj, "chunk_size", int, "manifest"), entries=tuple(entries))
+        manifest = Manifest(
+            chunk_size=_get(obj, "chunk_size", int, "manifest"), entries=tuple(entries), version=version
+        )
     except InvalidInputError as e:
         if isinstance(e, FormatError):
             raise

@@ -2,8 +2,11 @@
 
 A manifest states exactly which bytes a file tree held (docs/manifest.md):
 for every regular file its path, size, whole-file BLAKE3 digest (what ``b3sum``
-prints), the BLAKE3 digest of every fixed-size chunk and, for known tensor
+prints), the BLAKE3 digests of pieces that tile the file and, for known tensor
 formats, one entry per tensor; symlinks, when allowed, are recorded as links.
+The pieces are fixed-size chunks, or (version 2, a *tiled* file) the header region
+``[0, h)`` and the tensors themselves, when the tensors lie back to back over
+``[h, size)`` and each is stored as the bytes its digest covers.
 
 Pure: no I/O. The one canonical byte encoding is in :mod:`client.core.manifest.codec`
 and the JSON form in :mod:`client.core.manifest.jsonform`.
@@ -12,13 +15,18 @@ and the JSON form in :mod:`client.core.manifest.jsonform`.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from client.errors import InvalidInputError
 
-#: Format version of the canonical encoding this code writes and reads.
-FORMAT_VERSION = 1
-#: The only content hash of version 1; named in every manifest (STYLE.md habit 9).
+#: Format version of the canonical encoding this code writes by default.
+FORMAT_VERSION = 2
+#: Every version this code reads and verifies (1: fixed chunks only; 2: adds tiled files).
+SUPPORTED_VERSIONS = (1, 2)
+#: The first version in which a file's pieces may be its header and tensors.
+TILED_SINCE = 2
+#: The only content hash of versions 1 and 2; named in every manifest (STYLE.md habit 9).
 ALGORITHM = "blake3"
 DIGEST_SIZE = 32
 DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
@@ -41,6 +49,29 @@ _DTYPE = re.compile(r"[A-Za-z0-9_.-]+\Z")
 def chunk_count(size: int, chunk_size: int) -> int:
     """Number of chunks of a file of ``size`` bytes: ceil(size / chunk_size); 0 for an empty file."""
     return (size + chunk_size - 1) // chunk_size
+
+
+def tiling_start(ranges: Iterable[tuple[int, int]], size: int) -> int | None:
+    """``h`` when the byte ranges ``[start, end)``, taken in offset order, lie back to back with no gap
+    or overlap and exactly cover ``[h, size)`` with ``h < size`` (a non-empty data section); else None.
+
+    Empty ranges count wherever they sit inside or at the edges of the covered span.
+    """
+    rs = sorted(ranges)
+    if not rs:
+        return None
+    pos = rs[0][0]
+    for start, end in rs:
+        if start != pos or end < start:
+            return None
+        pos = end
+    return rs[0][0] if pos == size and rs[0][0] < size else None
+
+
+def check_version(version: int) -> None:
+    """Requires one of SUPPORTED_VERSIONS."""
+    if version not in SUPPORTED_VERSIONS:
+        raise InvalidInputError(f"manifest version {version} is not supported (this code: {SUPPORTED_VERSIONS})")
 
 
 def check_chunk_size(chunk_size: int) -> None:
@@ -112,10 +143,13 @@ class TensorEntry:
 
 @dataclass(frozen=True)
 class FileEntry:
-    """A regular file: size, whole-file BLAKE3 (as ``b3sum`` prints it) and chunk digests.
+    """A regular file: size, whole-file BLAKE3 (as ``b3sum`` prints it) and the digests of its pieces.
 
-    ``chunks[i]`` is BLAKE3 of bytes ``[i*chunk_size, (i+1)*chunk_size)``; a file
-    of at most one chunk has ``chunks == (blake3,)``, an empty file no chunks.
+    Fixed chunks (``header is None``): ``chunks[i]`` is BLAKE3 of bytes ``[i*chunk_size,
+    (i+1)*chunk_size)``; a file of at most one chunk has ``chunks == (blake3,)``, an empty file no
+    chunks. Tiled (``header`` set, version 2): no chunks; ``header`` is BLAKE3 of bytes ``[0, h)``,
+    ``h`` the lowest tensor start, the tensors tile ``[h, size)`` (checked) and each tensor's digest is
+    BLAKE3 of its byte range (the hashing layer tiles only such files; docs/manifest.md, "Tiled files").
     ``tensor_format`` names the tensor format that parsed the file (client/formats) ("" if none);
     tensors are sorted by name.
     """
@@ -126,6 +160,7 @@ class FileEntry:
     chunks: tuple[bytes, ...]
     tensor_format: str = ""
     tensors: tuple[TensorEntry, ...] = ()
+    header: bytes | None = None
 
     def __post_init__(self) -> None:
         check_relpath(self.path)
@@ -136,6 +171,24 @@ class FileEntry:
             _check_digest(c, self.path)
         if self.tensor_format or self.tensors:
             self._check_tensors()
+        if self.header is not None:
+            _check_digest(self.header, f"{self.path}: header")
+            if self.chunks:
+                raise InvalidInputError(f"{self.path}: a tiled file has no chunk digests")
+            if tiling_start(((t.start, t.end) for t in self.tensors), self.size) is None:
+                raise InvalidInputError(f"{self.path}: tensors do not tile the file's data section")
+
+    @property
+    def tiled(self) -> bool:
+        """Whether the file's pieces are its header region and its tensors (not fixed chunks)."""
+        return self.header is not None
+
+    @property
+    def header_end(self) -> int:
+        """``h``: the header region of a tiled file is ``[0, h)``. Requires a tiled file."""
+        if self.header is None:
+            raise InvalidInputError(f"{self.path}: not a tiled file")
+        return min(t.start for t in self.tensors)
 
     def _check_tensors(self) -> None:
         if self.tensor_format and (
@@ -150,6 +203,20 @@ class FileEntry:
         for t in self.tensors:
             if t.end > self.size:
                 raise InvalidInputError(f"{self.path}: tensor {t.name!r} ends past the file")
+
+
+def check_pieces(f: FileEntry, chunk_size: int, version: int) -> None:
+    """Requires ``f``'s pieces valid in a manifest of ``version`` and ``chunk_size``: a tiled file only
+    from TILED_SINCE on; otherwise ceil(size / chunk_size) chunks, a one-chunk file's equal to its digest."""
+    if f.header is not None:
+        if version < TILED_SINCE:
+            raise InvalidInputError(f"{f.path}: a tiled file needs manifest version {TILED_SINCE} (this is {version})")
+        return
+    n = chunk_count(f.size, chunk_size)
+    if len(f.chunks) != n:
+        raise InvalidInputError(f"{f.path}: {len(f.chunks)} chunk digests, expected {n}")
+    if n == 1 and f.chunks[0] != f.blake3:
+        raise InvalidInputError(f"{f.path}: a one-chunk file's chunk digest is its file digest")
 
 
 @dataclass(frozen=True)
@@ -173,7 +240,8 @@ class Manifest:
     """What a tree held. Entries are sorted by path (code point order) and unique.
 
     ``version``, ``algorithm`` and ``chunk_size`` are bound into the manifest
-    digest together with every entry (docs/manifest.md, "Digest").
+    digest together with every entry (docs/manifest.md, "Digests"). Version 1 holds only
+    fixed-chunk files; version 2 (the default) may hold tiled ones too.
     """
 
     chunk_size: int
@@ -183,8 +251,7 @@ class Manifest:
     _files: tuple[FileEntry, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.version != FORMAT_VERSION:
-            raise InvalidInputError(f"manifest version {self.version} is not supported")
+        check_version(self.version)
         if self.algorithm != ALGORITHM:
             raise InvalidInputError(f"manifest algorithm {self.algorithm!r} is not supported")
         check_chunk_size(self.chunk_size)
@@ -204,11 +271,7 @@ class Manifest:
                 i = p.find("/", i + 1)
             files.add(p)
             if isinstance(e, FileEntry):
-                n = chunk_count(e.size, self.chunk_size)
-                if len(e.chunks) != n:
-                    raise InvalidInputError(f"{e.path}: {len(e.chunks)} chunk digests, expected {n}")
-                if n == 1 and e.chunks[0] != e.blake3:
-                    raise InvalidInputError(f"{e.path}: a one-chunk file's chunk digest is its file digest")
+                check_pieces(e, self.chunk_size, self.version)
         object.__setattr__(self, "_files", tuple(e for e in self.entries if isinstance(e, FileEntry)))
 
     @property

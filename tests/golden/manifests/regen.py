@@ -5,9 +5,10 @@ and keep the old files so old manifests keep verifying)::
 
     .venv/bin/python tests/golden/manifests/regen.py
 
-Each case builds a deterministic tree, hashes it and writes ``<case>.json``
-(``provenance hash --json``) and ``<case>.bin`` (canonical bytes) next to this file.
-tests/core/test_manifest_golden.py rebuilds the trees and checks both byte for byte.
+Each case builds a deterministic tree, hashes it in one manifest version and writes
+``<case>.json`` (``provenance hash --json``) and ``<case>.bin`` (canonical bytes):
+version 1 next to this file (the files of before version 2, unchanged), version 2 in
+``v2/``. tests/core/test_manifest_golden.py rebuilds the trees and checks both byte for byte.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+#: Where the golden files of each manifest version live.
+FOLDERS = {1: HERE, 2: HERE / "v2"}
 sys.path.insert(0, str(HERE.parents[2]))
 
 from client.core.manifest import encode, to_json  # noqa: E402
@@ -66,13 +69,31 @@ def _formats(root: Path) -> None:
     fx.write_npz(root / "m.npz", t)
 
 
+def _tiling(root: Path) -> None:
+    """Which files are tiled in version 2 (docs/manifest.md, "Tiled files"), and which keep chunks."""
+    import numpy as np
+
+    t = kit.model_tensors(5)
+    t["empty"] = ("F32", [0, 3], b"")  # an empty tensor inside the data section still tiles
+    kit.write(root / "tiled.safetensors", kit.safetensors_bytes(t, metadata={"format": "pt"}, align=8))
+    kit.write(root / "one.safetensors", kit.safetensors_bytes({"w": kit.tensor("U8", [3000], 6)}))
+    kit.write(root / "no-data.safetensors", kit.safetensors_bytes({"e": ("F32", [0], b"")}))  # empty data: chunks
+    kit.write(root / "no-tensors.safetensors", kit.safetensors_bytes({}))  # chunks
+    w = np.random.default_rng(23).standard_normal((8, 40)).astype(np.float32)
+    np.save(root / "le.npy", w)  # header then the array: tiled
+    np.save(root / "be.npy", w.astype(">f4"))  # ranges tile, but the digest covers swapped bytes: chunks
+
+
 CASES: dict[str, tuple[Callable[[Path], None], str]] = {
     # name: (builder, path hashed relative to the built root)
     "model": (_model, "."),
     "dataset": (_dataset, "."),
     "single-file": (_single, "weights.safetensors"),
     "formats": (_formats, "."),
+    "tiling": (_tiling, "."),
 }
+#: The cases pinned in each version (version 1: the goldens written before version 2 existed).
+VERSION_CASES = {1: ("model", "dataset", "single-file", "formats"), 2: tuple(CASES)}
 
 
 def build(case: str, root: Path) -> Path:
@@ -81,18 +102,24 @@ def build(case: str, root: Path) -> Path:
     return root / rel
 
 
-def manifest_json_text(case: str, root: Path) -> tuple[str, bytes]:
-    m = hash_path(str(build(case, root)), HashConfig(chunk_size=CHUNK, threads=2))
+def manifest_json_text(case: str, root: Path, version: int) -> tuple[str, bytes]:
+    m = hash_path(str(build(case, root)), HashConfig(chunk_size=CHUNK, threads=2, version=version))
     return json.dumps(to_json(m), indent=1, sort_keys=True) + "\n", encode(m)
 
 
+def golden(case: str, version: int, suffix: str) -> Path:
+    return FOLDERS[version] / f"{case}.{suffix}"
+
+
 def main() -> None:
-    for case in CASES:
-        with tempfile.TemporaryDirectory() as tmp:
-            text, raw = manifest_json_text(case, Path(tmp))
-        (HERE / f"{case}.json").write_text(text, encoding="utf-8")
-        (HERE / f"{case}.bin").write_bytes(raw)
-        print(f"wrote {case}.json and {case}.bin")
+    for version, cases in VERSION_CASES.items():
+        FOLDERS[version].mkdir(exist_ok=True)
+        for case in cases:
+            with tempfile.TemporaryDirectory() as tmp:
+                text, raw = manifest_json_text(case, Path(tmp), version)
+            golden(case, version, "json").write_text(text, encoding="utf-8")
+            golden(case, version, "bin").write_bytes(raw)
+            print(f"wrote {golden(case, version, 'json').relative_to(HERE)} and .bin")
 
 
 if __name__ == "__main__":
