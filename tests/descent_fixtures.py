@@ -446,3 +446,45 @@ def train_mlp(t: Model, *, task: int = 0, steps: int = 300, lr: float = 0.05, se
                 vel[k] = 0.9 * vel[k] - lr * g.astype(np.float32)
                 params[k] += vel[k]
     return params
+
+
+# ---------------------------------------------------------------- function-preserving transforms of hidden spaces
+
+def orthogonal(n: int, seed: int) -> Arr:
+    """A Haar-random n x n orthogonal matrix."""
+    q, r = np.linalg.qr(np.random.default_rng(seed).standard_normal((n, n)))
+    out: Arr = (q * np.sign(np.diag(r))).astype(np.float32)
+    return out
+
+
+def rotate_residual(t: Model, seed: int = 4, *, scale_units: bool = False, fold_gains: Arr | None = None) -> Model:
+    """The QuaRot / SliceGPT transform of a base_model-shaped model, every tensor renamed.
+
+    The residual stream is rotated by a random orthogonal R: the embedding becomes ``E R``, every
+    matrix that reads the residual (qkv, mlp.up) ``W R``, every matrix that writes it (attn.out,
+    mlp.down) ``R^T W``. With ``fold_gains`` (one positive gain per residual dimension, the
+    RMSNorm weights of A) the gains are folded into the readers first (``W diag(g) R``). With
+    ``scale_units`` each MLP hidden unit is also scaled by a positive factor (up row times c,
+    down column divided by c: exact for ReLU-like activations).
+    """
+    d = t["embed.weight"].shape[1]
+    rot = orthogonal(d, seed)
+    r = np.random.default_rng(seed + 1)
+    g = np.ones(d, np.float32) if fold_gains is None else fold_gains.astype(np.float32)
+    out: Model = {}
+    for k, v in t.items():
+        if k == "embed.weight":
+            out[k] = v @ rot
+        elif k.endswith(("attn.qkv.weight", "mlp.up.weight")):
+            out[k] = (v * g) @ rot
+        elif k.endswith(("attn.out.weight", "mlp.down.weight")):
+            out[k] = rot.T @ v
+        else:
+            out[k] = v
+    if scale_units:
+        for k in [k for k in out if k.endswith("mlp.up.weight")]:
+            c = np.exp(r.normal(0.0, 0.5, out[k].shape[0])).astype(np.float32)
+            out[k] = out[k] * c[:, None]
+            down = k.replace("mlp.up.weight", "mlp.down.weight")
+            out[down] = out[down] / c[None, :]
+    return {f"rotated.{i}": np.ascontiguousarray(out[k], dtype=np.float32) for i, k in enumerate(sorted(out))}

@@ -57,7 +57,8 @@ def load_fingerprint(path: Path) -> Any:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from client.core.descent.compare import compare
+    from client.core.descent.compare import AXES, compare
+    from client.core.descent.fingerprint import require_current
 
     if not 0 < args.alpha < 1:
         raise InvalidInputError("--alpha must be between 0 and 1")
@@ -65,7 +66,10 @@ def _compare(args: argparse.Namespace) -> int:
     # steps); each reader still holds one tensor at a time.
     with ThreadPoolExecutor(max_workers=2) as pool:
         fa, fb = pool.submit(load_fingerprint, args.a), pool.submit(load_fingerprint, args.b)
-        result = compare(fa.result(), fb.result(), alpha=args.alpha)
+        a, b = fa.result(), fb.result()
+    require_current(a, str(args.a))
+    require_current(b, str(args.b))
+    result = compare(a, b, alpha=args.alpha)
     attested = _compare_attest.attest(args, result) if args.attest else None
     if args.json:
         out = result.to_json()
@@ -87,11 +91,14 @@ def _compare(args: argparse.Namespace) -> int:
         w("strongest evidence:\n")
     for e in result.evidence:
         detail = ""
-        if e.rows is not None or e.cols is not None:
-            parts = [f"{lbl} {r.agreements}/{r.matched} agree" for lbl, r in (("rows", e.rows), ("cols", e.cols))
-                     if r is not None]
+        parts = [f"{lbl.replace('_', ' ')} {r.agreements}/{r.matched} agree"
+                 for lbl, r in zip(AXES, e.axes, strict=False) if r is not None]
+        if parts:
             detail = " (" + ", ".join(parts) + f"), p {_fmt_p(e.log10_p)}"
         w(f"  A {e.a}  ~  B {e.b}: {e.how}{detail}\n")
+    if result.set_aside:
+        w("set aside (produced by a formula, never evidence): "
+          + ", ".join(f"{s.model.upper()} {s.tensor} ({s.reason})" for s in result.set_aside) + "\n")
     w("note: weights alone cannot tell parent from sibling; the ledger's registration order speaks to direction.\n")
     if attested is not None:
         w(f"attested: {attested['claim']} {attested['subject'][:12]} -> {attested['object'][:12]}, record "
@@ -106,7 +113,8 @@ def _fingerprint(args: argparse.Namespace) -> int:
     out.write_bytes(data)
     model_bytes = sum(e.numel * _itemsize(e.dtype) for e in fp.entries)
     summary = {"fingerprint": str(out), "digest": fp.digest(), "bytes": len(data), "tensors": len(fp.entries),
-               "sketched": sum(1 for e in fp.entries if e.sketch is not None), "parameters": fp.numel,
+               "sketched": sum(1 for e in fp.entries if e.sketch is not None),
+               "formulaic": sum(1 for e in fp.entries if e.formula), "parameters": fp.numel,
                "model_bytes": model_bytes}
     if args.json:
         sys.stdout.write(json.dumps(summary) + "\n")

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from client.core.descent.fingerprint import Fingerprint, decode
-from client.core.descent.index import SIG_DIM, signature
+from client.core.descent.index import SIG_DIM, screen_signatures
 from client.core.records import ModelCheckpoint, Statement
 from client.errors import FormatError, InvalidInputError
 from ledger.registry import keys as K
@@ -65,10 +65,7 @@ class Signatures:
 
 def encode_signatures(fp: Fingerprint) -> bytes:
     """The screening signatures of ``fp``'s sketched tensors, as :func:`pack_signatures` lays them out."""
-    sketched = [e for e in fp.entries if e.sketch is not None]
-    rows = [signature(e.sketch[0].features) for e in sketched if e.sketch is not None]
-    cols = [signature(e.sketch[1].features) for e in sketched if e.sketch is not None]
-    return pack_signatures([e.digest for e in sketched], rows, cols)
+    return pack_signatures(*screen_signatures(fp))
 
 
 def pack_signatures(digests: list[bytes], rows: list[npt.NDArray[np.float32]],

@@ -16,12 +16,13 @@ import pytest
 
 from client.core.descent.compare import compare
 from client.core.descent.fingerprint import Fingerprint, build
+from client.core.descent.gram import gram_sketch
 from client.core.descent.sketch import sketch_matrix
 from client.core.descent.stats import agreement_log_p, axis_test
-from tests.descent_fixtures import Model, init_mlp, train_mlp
+from tests.descent_fixtures import Model, init_mlp, orthogonal, train_mlp
 
 SHAPES = ((64, 48), (96, 64), (64, 96))
-KINDS = ("gauss", "student-t", "low-rank", "column-scales")
+KINDS = ("gauss", "student-t", "low-rank", "column-scales", "rotated low-rank")
 
 
 def null_model(seed: int, kind: str) -> Model:
@@ -34,6 +35,9 @@ def null_model(seed: int, kind: str) -> Model:
             w = r.standard_t(3, (m, n))
         elif kind == "low-rank":
             w = r.standard_normal((m, 4)) @ r.standard_normal((4, n)) + 0.3 * r.standard_normal((m, n))
+        elif kind == "rotated low-rank":  # structure, then a random rotation of the column space
+            w = r.standard_normal((m, 4)) @ r.standard_normal((4, n)) + 0.3 * r.standard_normal((m, n))
+            w = w @ orthogonal(n, int(r.integers(1 << 30)))
         else:
             w = r.standard_normal((m, n)) * np.linspace(0.1, 2.0, n) + 0.2
         t[f"l{i}.weight"] = (w / np.sqrt(n)).astype(np.float32)
@@ -48,9 +52,9 @@ def _binomial_upper(n: int, p: float, z: float = 3.1) -> float:
 
 @pytest.fixture(scope="module")
 def null_results() -> list[float]:
-    """log10 p of 240 independent same-shape pairs (60 per kind)."""
+    """log10 p of 300 independent same-shape pairs (60 per kind)."""
     out = []
-    for i in range(240):
+    for i in range(300):
         kind = KINDS[i % len(KINDS)]
         a: Fingerprint = build(null_model(2 * i, kind).items())
         b: Fingerprint = build(null_model(2 * i + 1, kind).items())
@@ -73,8 +77,8 @@ def test_axis_p_values_are_super_uniform() -> None:
         kind = KINDS[i % len(KINDS)]
         a = null_model(int(r.integers(1 << 30)), kind)["l1.weight"]
         b = null_model(int(r.integers(1 << 30)), kind)["l1.weight"]
-        sa, sb = sketch_matrix(a), sketch_matrix(b)
-        for x, y in ((sa[0], sb[0]), (sa[1], sb[1])):
+        sa, sb = sketch_matrix(a) + gram_sketch(a), sketch_matrix(b) + gram_sketch(b)
+        for x, y in zip(sa, sb, strict=True):  # rows, columns, Gram rows, Gram columns
             res = axis_test(x.features, y.features)
             assert res is not None
             ps.append(res.p_value)

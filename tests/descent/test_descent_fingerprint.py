@@ -107,3 +107,22 @@ def test_trailing_bytes_are_refused() -> None:
 
 
 _SMALL = build([("b", W[:16, :64]), ("a", np.ones(8, np.float32))]).encode()
+
+
+def test_version_1_fingerprints_decode_but_compare_refuses_them_by_name() -> None:
+    """A v1 fingerprint (published or committed before the Gram sketches) still decodes and keeps
+    its digest, so it checks against its record; a comparison refuses it, naming the version."""
+    from client.core.descent.compare import compare
+    from client.core.descent.fingerprint import Fingerprint, TensorEntry
+
+    current = build({"w": np.random.default_rng(0).standard_normal((64, 32)).astype(np.float32)}.items())
+    old = Fingerprint(tuple(TensorEntry(e.name, e.dtype, e.shape, e.digest, e.sketch) for e in current.entries),
+                      version=1)
+    data = old.encode()
+    assert data[4:6] == b"\x01\x00"
+    again = decode(data)
+    assert again.version == 1 and again.digest().startswith("blake3-plfp1:") and again.entries[0].gram is None
+    with pytest.raises(FormatError, match="version 1"):
+        compare(again, current)
+    with pytest.raises(FormatError, match="version 1"):
+        compare(current, again)

@@ -24,10 +24,14 @@ from tests.descent_fixtures import (
     drop_layers,
     ensemble,
     fresh_init,
+    init_mlp,
     low_rank_merge,
     noisy,
+    orthogonal,
     permute_hidden,
     prune,
+    rotate_residual,
+    train_mlp,
     write_gguf,
     write_onnx_model,
     write_safetensors,
@@ -53,6 +57,8 @@ def _fp(t: Model) -> Fingerprint:
     return build(t.items())
 
 
+_GAINS = np.exp(np.random.default_rng(9).normal(0.0, 0.3, 128)).astype(np.float32)  # RMSNorm-like gains
+
 DERIVED: dict[str, Callable[[Model], Model]] = {
     "fp16": lambda t: cast(t, "float16"),
     "fine-tune noise 0.1%": lambda t: noisy(t, 0.001),
@@ -70,6 +76,12 @@ DERIVED: dict[str, Callable[[Model], Model]] = {
     "permuted + fp16 + 3% noise": lambda t: cast(permute_hidden(noisy(t, 0.03)), "float16"),
     "transposed storage": lambda t: {k: np.ascontiguousarray(v.T) for k, v in t.items()},
     "ensemble with another model": lambda t: ensemble(t, base_model(77, layers=3)),
+    # function-preserving transforms of hidden spaces (docs/descent.md, "Rotations")
+    "residual stream rotated (QuaRot / SliceGPT)": rotate_residual,
+    "residual rotated + per-unit positive scaling": lambda t: rotate_residual(t, scale_units=True),
+    "norm gains folded, then rotated": lambda t: rotate_residual(t, fold_gains=_GAINS),
+    "rotated + 10% noise": lambda t: rotate_residual(noisy(t, 0.1)),
+    "rotated + fp16 + 3% noise": lambda t: cast(rotate_residual(noisy(t, 0.03)), "float16"),
 }
 
 
@@ -107,6 +119,66 @@ def test_independent_models_are_independent(seed: int) -> None:
     assert result.verdict == "independent", result.log10_p
     # The LayerNorm ones and zero biases are byte-identical in both, and must not count.
     assert result.shared_a_in_b > 0 and result.informative_shared_a_in_b == 0
+
+
+@pytest.mark.parametrize("seed", [21, 22])
+def test_rotated_independent_models_are_independent(seed: int) -> None:
+    """A rotation hides nothing that is not there: a rotated fresh initialisation stays independent."""
+    result = compare(base_fp(), _fp(rotate_residual(fresh_init(seed), seed=seed)))
+    assert result.verdict == "independent", result.log10_p
+
+
+def test_rotation_evidence_is_named_and_only_the_gram_axes_see_it() -> None:
+    result = compare(base_fp(), _fp(rotate_residual(base())))
+    assert result.verdict == "related"
+    top = result.evidence[0]
+    assert top.how.endswith("rotation-invariant")
+    js = top.to_json()
+    gram = js["gram_rows"]["agreements"] + js["gram_cols"]["agreements"]
+    assert gram > js["rows"]["agreements"] + js["cols"]["agreements"]
+
+
+def test_trained_network_with_rotated_input_and_rescaled_permuted_units_is_related() -> None:
+    """A genuinely trained ReLU network; the copy permutes and rescales its hidden units (exact for
+    ReLU) and rotates its input space, with the inverse rotation folded into the preprocessing."""
+    trained = train_mlp(init_mlp(31), steps=300, seed=3)
+    r = np.random.default_rng(5)
+    copy = {k: v.copy() for k, v in trained.items()}
+    for i in range(2):  # hidden layers after fc0 and fc1
+        units = copy[f"fc{i}.weight"].shape[0]
+        perm, c = r.permutation(units), np.exp(r.normal(0, 0.5, units))
+        copy[f"fc{i}.weight"] = (copy[f"fc{i}.weight"] * c[:, None].astype(np.float32))[perm]
+        copy[f"fc{i}.bias"] = (copy[f"fc{i}.bias"] * c.astype(np.float32))[perm]
+        copy[f"fc{i + 1}.weight"] = (copy[f"fc{i + 1}.weight"] / c[None, :].astype(np.float32))[:, perm]
+    copy["fc0.weight"] = copy["fc0.weight"] @ orthogonal(32, 8)
+    renamed = {f"m.{i}": np.ascontiguousarray(v) for i, (_, v) in enumerate(sorted(copy.items()))}
+    assert compare(_fp(trained), _fp(renamed)).verdict == "related"
+    other = train_mlp(init_mlp(32), steps=300, seed=4)
+    assert compare(_fp(trained), _fp(other)).verdict == "independent"
+
+
+def _sinusoidal(positions: int, d: int) -> np.ndarray:
+    """The standard transformer position table (interleaved sin/cos, base 10000)."""
+    pos = np.arange(positions)[:, None]
+    freq = 10000.0 ** (-np.arange(0, d, 2) / d)
+    table = np.zeros((positions, d), np.float32)
+    table[:, 0::2], table[:, 1::2] = np.sin(pos * freq), np.cos(pos * freq)
+    return table
+
+
+def test_shared_formula_tables_are_set_aside_and_never_relate_independent_models() -> None:
+    """Two independent initialisations that both carry the same sinusoidal table (byte-identical)
+    and a causal mask: the tables are produced by a formula, so they are neither exact nor
+    statistical evidence, and the JSON names them."""
+    table, mask = _sinusoidal(512, 128), np.tril(np.ones((256, 256), np.float32))
+    a = {**base(), "pos.weight": table, "attn.mask": mask}
+    b = {**fresh_init(41), "position_table": table.copy(), "causal": mask.copy()}
+    result = compare(_fp(a), _fp(b))
+    assert result.verdict == "independent", result.log10_p
+    assert result.informative_shared_a_in_b == 0
+    aside = {(s.model, s.tensor) for s in result.set_aside}
+    assert {("a", "pos.weight"), ("a", "attn.mask"), ("b", "position_table"), ("b", "causal")} <= aside
+    assert all(s["reason"] for s in result.to_json()["set_aside"])
 
 
 def test_only_low_information_tensors_is_inconclusive() -> None:

@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from client.core.descent.fingerprint import Fingerprint, TensorEntry
+from client.core.descent.fingerprint import Fingerprint, TensorEntry, require_current
 from client.core.descent.sketch import AxisSketch
 from client.core.descent.stats import (
     MAX_MATCHED,
@@ -45,26 +45,52 @@ DIRECTION_NOTE = (
 )
 
 
+AXES = ("rows", "cols", "gram_rows", "gram_cols")  # the per-pair axis tests, in AxisResult order
+
+
 @dataclass(frozen=True)
 class PairEvidence:
-    """One tensor of A against one of B: how they were compared and how strongly they match."""
+    """One tensor of A against one of B: how they were compared and how strongly they match.
+
+    ``axes`` holds one result per entry of ``AXES`` (None where an axis has too few units): the
+    rows and columns matched on their entries, and on their Gram matrices (rotation-invariant).
+    """
 
     a: str
     b: str
-    how: str  # "byte-identical", "units matched" or "units matched (transposed)"
+    how: str  # "byte-identical", "units matched" or "units matched (transposed)", "..., rotation-invariant"
     p_value: float
     log10_p: float
-    rows: AxisResult | None = None
-    cols: AxisResult | None = None
+    axes: tuple[AxisResult | None, ...] = ()
+
+    @property
+    def rows(self) -> AxisResult | None:
+        return self.axes[0] if self.axes else None
+
+    @property
+    def cols(self) -> AxisResult | None:
+        return self.axes[1] if self.axes else None
 
     def to_json(self) -> dict[str, Any]:
         log10_p = round(self.log10_p, 3) if math.isfinite(self.log10_p) else None
         out: dict[str, Any] = {"a": self.a, "b": self.b, "how": self.how, "p_value": self.p_value,
                                "log10_p": log10_p}
-        for label, r in (("rows", self.rows), ("cols", self.cols)):
+        for label, r in zip(AXES, self.axes, strict=False):
             if r is not None:
                 out[label] = {"agreements": r.agreements, "matched": r.matched, "candidates": r.candidates}
         return out
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """A tensor that never counts as evidence because a short formula produces it."""
+
+    model: str  # "a" or "b"
+    tensor: str
+    reason: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"model": self.model, "tensor": self.tensor, "reason": self.reason}
 
 
 @dataclass(frozen=True)
@@ -82,6 +108,7 @@ class Comparison:
     candidates: int
     tested: int
     evidence: list[PairEvidence] = field(default_factory=list)
+    set_aside: list[SetAside] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -99,6 +126,7 @@ class Comparison:
             "candidate_pairs": self.candidates,
             "tested_pairs": self.tested,
             "evidence": [e.to_json() for e in self.evidence],
+            "set_aside": [s.to_json() for s in self.set_aside],
             "direction": DIRECTION_NOTE,
         }
 
@@ -122,11 +150,17 @@ class _Candidate:
     b: TensorEntry
     transposed: bool
 
-    def axes(self) -> tuple[tuple[AxisSketch, AxisSketch], tuple[AxisSketch, AxisSketch]]:
+    def axes(self) -> tuple[tuple[AxisSketch, AxisSketch], ...]:
+        """Pairs of axis sketches to test, in ``AXES`` order (B's swapped when transposed)."""
         assert self.a.sketch is not None and self.b.sketch is not None
+        assert self.a.gram is not None and self.b.gram is not None
         ra, ca = self.a.sketch
         rb, cb = self.b.sketch
-        return ((ra, cb), (ca, rb)) if self.transposed else ((ra, rb), (ca, cb))
+        ga, ha = self.a.gram
+        gb, hb = self.b.gram
+        if self.transposed:
+            return (ra, cb), (ca, rb), (ga, hb), (ha, gb)
+        return (ra, rb), (ca, cb), (ga, gb), (ha, hb)
 
 
 def _candidates(fa: Fingerprint, fb: Fingerprint) -> list[_Candidate]:
@@ -139,7 +173,7 @@ def _candidates(fa: Fingerprint, fb: Fingerprint) -> list[_Candidate]:
                 continue
             for transposed in (False, True):
                 cand = _Candidate(a, b, transposed)
-                if all(_compatible(x, y) for x, y in cand.axes()):
+                if all(_compatible(x, y) for x, y in cand.axes()[:2]):
                     out.append(cand)
     return out
 
@@ -184,23 +218,28 @@ def _best_possible(c: _Candidate) -> float:
         if min(ma, mb) >= MIN_UNITS:
             s = min(ma, mb, MAX_MATCHED)
             out = min(out, agreement_log_p(s, s, mb))
-    return out + math.log(2)
+    return out + math.log(len(AXES))
 
 
 def _test(c: _Candidate, prep: _Prepared) -> PairEvidence:
-    (xr, yr), (xc, yc) = c.axes()
-    rows = halves_test(prep(xr), prep(yr))
-    cols = halves_test(prep(xc), prep(yc))
-    results = [r for r in (rows, cols) if r is not None]
-    ln_p = min((r.log10_p * math.log(10) for r in results), default=0.0) + math.log(max(1, len(results)))
+    """Every axis test of the pair; the pair's p-value is Bonferroni over the axes tested."""
+    axes = tuple(halves_test(prep(x), prep(y)) for x, y in c.axes())
+    done = [(i, r) for i, r in enumerate(axes) if r is not None]
+    best = min(done, key=lambda ir: ir[1].log10_p, default=None)
+    ln_p = 0.0 if best is None else best[1].log10_p * math.log(10) + math.log(len(done))
     ln_p = min(0.0, ln_p)
     how = "units matched (transposed)" if c.transposed else "units matched"
+    if best is not None and AXES[best[0]].startswith("gram") and ln_p < 0:
+        how += ", rotation-invariant"
     return PairEvidence(a=c.a.name, b=c.b.name, how=how, p_value=math.exp(ln_p), log10_p=ln_p / math.log(10),
-                        rows=rows, cols=cols)
+                        axes=axes)
 
 
 def compare(fa: Fingerprint, fb: Fingerprint, *, alpha: float = DEFAULT_ALPHA, top: int = 5) -> Comparison:
-    """Compare fingerprints of A and B. Requires 0 < alpha < 1."""
+    """Compare fingerprints of A and B. Requires 0 < alpha < 1; both of the current version
+    (:func:`~client.core.descent.fingerprint.require_current`)."""
+    require_current(fa, "A")
+    require_current(fb, "B")
     digests_a = {e.digest for e in fa.entries}
     digests_b = {e.digest for e in fb.entries}
     exact = [
@@ -251,4 +290,6 @@ def compare(fa: Fingerprint, fb: Fingerprint, *, alpha: float = DEFAULT_ALPHA, t
         informative_shared_b_in_a=_fraction(fb.entries, digests_a, True),
         candidates=n, tested=len(tested),
         evidence=exact[:top] + stat[:top],
+        set_aside=[SetAside(label, e.name, e.formula) for label, fp in (("a", fa), ("b", fb))
+                   for e in fp.entries if e.formula],
     )

@@ -5,17 +5,23 @@ A fingerprint holds, for every tensor of a model, its name, dtype, shape and BLA
 :mod:`client.core.descent.sketch` stored as float16 (statistical evidence). It is what a
 checkpoint registration can publish, or commit to by its digest and reveal later.
 
-Encoding, version 1 (all integers little-endian; this is what the digest covers)::
+Encoding, version 2 (all integers little-endian; this is what the digest covers)::
 
-    "PLFP" | u16 version=1 | u16 FREQS | u32 tensor count
+    "PLFP" | u16 version=2 | u16 FREQS | u32 tensor count
     per tensor, sorted by UTF-8 name, names unique:
         u16 name length | name | u8 dtype length | dtype (ASCII, numpy name) |
         u8 ndim | ndim x u64 dims | 32-byte BLAKE3 of the tensor's little-endian bytes |
-        u8 sketched (0/1) | if 1, for rows then columns:
-            u32 axis length | u32 units kept k | k x FREQS float16 features
+        u8 status: 0 low-information, 1 sketched, 2 formulaic |
+        status 1: four axis sketches, each u32 axis length | u32 units kept k | k x FREQS float16:
+            rows, columns (:mod:`~client.core.descent.sketch`, k <= MAX_UNITS),
+            Gram rows, Gram columns (:mod:`~client.core.descent.gram`, k <= GRAM_UNITS)
+        status 2: u8 reason length | reason (ASCII: why a formula produces it; no sketch)
 
-The fingerprint digest is BLAKE3 over those bytes, named ``blake3-plfp1``.
-Decoding accepts only canonical bytes (re-encoding gives the same bytes) within the bounds
+The fingerprint digest is BLAKE3 over those bytes, named ``blake3-plfp2``. Version 1 (no status 2,
+two axis sketches, digest name ``blake3-plfp1``) still decodes, so a published or committed v1
+fingerprint can still be checked against its record, but it lacks what today's comparison needs
+(rotation-invariant sketches, formulaic tensors set aside): :func:`require_current` refuses it by
+name. Decoding accepts only canonical bytes (re-encoding gives the same bytes) within the bounds
 below.
 """
 
@@ -29,12 +35,16 @@ import blake3
 import numpy as np
 import numpy.typing as npt
 
+from client.core.descent.formulaic import formulaic_reason
+from client.core.descent.gram import GRAM_UNITS, gram_sketch
 from client.core.descent.sketch import FREQS, MAX_UNITS, AxisSketch, matrix_view, sketch_matrix
 from client.errors import FormatError
 
 MAGIC = b"PLFP"
-VERSION = 1
-DIGEST_NAME = "blake3-plfp1"
+VERSION = 2
+VERSIONS = (1, 2)  # decodable; only VERSION is compared
+MAX_REASON = 64
+DIGEST_NAME = f"blake3-plfp{VERSION}"
 MAX_TENSORS = 1_000_000
 MAX_NAME = 4096  # bytes
 MAX_NDIM = 16
@@ -43,13 +53,20 @@ MAX_ENCODED = 1 << 30  # bytes
 
 @dataclass(frozen=True)
 class TensorEntry:
-    """One tensor of a fingerprinted model. ``sketch`` is (rows, columns) or None if low-information."""
+    """One tensor of a fingerprinted model.
+
+    ``sketch`` is (rows, columns) and ``gram`` (rows, columns) their rotation-invariant
+    counterparts, both None for a low-information or formulaic tensor (``gram`` is also None in a
+    version 1 fingerprint). ``formula`` names why a formula produces the tensor ("" if none).
+    """
 
     name: str
     dtype: str
     shape: tuple[int, ...]
     digest: bytes
     sketch: tuple[AxisSketch, AxisSketch] | None
+    gram: tuple[AxisSketch, AxisSketch] | None = None
+    formula: str = ""
 
     @property
     def numel(self) -> int:
@@ -64,6 +81,7 @@ class Fingerprint:
     """A model's fingerprint. Entries are sorted by name and names are unique (checked)."""
 
     entries: tuple[TensorEntry, ...]
+    version: int = VERSION
 
     def __post_init__(self) -> None:
         names = [e.name for e in self.entries]
@@ -78,7 +96,17 @@ class Fingerprint:
         return encode(self)
 
     def digest(self) -> str:
-        return f"{DIGEST_NAME}:{blake3.blake3(self.encode()).hexdigest()}"
+        return f"blake3-plfp{self.version}:{blake3.blake3(self.encode()).hexdigest()}"
+
+
+def require_current(fp: Fingerprint, label: str) -> None:
+    """Refuse, by name, a fingerprint of an older version than the comparison needs."""
+    if fp.version != VERSION:
+        raise FormatError(
+            f"{label}: fingerprint version {fp.version} (blake3-plfp{fp.version}) predates the "
+            f"rotation-invariant sketches and formula detection of version {VERSION}; it still checks "
+            "against its record, but compare needs it recomputed from the weights with `provenance fingerprint`"
+        )
 
 
 def tensor_digest(array: npt.NDArray[np.generic]) -> bytes:
@@ -100,12 +128,16 @@ def tensor_digest(array: npt.NDArray[np.generic]) -> bytes:
 
 
 def entry_for(name: str, array: npt.NDArray[np.generic]) -> TensorEntry:
-    """Digest and (if informative) sketch one tensor."""
+    """Digest and, if informative and not produced by a formula, sketch one tensor."""
     mat = matrix_view(array)
-    sketch = sketch_matrix(mat) if mat is not None else None
+    reason = formulaic_reason(mat) if mat is not None else None
+    sketch = gram = None
+    if mat is not None and reason is None:
+        w = np.ascontiguousarray(mat, dtype=np.float32)
+        sketch, gram = sketch_matrix(w), gram_sketch(w)
     return TensorEntry(
         name=name, dtype=array.dtype.name, shape=tuple(int(d) for d in array.shape),
-        digest=tensor_digest(array), sketch=sketch,
+        digest=tensor_digest(array), sketch=sketch, gram=gram, formula=reason or "",
     )
 
 
@@ -126,17 +158,29 @@ def _encode_axis(out: list[bytes], axis: AxisSketch) -> None:
 
 
 def encode(fp: Fingerprint) -> bytes:
-    out = [MAGIC, struct.pack("<HHI", VERSION, FREQS, len(fp.entries))]
+    if fp.version not in VERSIONS:
+        raise FormatError(f"fingerprint version {fp.version} is not one of {VERSIONS}")
+    out = [MAGIC, struct.pack("<HHI", fp.version, FREQS, len(fp.entries))]
     for e in fp.entries:
         name = e.name.encode()
         dtype = e.dtype.encode("ascii")
         out.append(struct.pack("<H", len(name)) + name + struct.pack("<B", len(dtype)) + dtype)
         out.append(struct.pack(f"<B{len(e.shape)}Q", len(e.shape), *e.shape))
         out.append(e.digest)
-        out.append(b"\x01" if e.sketch else b"\x00")
-        if e.sketch:
-            _encode_axis(out, e.sketch[0])
-            _encode_axis(out, e.sketch[1])
+        if e.sketch is not None:
+            out.append(b"\x01")
+            axes = list(e.sketch)
+            if fp.version >= 2:
+                if e.gram is None:
+                    raise FormatError(f"tensor {e.name!r}: a version {fp.version} sketch needs its Gram axes")
+                axes += list(e.gram)
+            for axis in axes:
+                _encode_axis(out, axis)
+        elif e.formula and fp.version >= 2:
+            reason = e.formula.encode("ascii")
+            out.append(b"\x02" + struct.pack("<B", len(reason)) + reason)
+        else:
+            out.append(b"\x00")
     return b"".join(out)
 
 
@@ -157,15 +201,36 @@ class _Cursor:
         return struct.unpack(fmt, self.take(struct.calcsize(fmt)))
 
 
-def _decode_axis(cur: _Cursor) -> AxisSketch:
+def _decode_axis(cur: _Cursor, limit: int) -> AxisSketch:
     length, k = cur.unpack("<II")
-    if k > MAX_UNITS or k > length or (k < length and k != MAX_UNITS):
+    if k > limit or k > length or (k < length and k != limit):
         raise FormatError(f"{cur.source}: sketch keeps {k} of {length} units")
     raw = cur.take(k * FREQS * 2)
     feats = np.frombuffer(raw, dtype="<f2").reshape(k, FREQS)
     if not np.all(np.isfinite(feats)):
         raise FormatError(f"{cur.source}: sketch holds a non-finite value")
     return AxisSketch(length=length, features=feats.astype(np.float32))
+
+
+def _decode_status(cur: _Cursor, version: int, name: str) -> TensorEntry:
+    """The part of an entry after its digest (``name`` etc. are filled in by the caller)."""
+    flag = cur.take(1)
+    if flag == b"\x01":
+        sketch = (_decode_axis(cur, MAX_UNITS), _decode_axis(cur, MAX_UNITS))
+        gram = (_decode_axis(cur, GRAM_UNITS), _decode_axis(cur, GRAM_UNITS)) if version >= 2 else None
+        return TensorEntry(name, "", (), b"", sketch, gram)
+    if flag == b"\x02" and version >= 2:
+        (rlen,) = cur.unpack("<B")
+        try:
+            reason = cur.take(rlen).decode("ascii")
+        except UnicodeDecodeError as err:
+            raise FormatError(f"{cur.source}: formula reason of {name!r} is not ASCII") from err
+        if not reason or rlen > MAX_REASON:
+            raise FormatError(f"{cur.source}: bad formula reason for {name!r}")
+        return TensorEntry(name, "", (), b"", None, None, reason)
+    if flag == b"\x00":
+        return TensorEntry(name, "", (), b"", None)
+    raise FormatError(f"{cur.source}: bad sketch flag for {name!r}")
 
 
 def decode(data: bytes, *, source: str = "fingerprint") -> Fingerprint:
@@ -176,7 +241,7 @@ def decode(data: bytes, *, source: str = "fingerprint") -> Fingerprint:
     if cur.take(4) != MAGIC:
         raise FormatError(f"{source}: not a fingerprint (bad magic)")
     version, freqs, count = cur.unpack("<HHI")
-    if version != VERSION or freqs != FREQS:
+    if version not in VERSIONS or freqs != FREQS:
         raise FormatError(f"{source}: unsupported fingerprint version {version} (frequencies {freqs})")
     if count > MAX_TENSORS:
         raise FormatError(f"{source}: {count} tensors exceeds the limit {MAX_TENSORS}")
@@ -196,14 +261,12 @@ def decode(data: bytes, *, source: str = "fingerprint") -> Fingerprint:
             raise FormatError(f"{source}: tensor {name!r} has {ndim} dimensions")
         shape = cur.unpack(f"<{ndim}Q")
         digest = cur.take(32)
-        flag = cur.take(1)
-        if flag not in (b"\x00", b"\x01"):
-            raise FormatError(f"{source}: bad sketch flag for {name!r}")
-        sketch = (_decode_axis(cur), _decode_axis(cur)) if flag == b"\x01" else None
-        entries.append(TensorEntry(name=name, dtype=dtype, shape=tuple(shape), digest=digest, sketch=sketch))
+        part = _decode_status(cur, version, name)
+        entries.append(TensorEntry(name=name, dtype=dtype, shape=tuple(shape), digest=digest, sketch=part.sketch,
+                                   gram=part.gram, formula=part.formula))
     if cur.pos != len(data):
         raise FormatError(f"{source}: {len(data) - cur.pos} trailing bytes after the fingerprint")
-    fp = Fingerprint(tuple(entries))
+    fp = Fingerprint(tuple(entries), version)
     if encode(fp) != data:
         raise FormatError(f"{source}: fingerprint is not in canonical form")
     return fp

@@ -2,8 +2,9 @@
 
 Two stages, so that 10,000 registered fingerprints answer in seconds:
 
-1. **Screen.** Every sketched tensor gets a *signature*: the upper triangle of the correlation
-   matrix of its unit features, per axis (invariant to unit order; close between a model and
+1. **Screen.** Every sketched tensor gets two *signatures*, one of its direct sketch and one of
+   its Gram (rotation-invariant) sketch: the upper triangle of the correlation matrix of its
+   unit features, per axis (invariant to unit order; close between a model and
    its derivations, near zero between independent ones). A suspect's signatures are scored
    against all registered ones in one matrix product; exact tensor digests are looked up in a
    dictionary.
@@ -27,8 +28,8 @@ import numpy as np
 import numpy.typing as npt
 
 from client.core.descent.compare import DEFAULT_ALPHA, Comparison, compare
-from client.core.descent.fingerprint import Fingerprint
-from client.core.descent.sketch import FREQS
+from client.core.descent.fingerprint import VERSION, Fingerprint
+from client.core.descent.sketch import FREQS, AxisSketch
 
 _IU = np.triu_indices(FREQS, 1)
 MIN_SCREEN = 0.45  # signature agreement worth a full test (null maxima over 10,000 models reach ~0.3)
@@ -47,6 +48,27 @@ def signature(features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     n = np.linalg.norm(v)
     out: npt.NDArray[np.float32] = (v / n if n else v).astype(np.float32)
     return out
+
+
+def _pairs(fp: Fingerprint) -> list[tuple[bytes, AxisSketch, AxisSketch]]:
+    """(digest, rows, columns) per sketch pair of the current version: each sketched tensor twice,
+    its direct and its Gram (rotation-invariant) axes, so a rotated copy screens too. A
+    fingerprint of an older version gives none: it is never searched."""
+    if fp.version != VERSION:
+        return []
+    out = []
+    for e in fp.entries:
+        if e.sketch is not None and e.gram is not None:
+            out += [(e.digest, *e.sketch), (e.digest, *e.gram)]
+    return out
+
+
+def screen_signatures(fp: Fingerprint) -> tuple[list[bytes], list[npt.NDArray[np.float32]],
+                                                list[npt.NDArray[np.float32]]]:
+    """Digests and row/column signatures of every sketch pair of ``fp`` (see :func:`_pairs`)."""
+    pairs = _pairs(fp)
+    return ([d for d, _, _ in pairs], [signature(r.features) for _, r, _ in pairs],
+            [signature(c.features) for _, _, c in pairs])
 
 
 @dataclass(frozen=True)
@@ -80,14 +102,7 @@ class FingerprintIndex:
         return len(self._fps)
 
     def add(self, key: str, fp: Fingerprint) -> None:
-        sketched = [e for e in fp.entries if e.sketch is not None]
-        self.add_signatures(
-            key,
-            [e.digest for e in sketched],
-            [signature(e.sketch[0].features) for e in sketched if e.sketch is not None],
-            [signature(e.sketch[1].features) for e in sketched if e.sketch is not None],
-            fp,
-        )
+        self.add_signatures(key, *screen_signatures(fp), fp)
 
     def add_signatures(self, key: str, digests: list[bytes], rows: list[npt.NDArray[np.float32]],
                        cols: list[npt.NDArray[np.float32]], fp: Fingerprint | None = None) -> None:
@@ -120,11 +135,10 @@ class FingerprintIndex:
         """Per registered fingerprint, the best signature agreement of any tensor pair (either orientation)."""
         rows, cols, owner = self._matrices()
         scores = np.full(len(self._fps), -np.inf)
-        sk = [e.sketch for e in suspect.entries if e.sketch is not None]
-        if not sk or not len(owner):
+        _, rs, cs = screen_signatures(suspect)
+        if not rs or not len(owner):
             return scores
-        r = np.stack([signature(s[0].features) for s in sk])
-        c = np.stack([signature(s[1].features) for s in sk])
+        r, c = np.stack(rs), np.stack(cs)
         same = (r @ rows.T + c @ cols.T) / 2
         swapped = (r @ cols.T + c @ rows.T) / 2
         best = np.maximum(same.max(axis=0), swapped.max(axis=0)).astype(np.float64)
@@ -151,6 +165,8 @@ class FingerprintIndex:
             if held is None:
                 assert self._load is not None
                 held = self._load(self._keys[i])
+            if held.version != VERSION:
+                continue  # an older fingerprint (indexed by an older release) is not compared
             result = compare(suspect, held, alpha=alpha)
             adjusted = min(0.0, result.statistical_log10_p + ln_n / math.log(10))
             significant = result.basis == "exact" or adjusted < math.log10(alpha)

@@ -141,7 +141,7 @@ def _coordinates(keys: npt.NDArray[np.float64]) -> F32:
     return out
 
 
-def _rows_sketch(mat: F32, coords: F32) -> AxisSketch:
+def _rows_sketch(mat: F32, coords: F32, length: int | None = None) -> AxisSketch:
     m = mat.shape[0]
     feats = (mat @ coords).astype(np.float64)
     if m > MAX_UNITS:
@@ -155,7 +155,7 @@ def _rows_sketch(mat: F32, coords: F32) -> AxisSketch:
     std[std == 0] = 1.0
     feats /= std
     # Rounded through float16, the stored precision, so in-memory and decoded sketches agree.
-    return AxisSketch(length=m, features=feats.astype(np.float16).astype(np.float32))
+    return AxisSketch(length=m if length is None else length, features=feats.astype(np.float16).astype(np.float32))
 
 
 def sketch_matrix(mat: npt.NDArray[np.generic]) -> tuple[AxisSketch, AxisSketch]:
@@ -169,3 +169,11 @@ def sketch_matrix(mat: npt.NDArray[np.generic]) -> tuple[AxisSketch, AxisSketch]
     rows = _rows_sketch(w, _coordinates(col_keys))
     cols = _rows_sketch(w.T, _coordinates(row_keys))
     return rows, cols
+
+
+def sketch_rows(mat: F32, *, length: int) -> AxisSketch:
+    """The row sketch alone of a float32 matrix (both dimensions >= MIN_DIM), recorded as an
+    axis of ``length`` units (the matrix may hold a selection of them)."""
+    w: F32 = np.ascontiguousarray(mat, dtype=np.float32)
+    col_keys, _ = _keys(_gaussianize(w))
+    return _rows_sketch(w, _coordinates(col_keys), length)
