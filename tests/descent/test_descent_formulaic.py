@@ -164,10 +164,14 @@ STRUCTURED: dict[str, tuple[Callable[[], F32], str]] = {
 @pytest.mark.parametrize("family", list(RECURRENCE) + list(STRUCTURED))
 def test_formula_family_is_recognised(family: str, cast: str) -> None:
     build, reason = {**RECURRENCE, **STRUCTURED}[family]
-    if family in ("alibi-per-head-ramps", "alibi-heads-flattened") and cast == "int8":
-        pytest.skip("known miss: one int8 scale for heads whose slopes span 2^8 leaves the flat heads a few steps deep")
     with np.errstate(invalid="ignore", over="ignore"):
-        assert formulaic_reason(CASTS[cast](build())) == reason
+        got = formulaic_reason(CASTS[cast](build()))
+    if family in ("alibi-per-head-ramps", "alibi-heads-flattened") and cast == "int8":
+        # Known miss (docs/descent.md): one int8 scale for heads whose slopes span 2^8 leaves the
+        # flat heads a few steps deep. A miss only costs power; it must never be a wrong reason.
+        assert got in (None, reason)
+        return
+    assert got == reason
 
 
 @pytest.mark.parametrize("family", list(RECURRENCE))
