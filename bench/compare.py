@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from client.core.descent.fingerprint import Fingerprint, TensorEntry
+from client.core.descent.gram import GRAM_UNITS
 from client.core.descent.index import SIG_DIM, FingerprintIndex
 from client.core.descent.sketch import FREQS, MAX_UNITS, AxisSketch
 
@@ -79,10 +80,11 @@ def _synthetic(key: str, shapes: list[tuple[int, int]]) -> Fingerprint:
     r = np.random.default_rng(abs(hash(key)) % (1 << 32))
     entries = []
     for i, (m, n) in enumerate(shapes):
-        def axis(length: int) -> AxisSketch:
-            k = min(length, MAX_UNITS)
+        def axis(length: int, limit: int = MAX_UNITS) -> AxisSketch:
+            k = min(length, limit)
             return AxisSketch(length, r.standard_normal((k, FREQS)).astype(np.float16).astype(np.float32))
-        entries.append(TensorEntry(f"t{i:03d}", "float32", (m, n), r.bytes(32), (axis(m), axis(n))))
+        entries.append(TensorEntry(f"t{i:03d}", "float32", (m, n), r.bytes(32), (axis(m), axis(n)),
+                                   (axis(m, GRAM_UNITS), axis(n, GRAM_UNITS))))
     return Fingerprint(tuple(entries))
 
 

@@ -102,3 +102,20 @@ def dataset_folder(root: Path, files: int = 50, seed: int = 0) -> Path:
     for i in range(files):
         write(root / f"shard-{i // 10:02d}" / f"part-{i:05d}.bin", rng.randbytes(rng.randrange(0, 5000)))
     return root
+
+
+def assert_flips_refused_or_change_digest(raw: bytes) -> None:
+    """Flip one bit of each byte of an encoded manifest: the decoder refuses it, or it decodes to
+    a manifest with a different digest (never silently the same manifest)."""
+    from client.core.manifest import codec
+    from client.errors import FormatError
+
+    digest = codec.manifest_digest(codec.decode(raw))
+    for i in range(len(raw)):
+        bad = bytearray(raw)
+        bad[i] ^= 0x01
+        try:
+            other = codec.decode(bytes(bad))
+        except FormatError:
+            continue
+        assert codec.manifest_digest(other) != digest, i

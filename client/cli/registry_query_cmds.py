@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, assert_never
+from typing import Any
 
 from client.cli._connect import ledger_client, registry_client
 from client.cli._registry_common import (
@@ -16,8 +16,7 @@ from client.cli._registry_common import (
     resolve_ref,
     trusted_key_and_advance,
 )
-from client.core.records.jsonform import describe, record_json, short
-from client.core.records.model import Attestation, Dataset, Dispute, Identity, ModelCheckpoint
+from client.core.records.jsonform import describe, named_label, record_json, short
 from client.core.trust import evidence_text
 from client.errors import InconsistencyError, InvalidInputError, VerificationError
 from client.remote.registry import RemoteRecord
@@ -63,15 +62,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _label(r: RemoteRecord) -> str:
     s = r.signed.record.statement
-    match s:
-        case ModelCheckpoint():
-            return f"{s.model} {s.version} [{short(r.id)}]"
-        case Dataset():
-            return f"{s.name} {s.version} [{short(r.id)}]"
-        case Identity() | Attestation() | Dispute():
-            return f"{s.KIND.label} [{short(r.id)}]"
-        case _:
-            assert_never(s)
+    return named_label(s, r.id) or f"{s.KIND.label} [{short(r.id)}]"
 
 
 def _record_obj(r: RemoteRecord) -> dict[str, Any]:

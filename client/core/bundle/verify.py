@@ -12,7 +12,6 @@ rotated out before it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import assert_never
 
 from client.core.bundle.format import Bundle, parse
 from client.core.checkpoint import open_checkpoint
@@ -20,9 +19,9 @@ from client.core.merkle import verify_inclusion
 from client.core.note import Verifier
 from client.core.records import SignedRecord, parse_entry, record_id
 from client.core.records.identity import IdentityReplay, UnknownSignerError
-from client.core.records.jsonform import short
+from client.core.records.jsonform import named_label, short
 from client.core.records.lineage import lineage_edges
-from client.core.records.model import Attestation, Dataset, Dispute, Identity, ModelCheckpoint
+from client.core.records.model import Identity
 from client.core.records.signing import key_text
 from client.errors import FormatError, ProvenanceError, VerificationError
 
@@ -206,16 +205,9 @@ def describe_id(report: BundleReport, rid: bytes) -> str:
     """A label for a record of the report (its name and version where it has one)."""
     for r in report.records:
         if r.signed.id == rid:
-            s = r.signed.record.statement
-            match s:
-                case ModelCheckpoint():
-                    return f"{s.model} {s.version} [{short(rid)}]"
-                case Dataset():
-                    return f"{s.name} {s.version} [{short(rid)}]"
-                case Identity() | Attestation() | Dispute():
-                    pass
-                case _:
-                    assert_never(s)
+            label = named_label(r.signed.record.statement, rid)
+            if label is not None:
+                return label
     return short(rid)
 
 

@@ -63,14 +63,6 @@ class PairEvidence:
     log10_p: float
     axes: tuple[AxisResult | None, ...] = ()
 
-    @property
-    def rows(self) -> AxisResult | None:
-        return self.axes[0] if self.axes else None
-
-    @property
-    def cols(self) -> AxisResult | None:
-        return self.axes[1] if self.axes else None
-
     def to_json(self) -> dict[str, Any]:
         log10_p = round(self.log10_p, 3) if math.isfinite(self.log10_p) else None
         out: dict[str, Any] = {"a": self.a, "b": self.b, "how": self.how, "p_value": self.p_value,

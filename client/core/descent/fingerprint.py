@@ -84,6 +84,8 @@ class Fingerprint:
     version: int = VERSION
 
     def __post_init__(self) -> None:
+        if self.version >= 2 and any(e.sketch is not None and e.gram is None for e in self.entries):
+            raise FormatError(f"a version {self.version} fingerprint needs the Gram axes of every sketched tensor")
         names = [e.name for e in self.entries]
         if any(a.encode() >= b.encode() for a, b in zip(names, names[1:], strict=False)):
             raise FormatError("fingerprint entries must be sorted by name with no duplicates")
@@ -169,11 +171,7 @@ def encode(fp: Fingerprint) -> bytes:
         out.append(e.digest)
         if e.sketch is not None:
             out.append(b"\x01")
-            axes = list(e.sketch)
-            if fp.version >= 2:
-                if e.gram is None:
-                    raise FormatError(f"tensor {e.name!r}: a version {fp.version} sketch needs its Gram axes")
-                axes += list(e.gram)
+            axes = list(e.sketch) + (list(e.gram) if fp.version >= 2 and e.gram is not None else [])
             for axis in axes:
                 _encode_axis(out, axis)
         elif e.formula and fp.version >= 2:
@@ -212,13 +210,16 @@ def _decode_axis(cur: _Cursor, limit: int) -> AxisSketch:
     return AxisSketch(length=length, features=feats.astype(np.float32))
 
 
-def _decode_status(cur: _Cursor, version: int, name: str) -> TensorEntry:
-    """The part of an entry after its digest (``name`` etc. are filled in by the caller)."""
+_Status = tuple[tuple[AxisSketch, AxisSketch] | None, tuple[AxisSketch, AxisSketch] | None, str]
+
+
+def _decode_status(cur: _Cursor, version: int, name: str) -> _Status:
+    """The part of an entry after its digest: (sketch, Gram sketch, formula reason)."""
     flag = cur.take(1)
     if flag == b"\x01":
         sketch = (_decode_axis(cur, MAX_UNITS), _decode_axis(cur, MAX_UNITS))
         gram = (_decode_axis(cur, GRAM_UNITS), _decode_axis(cur, GRAM_UNITS)) if version >= 2 else None
-        return TensorEntry(name, "", (), b"", sketch, gram)
+        return sketch, gram, ""
     if flag == b"\x02" and version >= 2:
         (rlen,) = cur.unpack("<B")
         try:
@@ -227,9 +228,9 @@ def _decode_status(cur: _Cursor, version: int, name: str) -> TensorEntry:
             raise FormatError(f"{cur.source}: formula reason of {name!r} is not ASCII") from err
         if not reason or rlen > MAX_REASON:
             raise FormatError(f"{cur.source}: bad formula reason for {name!r}")
-        return TensorEntry(name, "", (), b"", None, None, reason)
+        return None, None, reason
     if flag == b"\x00":
-        return TensorEntry(name, "", (), b"", None)
+        return None, None, ""
     raise FormatError(f"{cur.source}: bad sketch flag for {name!r}")
 
 
@@ -261,9 +262,9 @@ def decode(data: bytes, *, source: str = "fingerprint") -> Fingerprint:
             raise FormatError(f"{source}: tensor {name!r} has {ndim} dimensions")
         shape = cur.unpack(f"<{ndim}Q")
         digest = cur.take(32)
-        part = _decode_status(cur, version, name)
-        entries.append(TensorEntry(name=name, dtype=dtype, shape=tuple(shape), digest=digest, sketch=part.sketch,
-                                   gram=part.gram, formula=part.formula))
+        sketch, gram, formula = _decode_status(cur, version, name)
+        entries.append(TensorEntry(name=name, dtype=dtype, shape=tuple(shape), digest=digest, sketch=sketch,
+                                   gram=gram, formula=formula))
     if cur.pos != len(data):
         raise FormatError(f"{source}: {len(data) - cur.pos} trailing bytes after the fingerprint")
     fp = Fingerprint(tuple(entries), version)

@@ -66,6 +66,19 @@ def short(rid: bytes) -> str:
     return rid.hex()[:12]
 
 
+def named_label(s: Statement, rid: bytes) -> str | None:
+    """``name version [id]`` for a dataset or model checkpoint; None for kinds without a name."""
+    match s:
+        case ModelCheckpoint():
+            return f"{s.model} {s.version} [{short(rid)}]"
+        case Dataset():
+            return f"{s.name} {s.version} [{short(rid)}]"
+        case Identity() | Attestation() | Dispute():
+            return None
+        case _:
+            assert_never(s)
+
+
 def describe(s: Statement, names: dict[bytes, str] | None = None) -> str:
     """One sentence saying what ``s`` states; ``names`` maps ids to labels for the records it refers to."""
     names = names or {}
