@@ -84,7 +84,9 @@ def _synthetic(key: str, shapes: list[tuple[int, int]]) -> Fingerprint:
             k = min(length, limit)
             return AxisSketch(length, r.standard_normal((k, FREQS)).astype(np.float16).astype(np.float32))
         entries.append(TensorEntry(f"t{i:03d}", "float32", (m, n), r.bytes(32), (axis(m), axis(n)),
-                                   (axis(m, GRAM_UNITS), axis(n, GRAM_UNITS))))
+                                   (axis(m, GRAM_UNITS), axis(n, GRAM_UNITS)),
+                                   moments=(float(np.float32(r.uniform(0.01, 0.05))),
+                                            float(np.float32(r.normal(0, 0.1))))))
     return Fingerprint(tuple(entries))
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import struct
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from client.core.descent.compare import compare
-from client.core.descent.fingerprint import DIGEST_NAME, build, decode, tensor_digest
+from client.core.descent.fingerprint import DIGEST_NAME, VERSION, Fingerprint, TensorEntry, build, decode, tensor_digest
+from client.core.descent.moments import moments
 from client.core.descent.sketch import matrix_view, sketch_matrix
 from client.errors import FormatError
 from tests.descent_fixtures import base_model, noisy
@@ -107,6 +111,78 @@ def test_trailing_bytes_are_refused() -> None:
 
 
 _SMALL = build([("b", W[:16, :64]), ("a", np.ones(8, np.float32))]).encode()
+
+
+def _older(current: Fingerprint, version: int) -> Fingerprint:
+    """``current`` as a fingerprint of an older version would have held it."""
+    return Fingerprint(tuple(TensorEntry(e.name, e.dtype, e.shape, e.digest, e.sketch,
+                                         e.gram if version >= 2 else None, e.formula if version >= 2 else "")
+                             for e in current.entries), version=version)
+
+
+def test_version_2_fingerprints_decode_keep_their_digest_and_compare_refuses_them_by_name() -> None:
+    """A v2 fingerprint (before the moments) still decodes to the same bytes and digest, so it checks
+    against its record; compare refuses it, naming the version and what it lacks."""
+    current = build({"w": W, "pos": np.arange(64.0 * 64).reshape(64, 64) % 7, "v": np.ones(8)}.items())
+    old = _older(current, 2)
+    data = old.encode()
+    assert data[4:6] == b"\x02\x00" and len(data) == len(current.encode()) - 8 * 1  # one sketched tensor
+    again = decode(data)
+    assert again.encode() == data and again.digest().startswith("blake3-plfp2:") and again.digest() == old.digest()
+    assert all(e.moments is None for e in again.entries)
+    with pytest.raises(FormatError, match=r"version 2 \(blake3-plfp2\).*moments"):
+        compare(again, current)
+    with pytest.raises(FormatError, match="version 2"):
+        compare(current, again)
+
+
+def test_version_3_stores_the_moments_of_every_sketched_tensor() -> None:
+    r = np.random.default_rng(3)
+    t = r.standard_t(5, (128, 96)).astype(np.float32) * 0.02 + 0.5
+    fp = decode(build({"t": t, "v": np.ones(8)}.items()).encode())
+    assert fp.version == VERSION == 3 and DIGEST_NAME == "blake3-plfp3"
+    by_name = {e.name: e for e in fp.entries}
+    assert by_name["v"].moments is None
+    assert by_name["t"].moments is not None
+    std, kurt = by_name["t"].moments
+    x = t.astype(np.float64).ravel()
+    z = (x - x.mean()) / x.std()
+    assert std == pytest.approx(x.std(), rel=1e-5)
+    assert kurt == pytest.approx(float(np.mean(z**4) - 3), rel=1e-3, abs=1e-4)
+
+
+@pytest.mark.parametrize("array,kurt", [(np.random.default_rng(0).standard_normal(200_000), 0.0),
+                                        (np.random.default_rng(0).uniform(-1, 1, 200_000), -1.2),
+                                        (np.random.default_rng(0).laplace(size=200_000), 3.0)])
+def test_moments_match_the_distribution(array: np.ndarray, kurt: float) -> None:
+    x = (array * 1e-3 + 7.0).astype(np.float32)  # a large offset must not cancel
+    std, k = moments(x)
+    ref = x.astype(np.float64)
+    assert std == pytest.approx(float(ref.std()), rel=1e-4)
+    assert k == pytest.approx(float(np.mean((ref - ref.mean()) ** 4) / ref.var() ** 2 - 3), abs=2e-3)
+    assert k == pytest.approx(kurt, abs=0.25)  # and it is the distribution's (sampling error aside)
+    assert moments(np.full(100, 3.0, np.float32)) == (0.0, 0.0)
+
+
+def test_moments_are_required_exactly_where_version_3_sketches() -> None:
+    e = build([("w", W)]).entries[0]
+    with pytest.raises(FormatError, match="moments"):
+        Fingerprint((dataclasses.replace(e, moments=None),))
+    with pytest.raises(FormatError, match="moments"):
+        Fingerprint((e,), version=2)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0])
+def test_bad_moments_are_refused(value: float) -> None:
+    fp = build([("w", W[:16, :64])])
+    data = fp.encode()
+    good = struct.pack("<ff", *fp.entries[0].moments or (0.0, 0.0))
+    assert data.endswith(good)
+    with pytest.raises(FormatError, match="moments"):
+        decode(data[:-8] + struct.pack("<ff", value, 0.0))
+    if value != -1.0:
+        with pytest.raises(FormatError, match="moments"):
+            decode(data[:-8] + struct.pack("<ff", 1.0, value))
 
 
 def test_version_1_fingerprints_decode_but_compare_refuses_them_by_name() -> None:

@@ -1,32 +1,36 @@
 """Model fingerprints: tensor digests plus per-axis sketches, with one canonical encoding.
 
 A fingerprint holds, for every tensor of a model, its name, dtype, shape and BLAKE3 digest
-(exact evidence), and for every informative matrix the row and column sketches of
-:mod:`client.core.descent.sketch` stored as float16 (statistical evidence). It is what a
-checkpoint registration can publish, or commit to by its digest and reveal later.
+(exact evidence), for every informative matrix the row and column sketches of
+:mod:`client.core.descent.sketch` stored as float16 (statistical evidence), and its moments
+(:mod:`client.core.descent.moments`; a weak signal of direction, never evidence of descent). It is
+what a checkpoint registration can publish, or commit to by its digest and reveal later.
 
-Encoding, version 2 (all integers little-endian; this is what the digest covers)::
+Encoding, version 3 (all integers and floats little-endian; this is what the digest covers)::
 
-    "PLFP" | u16 version=2 | u16 FREQS | u32 tensor count
+    "PLFP" | u16 version=3 | u16 FREQS | u32 tensor count
     per tensor, sorted by UTF-8 name, names unique:
         u16 name length | name | u8 dtype length | dtype (ASCII, numpy name) |
         u8 ndim | ndim x u64 dims | 32-byte BLAKE3 of the tensor's little-endian bytes |
         u8 status: 0 low-information, 1 sketched, 2 formulaic |
         status 1: four axis sketches, each u32 axis length | u32 units kept k | k x FREQS float16:
             rows, columns (:mod:`~client.core.descent.sketch`, k <= MAX_UNITS),
-            Gram rows, Gram columns (:mod:`~client.core.descent.gram`, k <= GRAM_UNITS)
+            Gram rows, Gram columns (:mod:`~client.core.descent.gram`, k <= GRAM_UNITS),
+            then f32 standard deviation (>= 0) | f32 excess kurtosis (both finite)
         status 2: u8 reason length | reason (ASCII: why a formula produces it; no sketch)
 
-The fingerprint digest is BLAKE3 over those bytes, named ``blake3-plfp2``. Version 1 (no status 2,
-two axis sketches, digest name ``blake3-plfp1``) still decodes, so a published or committed v1
-fingerprint can still be checked against its record, but it lacks what today's comparison needs
-(rotation-invariant sketches, formulaic tensors set aside): :func:`require_current` refuses it by
-name. Decoding accepts only canonical bytes (re-encoding gives the same bytes) within the bounds
-below.
+The fingerprint digest is BLAKE3 over those bytes, named ``blake3-plfp3``. Version 2 (no
+moments, digest name ``blake3-plfp2``) and version 1 (no status 2, two axis sketches, no moments,
+``blake3-plfp1``) still decode, so a published or committed older fingerprint can still be checked
+against its record, but they lack what today's comparison needs (v1: rotation-invariant sketches
+and formulaic tensors set aside; both: the moments the direction signal reads):
+:func:`require_current` refuses them by name. Decoding accepts only canonical bytes (re-encoding
+gives the same bytes) within the bounds below.
 """
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -37,12 +41,14 @@ import numpy.typing as npt
 
 from client.core.descent.formulaic import formulaic_reason
 from client.core.descent.gram import GRAM_UNITS, gram_sketch
+from client.core.descent.moments import moments
 from client.core.descent.sketch import FREQS, MAX_UNITS, AxisSketch, matrix_view, sketch_matrix
 from client.errors import FormatError
 
 MAGIC = b"PLFP"
-VERSION = 2
-VERSIONS = (1, 2)  # decodable; only VERSION is compared
+VERSION = 3
+VERSIONS = (1, 2, 3)  # decodable; only VERSION is compared
+MOMENTS_SINCE = 3
 MAX_REASON = 64
 DIGEST_NAME = f"blake3-plfp{VERSION}"
 MAX_TENSORS = 1_000_000
@@ -58,6 +64,8 @@ class TensorEntry:
     ``sketch`` is (rows, columns) and ``gram`` (rows, columns) their rotation-invariant
     counterparts, both None for a low-information or formulaic tensor (``gram`` is also None in a
     version 1 fingerprint). ``formula`` names why a formula produces the tensor ("" if none).
+    ``moments`` is (standard deviation, excess kurtosis) of a sketched tensor's entries
+    (:func:`~client.core.descent.moments.moments`), None otherwise and in versions 1 and 2.
     """
 
     name: str
@@ -67,6 +75,7 @@ class TensorEntry:
     sketch: tuple[AxisSketch, AxisSketch] | None
     gram: tuple[AxisSketch, AxisSketch] | None = None
     formula: str = ""
+    moments: tuple[float, float] | None = None
 
     @property
     def numel(self) -> int:
@@ -86,6 +95,10 @@ class Fingerprint:
     def __post_init__(self) -> None:
         if self.version >= 2 and any(e.sketch is not None and e.gram is None for e in self.entries):
             raise FormatError(f"a version {self.version} fingerprint needs the Gram axes of every sketched tensor")
+        new = self.version >= MOMENTS_SINCE
+        if any((e.moments is not None) != (new and e.sketch is not None) for e in self.entries):
+            raise FormatError(f"a version {self.version} fingerprint holds moments for "
+                              + ("every sketched tensor and no other" if new else "no tensor"))
         names = [e.name for e in self.entries]
         if any(a.encode() >= b.encode() for a, b in zip(names, names[1:], strict=False)):
             raise FormatError("fingerprint entries must be sorted by name with no duplicates")
@@ -104,10 +117,12 @@ class Fingerprint:
 def require_current(fp: Fingerprint, label: str) -> None:
     """Refuse, by name, a fingerprint of an older version than the comparison needs."""
     if fp.version != VERSION:
+        lacks = ("the rotation-invariant sketches, formula detection and tensor moments" if fp.version < 2
+                 else "the tensor moments (the weight direction signal)")
         raise FormatError(
-            f"{label}: fingerprint version {fp.version} (blake3-plfp{fp.version}) predates the "
-            f"rotation-invariant sketches and formula detection of version {VERSION}; it still checks "
-            "against its record, but compare needs it recomputed from the weights with `provenance fingerprint`"
+            f"{label}: fingerprint version {fp.version} (blake3-plfp{fp.version}) predates {lacks} of "
+            f"version {VERSION} (blake3-plfp{VERSION}); it still checks against its record, but compare "
+            "needs it recomputed from the weights with `provenance fingerprint`"
         )
 
 
@@ -133,13 +148,13 @@ def entry_for(name: str, array: npt.NDArray[np.generic]) -> TensorEntry:
     """Digest and, if informative and not produced by a formula, sketch one tensor."""
     mat = matrix_view(array)
     reason = formulaic_reason(mat) if mat is not None else None
-    sketch = gram = None
+    sketch = gram = mom = None
     if mat is not None and reason is None:
         w = np.ascontiguousarray(mat, dtype=np.float32)
-        sketch, gram = sketch_matrix(w), gram_sketch(w)
+        sketch, gram, mom = sketch_matrix(w), gram_sketch(w), moments(w)
     return TensorEntry(
         name=name, dtype=array.dtype.name, shape=tuple(int(d) for d in array.shape),
-        digest=tensor_digest(array), sketch=sketch, gram=gram, formula=reason or "",
+        digest=tensor_digest(array), sketch=sketch, gram=gram, formula=reason or "", moments=mom,
     )
 
 
@@ -174,6 +189,8 @@ def encode(fp: Fingerprint) -> bytes:
             axes = list(e.sketch) + (list(e.gram) if fp.version >= 2 and e.gram is not None else [])
             for axis in axes:
                 _encode_axis(out, axis)
+            if fp.version >= MOMENTS_SINCE and e.moments is not None:
+                out.append(struct.pack("<ff", *e.moments))
         elif e.formula and fp.version >= 2:
             reason = e.formula.encode("ascii")
             out.append(b"\x02" + struct.pack("<B", len(reason)) + reason)
@@ -210,16 +227,24 @@ def _decode_axis(cur: _Cursor, limit: int) -> AxisSketch:
     return AxisSketch(length=length, features=feats.astype(np.float32))
 
 
-_Status = tuple[tuple[AxisSketch, AxisSketch] | None, tuple[AxisSketch, AxisSketch] | None, str]
+_Status = tuple[tuple[AxisSketch, AxisSketch] | None, tuple[AxisSketch, AxisSketch] | None, str,
+                tuple[float, float] | None]
+
+
+def _decode_moments(cur: _Cursor, name: str) -> tuple[float, float]:
+    std, kurt = struct.unpack("<ff", cur.take(8))
+    if not (math.isfinite(std) and math.isfinite(kurt) and std >= 0):
+        raise FormatError(f"{cur.source}: bad moments for {name!r}")
+    return std, kurt
 
 
 def _decode_status(cur: _Cursor, version: int, name: str) -> _Status:
-    """The part of an entry after its digest: (sketch, Gram sketch, formula reason)."""
+    """The part of an entry after its digest: (sketch, Gram sketch, formula reason, moments)."""
     flag = cur.take(1)
     if flag == b"\x01":
         sketch = (_decode_axis(cur, MAX_UNITS), _decode_axis(cur, MAX_UNITS))
         gram = (_decode_axis(cur, GRAM_UNITS), _decode_axis(cur, GRAM_UNITS)) if version >= 2 else None
-        return sketch, gram, ""
+        return sketch, gram, "", _decode_moments(cur, name) if version >= MOMENTS_SINCE else None
     if flag == b"\x02" and version >= 2:
         (rlen,) = cur.unpack("<B")
         try:
@@ -228,9 +253,9 @@ def _decode_status(cur: _Cursor, version: int, name: str) -> _Status:
             raise FormatError(f"{cur.source}: formula reason of {name!r} is not ASCII") from err
         if not reason or rlen > MAX_REASON:
             raise FormatError(f"{cur.source}: bad formula reason for {name!r}")
-        return None, None, reason
+        return None, None, reason, None
     if flag == b"\x00":
-        return None, None, ""
+        return None, None, "", None
     raise FormatError(f"{cur.source}: bad sketch flag for {name!r}")
 
 
@@ -262,9 +287,9 @@ def decode(data: bytes, *, source: str = "fingerprint") -> Fingerprint:
             raise FormatError(f"{source}: tensor {name!r} has {ndim} dimensions")
         shape = cur.unpack(f"<{ndim}Q")
         digest = cur.take(32)
-        sketch, gram, formula = _decode_status(cur, version, name)
+        sketch, gram, formula, mom = _decode_status(cur, version, name)
         entries.append(TensorEntry(name=name, dtype=dtype, shape=tuple(shape), digest=digest, sketch=sketch,
-                                   gram=gram, formula=formula))
+                                   gram=gram, formula=formula, moments=mom))
     if cur.pos != len(data):
         raise FormatError(f"{source}: {len(data) - cur.pos} trailing bytes after the fingerprint")
     fp = Fingerprint(tuple(entries), version)
