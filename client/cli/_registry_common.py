@@ -10,7 +10,7 @@ from typing import Any
 
 from client.cli._connect import add_server_args
 from client.core.records import Kind, RecordSigner
-from client.errors import InvalidInputError, NotFoundError, ProvenanceError
+from client.errors import FormatError, InvalidInputError, NotFoundError, ProvenanceError
 from client.remote import LogClient
 from client.remote.registry import RegistryClient
 
@@ -76,14 +76,25 @@ def split_ref(text: str, allowed: set[str], default: str) -> tuple[str, str]:
 
 
 def read_log_key(value: str) -> str:
-    """A verifier key given as text or as a file holding it."""
+    """A verifier key given as text or as a file holding it (``--log-key``), checked to parse as one.
+
+    A malformed key is a usage error (InvalidInputError, exit 2) naming ``--log-key``, not a failed
+    verification (exit 1): nothing was verified."""
+    from client.core.note import Verifier
+
     path = Path(value)
     if "+" not in value or path.is_file():
         try:
-            return path.read_text(encoding="utf-8").strip()
-        except OSError as err:
-            raise InvalidInputError(f"cannot read log key file {value}: {err}") from err
-    return value.strip()
+            text = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as err:
+            raise InvalidInputError(f"--log-key: cannot read log key file {value}: {err}") from err
+    else:
+        text = value.strip()
+    try:
+        Verifier.from_text(text)
+    except FormatError as err:
+        raise InvalidInputError(f"--log-key {value!r} is not a log verifier key: {err}") from err
+    return text
 
 
 def trusted_key_and_advance(c: LogClient, note: bytes, pinned: str | None, state: Path | None) -> str:
@@ -97,7 +108,7 @@ def trusted_key_and_advance(c: LogClient, note: bytes, pinned: str | None, state
     from client.core.trust import TrustState
 
     path = state_path(state)
-    trust = TrustState.from_text(path.read_text(encoding="utf-8")) if path.exists() else TrustState()
+    trust = TrustState.from_bytes(path.read_bytes()) if path.exists() else TrustState()
     from client.core.checkpoint import SignedCheckpoint
 
     info = c.log_info()

@@ -17,7 +17,7 @@ import os
 import sys
 from typing import Any
 
-from client.errors import InvalidInputError
+from client.errors import FormatError, InvalidInputError
 
 
 def register(sub: Any) -> None:
@@ -36,6 +36,7 @@ def register(sub: Any) -> None:
 
 
 def _load_manifest(path: str) -> Any:
+    from client.core import jsonlimits
     from client.core.manifest import codec, jsonform
 
     try:
@@ -46,9 +47,9 @@ def _load_manifest(path: str) -> Any:
     if data.startswith(codec.MAGIC):
         return codec.decode(data)
     try:
-        obj = json.loads(data)
-    except (UnicodeDecodeError, ValueError) as e:
-        raise InvalidInputError(f"{path!r} is neither a canonical manifest nor manifest JSON") from e
+        obj = jsonlimits.loads(data, "it")
+    except FormatError as e:
+        raise FormatError(f"{path!r} is neither a canonical manifest nor manifest JSON: {e}") from e
     return jsonform.from_json(obj)
 
 

@@ -261,7 +261,7 @@ def _audit(args: argparse.Namespace) -> int:
     from client.errors import InconsistencyError
 
     path = state_path(args.state)
-    trust = TrustState.from_text(path.read_text(encoding="utf-8")) if path.exists() else TrustState()
+    trust = TrustState.from_bytes(path.read_bytes()) if path.exists() else TrustState()
     with ledger_client(args) as c:
         info = c.log_info()
         previous = trust.trusted(info.origin)

@@ -11,7 +11,6 @@ digest with the descent test rerun locally.
 from __future__ import annotations
 
 import argparse
-import datetime
 import math
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 from client.cli._connect import ledger_client, registry_client
 from client.cli._registry_common import add_common, print_json, read_log_key, resolve_ref
+from client.core.signer_time import signer_time
 from client.errors import InconsistencyError, InvalidInputError, ProvenanceError, VerificationError
 
 RECHECK_DEFAULT = 3
@@ -53,7 +53,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _when(ts: int) -> str:
-    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """A record's time (the signer's own claim): total, see :mod:`client.core.signer_time`."""
+    return signer_time(ts)
 
 
 def _is_fingerprint_file(path: Path) -> bool:

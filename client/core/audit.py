@@ -24,6 +24,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from client.core import jsonlimits
 from client.core.checkpoint import SignedCheckpoint
 from client.core.merkle import CompactRange, leaf_hash
 from client.core.note import Verifier
@@ -79,16 +80,22 @@ class AuditState:
         return cls(origin, key, size, raw_root, raw_note)
 
 
+def parse_state_bytes(data: bytes) -> dict[str, AuditState]:
+    """:func:`parse_states` of a state file's bytes, which must be UTF-8."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise FormatError(f"audit state file is not UTF-8 (byte {err.start})") from err
+    return parse_states(text)
+
+
 def parse_states(text: str) -> dict[str, AuditState]:
     """Parse a state file's text (``{"version": 1, "logs": {origin: state}}``); empty text is no state."""
     if not text.strip():
         return {}
     if len(text) > MAX_STATE_BYTES:
         raise FormatError("audit state file is too large")
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise FormatError(f"audit state file is not JSON: {err}") from err
+    obj = jsonlimits.loads(text, "audit state file")
     if not isinstance(obj, dict) or obj.get("version") != STATE_VERSION or not isinstance(obj.get("logs"), dict):
         raise FormatError(f"audit state file is not version {STATE_VERSION}")
     return {origin: AuditState.from_json(origin, s) for origin, s in obj["logs"].items()}

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from client.core.audit import AuditState, format_states, parse_states
+from client.core.audit import AuditState, format_states, parse_state_bytes, parse_states
 from client.core.checkpoint import SignedCheckpoint
 from client.core.merkle import verify_consistency
 from client.core.note import Verifier
@@ -33,6 +33,11 @@ class TrustState:
     @classmethod
     def from_text(cls, text: str) -> TrustState:
         return cls(parse_states(text)) if text.strip() else cls()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TrustState:
+        """The state of a state file's bytes (UTF-8 JSON; empty is no state). Raises FormatError."""
+        return cls(parse_state_bytes(data))
 
     def to_text(self) -> str:
         return format_states(self.logs)

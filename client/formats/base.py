@@ -25,6 +25,9 @@ MAX_TENSORS = 1_000_000
 MAX_NDIM = 16
 MAX_NAME = 4096  # bytes of UTF-8
 MAX_DIM = 1 << 40
+#: Elements of one tensor, counting no zero dimension (numpy allocates shape metadata by that product,
+#: so ``[0, 2**62]`` is refused by numpy too); far above any real tensor, far below int64 wrapping.
+MAX_ELEMENTS = 1 << 48
 
 #: Dtype names recorded in manifests (safetensors spelling; every format maps to these where it can).
 NUMPY_DTYPES: dict[str, str] = {
@@ -45,7 +48,8 @@ def check_name(path: Path | str, name: str) -> None:
 
 
 def check_dims(path: Path | str, name: str, dims: object) -> tuple[int, ...]:
-    """Requires a list of at most MAX_NDIM integers in [0, MAX_DIM]."""
+    """Requires a list of at most MAX_NDIM integers in [0, MAX_DIM] whose non-zero ones multiply to at
+    most MAX_ELEMENTS (computed in Python ints, before numpy sees the shape)."""
     if not isinstance(dims, list | tuple) or len(dims) > MAX_NDIM:
         raise fail(path, f"tensor {name!r}: shape must be a list of at most {MAX_NDIM} dims, got {dims!r:.80}")
     for d in dims:
@@ -53,6 +57,9 @@ def check_dims(path: Path | str, name: str, dims: object) -> tuple[int, ...]:
             raise fail(path, f"tensor {name!r}: shape must hold non-negative integers, got {d!r}")
         if d > MAX_DIM:
             raise fail(path, f"tensor {name!r}: dimension {d} exceeds {MAX_DIM}")
+    if math.prod(d for d in dims if d) > MAX_ELEMENTS:
+        raise fail(path, f"tensor {name!r}: shape {list(dims)} has more than {MAX_ELEMENTS} elements "
+                         "(zero dimensions aside)")
     return tuple(dims)
 
 

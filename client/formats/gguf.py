@@ -21,7 +21,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from client.formats.arrays import Tensor, as_array
-from client.formats.base import MAX_NAME, MAX_NDIM, MAX_TENSORS, Layout, TensorRegion, check_name, element_count, fail
+from client.formats.base import (
+    MAX_NAME,
+    MAX_NDIM,
+    MAX_TENSORS,
+    Layout,
+    TensorRegion,
+    check_dims,
+    check_name,
+    element_count,
+    fail,
+)
 from client.formats.gguf_quants import BLOCKS, KBLOCKS, dequantize
 from client.formats.source import PathSource, Source
 
@@ -150,8 +160,9 @@ def layout(source: Source, require: Callable[[str, str], None] | None = None) ->
     base = (s.pos + align - 1) // align * align
     regions: list[TensorRegion] = []
     seen: set[str] = set()
-    for name, shape, tid, off in raw_infos:
+    for name, rev_dims, tid, off in raw_infos:
         check_name(where, name)
+        shape = check_dims(where, name, rev_dims)
         if name in seen:
             raise fail(where, f"tensor {name!r} appears twice")
         seen.add(name)

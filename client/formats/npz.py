@@ -24,7 +24,7 @@ from typing import IO
 import numpy as np
 import numpy.typing as npt
 
-from client.formats._zip import member_span, open_zip
+from client.formats._zip import check_inflation, member_span, open_zip
 from client.formats.arrays import Tensor, dtype_name
 from client.formats.base import MAX_TENSORS, Layout, TensorRegion, check_dims, element_count, fail
 from client.formats.source import PathSource, Source, open_stream
@@ -156,6 +156,11 @@ class NpzReader:
                         raw = src.array(a.start, a.nbytes, f"array {a.name!r}")
                     else:
                         assert zf is not None
+                        info = zf.getinfo(a.member)
+                        check_inflation(info, src.name)
+                        if a.nbytes > info.file_size:
+                            raise fail(src.name, f"truncated: array {a.name!r} of {a.nbytes} bytes in archive entry "
+                                                 f"{a.member} of {info.file_size}")
                         try:
                             with zf.open(a.member) as fp:
                                 _header(fp, src.name, a.name)

@@ -14,7 +14,9 @@ is a view of a storage: element offset, size and strides. Regions (manifests): a
 in place (``byteswap`` for a big-endian file). A non-contiguous view (a transpose, a slice with a
 step) has no byte range and is left out of the digests, with that reason, rather than copied
 into memory to be hashed in logical order; likewise a storage in a compressed zip entry (torch
-itself never compresses). Reading (:class:`TorchReader`) materialises every view.
+itself never compresses). Reading (:class:`TorchReader`) materialises every view; a compressed
+storage must declare exactly the bytes its pickle says and is inflated within the bounds of
+:func:`client.formats._zip.zip_read` (no zip bomb).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from client.formats._unpickle import (
 )
 from client.formats._zip import member_span, open_zip, zip_read
 from client.formats.arrays import Tensor, bf16_to_f32
-from client.formats.base import NUMPY_DTYPES, Layout, TensorRegion, fail
+from client.formats.base import NUMPY_DTYPES, Layout, TensorRegion, check_dims, fail
 from client.formats.source import PathSource, Source, open_stream
 
 FORMAT = "pytorch"
@@ -68,12 +70,12 @@ def _zip(source: Source) -> _Checkpoint:
             raise fail(source.name, f"object pickle of {zf.getinfo(pkls[0]).file_size} bytes exceeds {MAX_PICKLE}")
         big = False
         if prefix + "byteorder" in zf.namelist():
-            order = zip_read(zf, prefix + "byteorder", source.name).strip()
+            order = zip_read(zf, prefix + "byteorder", source.name, limit=16).strip()
             if order not in (b"little", b"big"):
                 raise fail(source.name, f"bad byteorder {order!r}")
             big = order == b"big"
         flat: list[tuple[str, LazyTensor]] = []
-        flatten(unpickle(zip_read(zf, pkls[0], source.name), source.name, _ignore), "", flat)
+        flatten(unpickle(zip_read(zf, pkls[0], source.name, limit=MAX_PICKLE), source.name, _ignore), "", flat)
         storages: dict[str, tuple[int, int] | None] = {}
         for _name, t in flat:
             member = f"{prefix}data/{t.storage.key}"
@@ -155,6 +157,7 @@ def _check_view(where: str, t: LazyTensor, nbytes: int) -> int:
     st = t.storage.stype
     if nbytes != t.storage.numel * st.itemsize:
         raise fail(where, f"storage {t.storage.key}: {nbytes} bytes for {t.storage.numel} elements")
+    check_dims(where, f"view of storage {t.storage.key}", t.size)
     numel = 1
     for d in t.size:
         numel *= d
@@ -238,7 +241,8 @@ class TorchReader:
                     span = ck.storages[t.storage.key]
                     if span is None:
                         assert zf is not None
-                        raw = zip_read(zf, f"{ck.zip_prefix}data/{t.storage.key}", src.name)
+                        raw = zip_read(zf, f"{ck.zip_prefix}data/{t.storage.key}", src.name,
+                                       expected=t.storage.numel * t.storage.stype.itemsize)
                     else:
                         raw = src.read(span[0], span[1], f"storage {t.storage.key}")
                     yield name, _materialize(src.name, t, raw, ck.big_endian)

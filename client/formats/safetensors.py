@@ -9,7 +9,8 @@ Layout, per the specification:
 * the rest of the file: the byte buffer. ``data_offsets`` are relative to its start, tensors are
   stored little-endian, row-major, and the buffer must be entirely indexed: no holes, no overlaps.
 
-Bounded: the header size (100,000,000 bytes, as the reference implementation), the tensor count,
+Bounded: the header size (100,000,000 bytes, as the reference implementation), its JSON nesting
+depth (:mod:`client.core.jsonlimits`, measured before the JSON parser recurses), the tensor count,
 the rank, name length and dimensions (:mod:`.base`); duplicate JSON keys, unknown dtypes, sizes
 that disagree with dtype x shape and any hole or overlap are refused. The stored bytes are the
 tensor digest's input as they are (docs/manifest.md, "Tensor digests").
@@ -24,6 +25,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from client.core.jsonlimits import MAX_DEPTH, nesting_depth
+from client.core.jsonlimits import loads as json_loads
+from client.errors import FormatError
 from client.formats.base import (
     MAX_TENSORS,
     NUMPY_DTYPES,
@@ -77,6 +81,8 @@ def parse_header(header: bytes, data_size: int, name: str = "safetensors") -> li
         text = header.decode("utf-8").rstrip(" ")
         if not text.endswith("}"):
             raise fail(name, "safetensors header must end with '}' and only spaces may pad it")
+        if (depth := nesting_depth(text)) > MAX_DEPTH:  # before json recurses (client/core/jsonlimits.py)
+            raise fail(name, f"safetensors header nests {depth} levels deep, more than {MAX_DEPTH}")
         obj = json.loads(text, object_pairs_hook=no_duplicates)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise fail(name, f"safetensors header is not UTF-8 JSON: {e}") from e
@@ -165,9 +171,11 @@ class ShardedSafetensorsReader:
             raise fail(path, "more than one *.safetensors.index.json")
         if indexes:
             try:
-                index = json.loads(indexes[0].read_text())
+                index = json_loads(indexes[0].read_bytes(), "safetensors index")
                 weight_map = index["weight_map"]
                 files = sorted(set(weight_map.values()))
+            except FormatError as err:
+                raise fail(indexes[0], str(err)) from err
             except (ValueError, KeyError, TypeError, AttributeError) as err:
                 raise fail(indexes[0], f"bad safetensors index ({err})") from err
             for fname in files:

@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from client.core.jsonlimits import MAX_DEPTH, nesting_depth
 from client.core.merkle import HASH_SIZE
 from client.errors import FormatError
 
@@ -109,6 +110,11 @@ def _keys(obj: Any, part: str, want: set[str]) -> dict[str, Any]:
 def _str(obj: Any, part: str) -> str:
     if not isinstance(obj, str):
         raise BundleFormatError(part, "must be a string")
+    if not obj.isascii():
+        try:
+            obj.encode("utf-8")
+        except UnicodeEncodeError as err:  # a lone surrogate from a \u escape: no UTF-8 spelling, cannot print
+            raise BundleFormatError(part, f"holds a lone surrogate at character {err.start}, not text") from err
     return obj
 
 
@@ -158,6 +164,8 @@ def parse(data: bytes) -> Bundle:
     """Parse bundle bytes strictly (see the module docstring). Raises :class:`BundleFormatError`."""
     if len(data) > MAX_BUNDLE_BYTES:
         raise BundleFormatError("bundle", f"is {len(data)} bytes, more than {MAX_BUNDLE_BYTES}")
+    if (depth := nesting_depth(data)) > MAX_DEPTH:  # before json recurses (client/core/jsonlimits.py)
+        raise BundleFormatError("bundle", f"nests {depth} levels deep, more than {MAX_DEPTH}")
     try:
         obj = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates)
     except (UnicodeDecodeError, ValueError) as err:
