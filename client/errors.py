@@ -34,6 +34,10 @@ class UnavailableError(ProvenanceError):
     """The service cannot answer now: draining, storage failed (UNAVAILABLE)."""
 
 
+class DataLossError(ProvenanceError):
+    """Data the server holds is damaged or lost (DATA_LOSS): retrying will not help; the operator must repair it."""
+
+
 class FormatError(InvalidInputError):
     """Bytes that do not parse as the format they claim (note, checkpoint, key, record...)."""
 

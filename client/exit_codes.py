@@ -8,6 +8,7 @@ first class that matches wins, so subclasses come before their bases.
 from __future__ import annotations
 
 from client.errors import (
+    DataLossError,
     InvalidInputError,
     NotFoundError,
     OutOfRangeError,
@@ -26,6 +27,7 @@ EXIT_ERROR = 5  # anything else
 
 _EXIT_FOR_ERROR: tuple[tuple[type[ProvenanceError], int], ...] = (
     (VerificationError, EXIT_FAILED),
+    (DataLossError, EXIT_FAILED),  # a damaged store: a check (at start, fsck) ran and failed
     (InvalidInputError, EXIT_USAGE),
     (OutOfRangeError, EXIT_USAGE),
     (NotFoundError, EXIT_NOT_FOUND),

@@ -1,8 +1,8 @@
-"""Server commands: ``serve`` (run the log and registry over gRPC) and ``backup`` (copy a data dir).
+"""Server commands: ``serve`` (run the log and registry over gRPC), ``backup`` (copy a data dir), ``fsck``.
 
 Thin: parse flags into :class:`ledger.app.config.ServerConfig` fields and hand over to
-``ledger/app/serve.py`` / ``ledger/app/backup.py``, imported inside the handlers (the only
-places the client CLI reaches into the server package). Flags are documented in
+``ledger/app/serve.py`` / ``ledger/app/backup.py`` / ``ledger/app/fsck.py``, imported inside the
+handlers (the only places the client CLI reaches into the server package). Flags are documented in
 ``docs/operations.md``.
 """
 
@@ -44,6 +44,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="on SIGUSR1, write an online backup into DIR/backup-<time> (docs/operations.md)")
     p.add_argument("--rotate-key", action="store_true",
                    help="accept a signing key other than the one this log has used (docs/operations.md)")
+    p.add_argument("--new-log", action="store_true",
+                   help="start a new log with a new key in a data dir whose old store is gone (needs no store "
+                        "and no signing key; sets the old log.pub and log-keys aside; docs/operations.md)")
+    p.add_argument("--scrub-interval", type=float, default=None, metavar="S",
+                   help="read the whole store back, checksums verified, at start and every S seconds "
+                        "(default 86400; 0 = never)")
+    p.add_argument("--scrub-rate", type=_size_arg, default=None, metavar="BYTES",
+                   help="the scrub's read rate in bytes/s (default 8 MiB; 0 = unthrottled)")
     g = p.add_argument_group("limits and deadlines (docs/operations.md)")
     g.add_argument("--max-concurrent-streams", type=_size_arg, default=None, metavar="N", help="per connection")
     g.add_argument("--checkpoint-wait-seconds", type=float, default=None, metavar="S",
@@ -87,6 +95,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--key", type=Path, default=None, metavar="FILE", help="signing key (default DATA/log.key)")
     p.set_defaults(func=_backup)
 
+    p = subparsers.add_parser("fsck", help="check a stopped server's data dir offline: checksums, every entry "
+                              "against the tree, the tree against the signed head (exit 0 clean, 1 damaged)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="DIR", help="the data directory to check")
+    p.add_argument("--restore-signed-head", type=Path, default=None, metavar="NOTE",
+                   help="re-create a lost SIGNED-HEAD record from the newest checkpoint note this log handed out "
+                        "(docs/operations.md)")
+    p.set_defaults(func=_fsck)
+
 
 def _serve(args: argparse.Namespace) -> int:
     from ledger.app import serve  # the one place the client CLI reaches into the server package
@@ -122,12 +138,31 @@ def _serve(args: argparse.Namespace) -> int:
             ("log_format", args.log_format),
             ("log_level", args.log_level),
             ("rotate_key", args.rotate_key or None),
+            ("new_log", args.new_log or None),
+            ("scrub_interval_seconds", args.scrub_interval),
+            ("scrub_bytes_per_second", args.scrub_rate),
             ("backup_dir", args.backup_dir),
         )
         if value is not None
     }
     config = serve.build_config(args.data, args.listen, args.origin, args.key, **limits)
     return serve.main(config)
+
+
+def _fsck(args: argparse.Namespace) -> int:
+    from client.exit_codes import EXIT_FAILED, EXIT_OK
+    from ledger.app import fsck
+
+    if args.restore_signed_head is not None:
+        size, tree_size = fsck.restore_signed_head(args.data, args.restore_signed_head.read_bytes())
+        print(f"signed-head record restored: size {size} (the store holds {tree_size})")
+        return EXIT_OK
+    report = fsck.fsck(args.data)
+    for finding in report.findings:
+        print(f"damaged: {finding}")
+    print(f"{'clean' if report.clean else 'DAMAGED'}: tree size {report.tree_size}, signed head "
+          f"{report.signed_size}, {report.entries_checked} entries checked against the tree")
+    return EXIT_OK if report.clean else EXIT_FAILED
 
 
 def _backup(args: argparse.Namespace) -> int:

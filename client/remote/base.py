@@ -19,6 +19,7 @@ from typing import Any, Self, TypeVar
 import grpc
 
 from client.errors import (
+    DataLossError,
     InvalidInputError,
     NotFoundError,
     OutOfRangeError,
@@ -43,6 +44,7 @@ ERROR_FOR_STATUS: dict[grpc.StatusCode, type[ProvenanceError]] = {
     grpc.StatusCode.CANCELLED: UnavailableError,
     grpc.StatusCode.FAILED_PRECONDITION: VerificationError,
     grpc.StatusCode.PERMISSION_DENIED: SignatureError,
+    grpc.StatusCode.DATA_LOSS: DataLossError,  # the server's store is damaged: not worth a retry
 }
 
 

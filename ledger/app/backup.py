@@ -143,7 +143,9 @@ def online_backup(storage: Checkpointable, data_dir: Path, root: Path) -> dict[s
 def check_copy(data_dir: Path) -> dict[str, Any]:
     """Open the copied store and check that its tree head and saved checkpoint agree (signature included).
 
-    This is the same check the server makes at start, short of serving.
+    This is the same check the server makes at start, short of serving. A RocksDB checkpoint
+    does not copy the signed-head record (``SIGNED-HEAD``, beside RocksDB's files), so the
+    copy gets its own: the copy's signed checkpoint (its tree head when it holds no note).
     """
     from client.core.checkpoint import open_checkpoint
     from client.core.note import Verifier
@@ -165,6 +167,11 @@ def check_copy(data_dir: Path) -> dict[str, Any]:
                 raise CorruptStorageError(f"the copy's tree (size {head.size}) disagrees with its signed "
                                           f"checkpoint (size {cp.size})")
             signed_size = cp.size
+        if storage.read_signed() is None:
+            if signed_size is not None:
+                storage.record_signed(cp.size, cp.root)
+            else:
+                storage.record_signed(head.size, head.root)
     finally:
         storage.close()
     return {"origin": origin, "tree_size": head.size, "root": base64.b64encode(head.root).decode(),

@@ -58,6 +58,9 @@ class ServerConfig:
     max_connection_idle_seconds: float = 900.0  # close connections without calls after this; 0 = never
     max_connection_age_seconds: float = 0.0  # GOAWAY every connection after this (load balancing); 0 = never
     max_connection_age_grace_seconds: float = 30.0  # in-flight calls may finish this long after that GOAWAY
+    # -- the store's background scrub (ledger/storage/scrub.py) --
+    scrub_interval_seconds: float = 86400.0  # one pass at start, then one per interval; 0 = no scrub
+    scrub_bytes_per_second: int = 8 << 20  # the scrub's read rate; 0 = unthrottled
     # -- health --
     stuck_seconds: float = 20.0  # writes waiting this long with no integration progress: NOT_SERVING
     health_poll_seconds: float = 0.5
@@ -103,6 +106,10 @@ class ServerConfig:
                      "max_connection_age_grace_seconds"):
             if not getattr(self, name) >= 0:
                 raise InvalidInputError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.scrub_interval_seconds < 0 or self.scrub_bytes_per_second < 0:
+            raise InvalidInputError("scrub_interval_seconds and scrub_bytes_per_second must be >= 0")
+        if self.new_log and self.rotate_key:
+            raise InvalidInputError("--new-log starts a log with a new key; --rotate-key hands an existing log over")
         if self.hash_cache_bytes < 0:
             raise InvalidInputError(f"hash_cache_bytes must be >= 0, got {self.hash_cache_bytes}")
         if self.verify_processes is not None and not 0 <= self.verify_processes <= 64:

@@ -1,10 +1,12 @@
 """Entry point of ``provenance serve``: the only place that reads the data dir, sets up logging and signals.
 
 Startup: configure logging (text or JSON), resolve the origin (the data dir
-remembers it; a different ``--origin`` is refused), load or create the signing key
-(a different key for a log that already has one is refused unless ``--rotate-key``),
-open RocksDB and the log, start the metrics endpoint if asked, then serve until
-SIGTERM or SIGINT. Shutdown drains: health goes NOT_SERVING, new calls are
+remembers it; a different ``--origin`` is refused), refuse a data dir whose log has
+signed before but whose store is missing (``--new-log`` starts over with a new key;
+``ledger/app/continuity.py``), load or create the signing key (a different key for a
+log that already has one is refused unless ``--rotate-key``), open RocksDB and the log,
+record the origin and key files, start the store's background scrub and the metrics
+endpoint if asked, then serve until SIGTERM or SIGINT. Shutdown drains: health goes NOT_SERVING, new calls are
 refused, in-flight calls finish, the sequencer commits what it accepted, RocksDB
 closes, and the process exits 0.
 """
@@ -16,7 +18,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,24 +35,22 @@ from ledger.log.progress import WatchedLog
 _log = logging.getLogger(__name__)
 
 
-def resolve_origin(data_dir: Path, requested: str | None) -> str:
+def resolve_origin(data_dir: Path, requested: str | None, new_log: bool = False) -> str:
     """The log's origin: the one stored in ``data_dir``, which ``requested`` (if given) must equal.
 
-    On first start the origin (``requested`` or the default) is written to ``DATA/origin``.
+    On first start (or with ``new_log``) it is ``requested`` or the default; :func:`run` writes it
+    to ``DATA/origin`` once the log has opened (see ``ledger/app/continuity.py``).
     """
     path = data_dir / ORIGIN_FILE
-    if path.exists():
+    if path.exists() and not (new_log and requested is not None):
         stored = path.read_text(encoding="utf-8").strip()
         if requested is not None and requested != stored:
             raise InvalidInputError(
                 f"data dir {data_dir} holds the log {stored!r}; refusing to serve it as {requested!r}"
             )
         return stored
-    origin = requested or DEFAULT_ORIGIN
+    origin = requested or (path.read_text(encoding="utf-8").strip() if path.exists() else DEFAULT_ORIGIN)
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(origin + "\n", encoding="utf-8")
-    os.replace(tmp, path)
     return origin
 
 
@@ -71,6 +71,14 @@ def check_key_continuity(config: ServerConfig) -> None:
     if stored is not None and not path.exists() and not config.rotate_key:
         raise KeyFileError(f"the log in {config.data_dir} has a verifier key but its signing key {path} is "
                            "missing; restore it from a backup, or pass --rotate-key to start a new key")
+
+
+def check_public_key(data_dir: Path, verifier_key: str, rotate: bool) -> None:
+    """Refuse (:class:`KeyFileError`) a key other than ``DATA/log.pub``'s unless ``rotate``; reads only."""
+    stored = _stored_public_key(data_dir)
+    if stored is not None and stored != verifier_key and not rotate:
+        raise KeyFileError(f"the signing key's verifier key differs from {data_dir / PUBLIC_KEY_FILE} (the key "
+                           "this log has signed with); pass --rotate-key to hand the log over to the new key")
 
 
 def record_public_key(data_dir: Path, verifier_key: str, rotate: bool) -> None:
@@ -111,7 +119,7 @@ def configure_logging(fmt: str = "text", level: str = "INFO") -> None:
 def build_config(
     data_dir: Path, listen: str, origin: str | None, key_path: Path | None, **options: Any
 ) -> ServerConfig:
-    """Flags to a validated :class:`ServerConfig` (reads and, on first start, writes ``DATA/origin``).
+    """Flags to a validated :class:`ServerConfig` (reads ``DATA/origin``; creates ``DATA`` if absent).
 
     ``options`` are further :class:`ServerConfig` fields (limits, TLS files, metrics, logging).
     """
@@ -122,7 +130,7 @@ def build_config(
     return ServerConfig(
         data_dir=data_dir,
         listen=listen,
-        origin=resolve_origin(data_dir, origin),
+        origin=resolve_origin(data_dir, origin, bool(options.get("new_log"))),
         key_path=key_path,
         **options,
     )
@@ -130,16 +138,21 @@ def build_config(
 
 def run(config: ServerConfig) -> int:
     """Open the log and serve until SIGTERM/SIGINT; returns the process exit code."""
+    from ledger.app import continuity
     from ledger.app.keys import load_or_create_signer
     from ledger.log import Log, LogConfig
     from ledger.storage.open import StoreSpec, open_storage
 
     # Every file check that can fail does so before anything is created or opened.
     tls = load_tls(config.tls_cert, config.tls_key, config.client_ca) if config.tls_cert and config.tls_key else None
-    check_key_continuity(config)
+    continuity.check_store_present(config)
+    if config.new_log:
+        continuity.retire_old_log(config.data_dir)
+    else:
+        check_key_continuity(config)
     signer = load_or_create_signer(config.signer_key_path, config.origin)
     verifier_key = signer.verifier().text()
-    record_public_key(config.data_dir, verifier_key, config.rotate_key)
+    check_public_key(config.data_dir, verifier_key, config.rotate_key)
     log_config = LogConfig(
         origin=config.origin,
         max_entry_bytes=config.max_entry_bytes,
@@ -155,19 +168,41 @@ def run(config: ServerConfig) -> int:
     metrics = ServerMetrics()
     storage = open_storage(StoreSpec.directory(config.store_path, cache_bytes=config.store_cache_bytes))
     try:
+        continuity.check_store_holds_log(config, storage.read_head() is not None)
         log = Log.open(TimedStorage(storage, metrics), signer, log_config,
                        hook=registry.hook)
     except BaseException:
         storage.close()
+        registry.close()
         raise
-    watched = WatchedLog(log)  # the registry's writes count for the stuck-sequencer health check too
-    registry.attach(watched)
+    scrubber = None
     try:
+        # Only now, with a tree head and a signed head on disk: these files say the log has signed.
+        continuity.record_origin(config.data_dir, config.origin)
+        record_public_key(config.data_dir, verifier_key, config.rotate_key)
+        scrubber = _start_scrub(config, storage, log.report_damage)
+        watched = WatchedLog(log)  # the registry's writes count for the stuck-sequencer health check too
+        registry.attach(watched)
         service = RegistryService(registry, log, verifier_key, ManifestLimits.from_config(config))
         return asyncio.run(_serve(watched, config, verifier_key, [service], metrics, storage, tls))
     finally:
+        if scrubber is not None:
+            scrubber.stop()
         log.close(drain=True)
         registry.close()
+
+
+def _start_scrub(config: ServerConfig, storage: Any, on_damage: Callable[[str], None]) -> Any:
+    """The store's background scrub (``ledger/storage/scrub.py``), started; None when off or not RocksDB."""
+    from ledger.storage.rocks import RocksStorage
+    from ledger.storage.scrub import Scrubber, ScrubPace
+
+    if config.scrub_interval_seconds <= 0 or not isinstance(storage, RocksStorage):
+        return None
+    pace = ScrubPace(bytes_per_second=config.scrub_bytes_per_second)
+    scrubber = Scrubber(lambda stop: storage.scrub(pace, stop), config.scrub_interval_seconds, on_damage)
+    scrubber.start()
+    return scrubber
 
 
 async def _serve(log: Any, config: ServerConfig, verifier_key: str, extra: Sequence[Any] = (),

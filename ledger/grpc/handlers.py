@@ -9,7 +9,9 @@ the grpc handlers for all of them the same way. Each built handler, per call:
 2. parses the request bytes itself, so malformed protobuf is INVALID_ARGUMENT rather than the
    library's INTERNAL (:func:`parse`);
 3. maps any :class:`~client.errors.ProvenanceError` to its status through the one table in
-   ``ledger/grpc/status.py``, and anything else to INTERNAL, logged (:func:`abort`);
+   ``ledger/grpc/status.py``, and anything else to INTERNAL, logged (:func:`abort`); a storage
+   error (whose text may name server paths and RocksDB internals) is logged and answered with a
+   fixed message (:data:`STORAGE_MESSAGES`);
 4. counts a failed call by status code and times the call into ``ledger/grpc/metrics.py``
    (one ``perf_counter`` pair and one histogram observe). Server streams are not timed (they
    last as long as the client keeps them), only their errors are counted.
@@ -30,7 +32,8 @@ from typing import Any, Generic, Protocol, TypeVar, assert_never
 import grpc
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 
-from client.errors import InvalidInputError, ProvenanceError
+from client.errors import DataLossError, InvalidInputError, ProvenanceError
+from ledger.errors import StorageError
 from ledger.grpc.limits import PeerRateLimit
 from ledger.grpc.metrics import CallMetrics, ServerMetrics
 from ledger.grpc.status import code_for
@@ -92,6 +95,20 @@ def parse(cls: type[Req], raw: bytes) -> Req:
     return msg
 
 
+STORAGE_MESSAGES = {
+    True: "the server's store is damaged; the operator has been told (do not retry)",
+    False: "the server's storage failed; retry later",
+}
+"""What a client is told of a :class:`StorageError`, by whether it is a :class:`DataLossError`."""
+
+
+def client_message(err: ProvenanceError) -> str:
+    """The text a client gets for ``err``: its own, except a storage error's (see :data:`STORAGE_MESSAGES`)."""
+    if isinstance(err, StorageError):
+        return STORAGE_MESSAGES[isinstance(err, DataLossError)]
+    return str(err) or type(err).__name__
+
+
 def status_of(err: Exception) -> grpc.StatusCode:
     """The status ``err`` ends a call with: its row of the one table, or INTERNAL for a foreign error."""
     return code_for(err) if isinstance(err, ProvenanceError) else grpc.StatusCode.INTERNAL
@@ -99,9 +116,13 @@ def status_of(err: Exception) -> grpc.StatusCode:
 
 async def abort(context: grpc.aio.ServicerContext[Any, Any], err: Exception, method: str = "") -> None:
     """End the call with ``err``'s status (always raises). A foreign error is logged with its traceback
-    and reported as INTERNAL without its message, which may hold server internals."""
+    and reported as INTERNAL without its message, which may hold server internals; so is a storage
+    error's text (logged here, at ERROR for damage and WARNING otherwise), under its own status."""
     if isinstance(err, ProvenanceError):
-        await context.abort(code_for(err), str(err) or type(err).__name__)
+        if isinstance(err, StorageError):
+            _log.log(logging.ERROR if isinstance(err, DataLossError) else logging.WARNING,
+                     "storage error in %s: %s", method or "a gRPC handler", err)
+        await context.abort(code_for(err), client_message(err))
     _log.exception("unexpected error in %s", method or "a gRPC handler")
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(err).__name__}")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import grpc
 
 from client.errors import (
+    DataLossError,
     FormatError,
     InconsistencyError,
     InvalidInputError,
@@ -30,6 +31,8 @@ STATUS_FOR_ERROR: tuple[tuple[type[ProvenanceError], grpc.StatusCode], ...] = (
     (NotFoundError, grpc.StatusCode.NOT_FOUND),
     (OutOfRangeError, grpc.StatusCode.OUT_OF_RANGE),
     (ResourceExhaustedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    # Before UnavailableError: a damaged store (CorruptStorageError is both) is not worth a retry.
+    (DataLossError, grpc.StatusCode.DATA_LOSS),
     (UnavailableError, grpc.StatusCode.UNAVAILABLE),
     # A verification failure inside the server is caller-supplied data that does
     # not check out (a proof, a signature): the request is refused, not retried.

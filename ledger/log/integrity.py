@@ -55,20 +55,30 @@ def stored_root(head: TreeHead, reader: TreeReader, size: int) -> bytes:
     return head.root if size == head.size else (EMPTY_ROOT if size == 0 else reader.root_at(size))
 
 
-def check_recorded_head(storage: Storage, head: TreeHead, reader: TreeReader) -> tuple[int, bytes] | None:
+LOST_SIGNED_HEAD = ("the store holds a tree head but no record of the last signed tree head (the signed-head "
+                    "file is missing, empty or zeroed); without it a store rolled back behind a checkpoint it "
+                    "signed cannot be told from an intact one. Restore the record from the newest checkpoint "
+                    "this log handed out: provenance fsck --data DIR --restore-signed-head NOTE "
+                    "(docs/operations.md, 'A lost signed-head record')")
+
+
+def check_recorded_head(storage: Storage, head: TreeHead, reader: TreeReader) -> tuple[int, bytes]:
     """The recorded signed tree head (:meth:`Storage.record_signed`), checked against the stored tree.
 
-    One for a larger tree, or for a different root at a size the store holds, means the
-    store lost or changed signed data: :class:`CorruptStorageError`.
+    A store with a tree head has one (it is recorded before the first head is committed, see
+    :func:`open_checked`): none (the record was lost or zeroed), one for a larger tree, or one
+    for a different root at a size the store holds, means the store lost or changed signed
+    data, or lost the means to tell: :class:`CorruptStorageError`.
     """
     recorded = storage.read_signed()
-    if recorded is not None:
-        size, root = recorded
-        if size > head.size:
-            raise CorruptStorageError(f"the store holds {head.size} entries but a tree head of {size} was "
-                                      "signed: signed entries are lost (damaged write-ahead log?)")
-        if root != stored_root(head, reader, size):
-            raise CorruptStorageError(f"the stored tree disagrees with the signed tree head of size {size}")
+    if recorded is None:
+        raise CorruptStorageError(LOST_SIGNED_HEAD)
+    size, root = recorded
+    if size > head.size:
+        raise CorruptStorageError(f"the store holds {head.size} entries but a tree head of {size} was "
+                                  "signed: signed entries are lost (damaged write-ahead log?)")
+    if root != stored_root(head, reader, size):
+        raise CorruptStorageError(f"the stored tree disagrees with the signed tree head of size {size}")
     return recorded
 
 
@@ -76,13 +86,21 @@ def open_checked(storage: Storage, origin: str, cache_bytes: int) -> tuple[TreeH
     """Open-time checks: the stored head (initialising an empty store), its origin and its tree.
 
     Raises :class:`CorruptStorageError` for an inconsistent store and
-    :class:`InvalidInputError` for a store of another origin.
+    :class:`InvalidInputError` for a store of another origin. An empty store's first head
+    (size 0) is recorded as signed *before* it is committed, so a store with a tree head
+    always has a recorded signed head (a crash between the two leaves an empty store).
     """
     head = storage.read_head()
     if head is None:
         if storage.read_meta("origin") is not None or storage.read_entries_at([0])[0] is not None:
             raise CorruptStorageError("the store holds log data but no tree head")
+        recorded = storage.read_signed()
+        if recorded is not None and recorded[0] > 0:
+            raise CorruptStorageError(f"the store holds no tree head but a tree head of {recorded[0]} was "
+                                      "signed: the store's data is lost")
         head = TreeHead(0, EMPTY_ROOT, ())
+        if recorded is None:
+            storage.record_signed(0, EMPTY_ROOT)
         storage.commit(Batch(0, (), (), {}, head, meta={"origin": origin.encode()}))
     stored_origin = storage.read_meta("origin")
     if stored_origin != origin.encode():
@@ -103,7 +121,7 @@ def restore_checkpoint(storage: Storage, verifier: Verifier, origin: str, head: 
     data: :class:`CorruptStorageError`. A note that does not verify is ignored (logged).
     """
     recorded = check_recorded_head(storage, head, reader)
-    if recorded is None or recorded[0] != head.size:
+    if recorded[0] != head.size:
         storage.record_signed(head.size, head.root)
     note = storage.read_meta("checkpoint")
     if note is None:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
+from client.core.bundle.keystatus import KeyStatusNote
 from client.core.checkpoint import SignedCheckpoint
 from client.core.note import Signer
 from client.errors import InvalidInputError
@@ -92,11 +93,16 @@ class Log(LogReads):
         """Call ``fn`` off the sequencer thread with the newest checkpoint (see the publisher)."""
         return self._publisher.add_follower(fn)
 
+    def sign_key_status(self, note: KeyStatusNote) -> bytes:
+        """The log key's signature on a key-status note (see the publisher)."""
+        return self._publisher.sign_key_status(note)
+
     # ----------------------------------------------------------------- lifecycle
 
     def health(self) -> bool:
-        """False when the sequencer has stopped, storage is failing, or one step runs too long."""
-        return self._sequencer.health()
+        """False when the sequencer has stopped, storage is failing, one step runs too long, or a read
+        or the scrub found the store damaged (:attr:`damage`)."""
+        return self._damage is None and self._sequencer.health()
 
     def close(self, drain: bool = True) -> None:
         """Stop taking entries; integrate what is queued (``drain``) or fail it; stop; close storage."""

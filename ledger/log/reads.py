@@ -4,19 +4,47 @@ Every tree read is bounded by the latest *signed* checkpoint: a tree size beyond
 :class:`OutOfRangeError`, even while a larger head is already durable and being signed.
 The proofs themselves come from :class:`~ledger.log.tree.TreeReader` (the sequencer's
 current one: it is replaced after a recovery).
+
+A read that finds the store damaged (:class:`CorruptStorageError`: a block checksum
+RocksDB refuses, a hash group that is missing) raises it as before and also latches it
+(:attr:`LogReads.damage`, logged once with the detail): the log then reports itself
+unhealthy for good, since such damage does not heal by retrying.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
+import threading
 from collections.abc import Callable, Sequence
 from hashlib import sha256
+from typing import Any, TypeVar, cast
 
 from client.core.checkpoint import SignedCheckpoint
 from client.core.merkle import EMPTY_ROOT, HASH_SIZE
 from client.errors import InvalidInputError, NotFoundError, OutOfRangeError
+from ledger.errors import CorruptStorageError
 from ledger.log.integrity import confirm
 from ledger.log.tree import TreeReader
 from ledger.storage import Storage
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _latching(method: F) -> F:
+    """``method``, latching any :class:`CorruptStorageError` it raises into :meth:`LogReads.report_damage`."""
+
+    @functools.wraps(method)
+    def read(self: LogReads, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except CorruptStorageError as err:
+            self.report_damage(f"a read of {method.__name__} found the store damaged: {err}")
+            raise
+
+    return cast(F, read)
 
 
 class LogReads:
@@ -32,6 +60,21 @@ class LogReads:
         self._max_range = max_range
         self._latest = latest
         self._tree = tree
+        self._damage: str | None = None
+        self._damage_lock = threading.Lock()
+
+    @property
+    def damage(self) -> str | None:
+        """The first damage a read (or the store's scrub) found, or None: the log is unhealthy once set."""
+        return self._damage
+
+    def report_damage(self, reason: str) -> None:
+        """Latch ``reason`` (server-side text: it may name files) as the store's damage; logged once, at ERROR."""
+        with self._damage_lock:
+            if self._damage is not None:
+                return
+            self._damage = reason
+        log.error("store damaged; reporting NOT_SERVING: %s", reason)
 
     def latest(self) -> SignedCheckpoint:
         """The latest signed checkpoint (signed only after its tree head was durable)."""
@@ -42,6 +85,7 @@ class LogReads:
         """Size of the latest signed checkpoint: the largest tree readers can ask about."""
         return self._latest().checkpoint.size
 
+    @_latching
     def entries(self, start: int, end: int) -> list[bytes]:
         """Entries ``[start, end)`` of the signed tree."""
         if start < 0 or start >= end or end - start > self._max_range:
@@ -51,6 +95,7 @@ class LogReads:
             raise OutOfRangeError(f"range end {end} is beyond the tree size {self.size}")
         return self._storage.read_entries(start, end)
 
+    @_latching
     def index_of(self, leaf_hash: bytes) -> int:
         """The index of the entry with this leaf hash (the first, should there be several)."""
         if not isinstance(leaf_hash, bytes) or len(leaf_hash) != HASH_SIZE:
@@ -61,6 +106,7 @@ class LogReads:
             raise NotFoundError(f"no entry with leaf hash {leaf_hash.hex()} in the tree of size {size}")
         return found[leaf_hash]
 
+    @_latching
     def leaf_hash(self, index: int) -> bytes:
         """The RFC 9162 2.1.1 leaf hash of entry ``index`` of the signed tree (hashes its stored entry)."""
         if index < 0:
@@ -79,6 +125,7 @@ class LogReads:
         """RFC 9162 2.1.3 inclusion proof of leaf ``index`` in the tree of ``tree_size``."""
         return self.inclusion_proofs([index], tree_size)[0]
 
+    @_latching
     def inclusion_proofs(self, indices: Sequence[int], tree_size: int) -> list[list[bytes]]:
         """Inclusion proofs of many leaves in one tree (one pass over the hash groups they share)."""
         self._check_tree_size(tree_size)
@@ -89,6 +136,7 @@ class LogReads:
                 raise OutOfRangeError(f"index {index} is not in the tree of size {tree_size}")
         return self._tree().inclusion_proofs(indices, tree_size)
 
+    @_latching
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
         """RFC 9162 2.1.4 proof that the tree of ``size2`` extends the tree of ``size1``."""
         if not 0 < size1 <= size2:
@@ -96,6 +144,7 @@ class LogReads:
         self._check_tree_size(size2)
         return self._tree().consistency_proof(size1, size2)
 
+    @_latching
     def root_at(self, size: int) -> bytes:
         """Root (RFC 9162 2.1.1) of the tree of ``size`` leaves, ``0 <= size <= self.size``."""
         if size < 0:
@@ -107,14 +156,17 @@ class LogReads:
             return latest.root
         return EMPTY_ROOT if size == 0 else self._tree().root_at(size)
 
+    @_latching
     def get_aux(self, key: bytes) -> bytes | None:
         """The hook's value for ``key`` (may include the batch being signed right now)."""
         return self._storage.read_aux([key])[0]
 
+    @_latching
     def get_aux_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         """:meth:`get_aux` of each key, in one storage read."""
         return self._storage.read_aux(keys)
 
+    @_latching
     def scan_aux(self, prefix: bytes, limit: int | None = None) -> list[tuple[bytes, bytes]]:
         """The hook's ``(key, value)`` pairs under ``prefix`` in key order (see :meth:`Storage.scan_aux`)."""
         return self._storage.scan_aux(prefix, limit)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from rocksdict import Cache, Options, Rdict, ReadOptions, WriteBatch, WriteOptions
 
@@ -34,7 +35,8 @@ from ledger.storage.rocks_codec import (
     meta_key,
     prefix_successor,
 )
-from ledger.storage.rocks_reopen import Handle, LiveInstance, open_db
+from ledger.storage.rocks_reopen import Handle, LiveInstance, open_db, read_failure
+from ledger.storage.scrub import ScrubPace, scrub_pass
 from ledger.storage.signed_head import SignedHeadFile
 
 log = logging.getLogger(__name__)
@@ -50,27 +52,35 @@ class RocksStorage:
     one sequencer thread, which is also the thread that calls :meth:`recover`.
     """
 
-    def __init__(self, db: Rdict, path: Path, cache: Cache) -> None:
-        self._live = LiveInstance(db, path, cache)
+    def __init__(self, db: Rdict, path: Path, cache: Cache, *, writable: bool = True) -> None:
+        self._live = LiveInstance(db, path, cache, writable=writable)
         self._path = path
         self._sync = WriteOptions()
         self._sync.sync = True
         self._nosync = WriteOptions()
+        # Every read verifies block checksums (RocksDB's default, stated): a flipped byte is a
+        # CorruptStorageError (DATA_LOSS), never data served.
+        self._read = ReadOptions()
+        self._read.set_verify_checksums(True)
         self._scattered = ReadOptions()
+        self._scattered.set_verify_checksums(True)
         self._scattered.fill_cache(False)  # type: ignore[call-arg]  # the .pyi omits the argument
-        self._signed = SignedHeadFile(path / SIGNED_HEAD_FILE)
+        self._signed = SignedHeadFile(path / SIGNED_HEAD_FILE, read_only=not writable)
 
     @classmethod
-    def open(cls, path: Path | str, *, cache_bytes: int = 32 << 20) -> RocksStorage:
+    def open(cls, path: Path | str, *, cache_bytes: int = 32 << 20, read_only: bool = False) -> RocksStorage:
         """Open (creating if absent) the store at ``path`` with a block cache of ``cache_bytes``.
 
         Raises :class:`CorruptStorageError` for a directory that is not this format's
         store (another RocksDB database, a newer format, stray files), and
         :class:`StorageError` when RocksDB cannot open it (:class:`StoreInUseError` when
-        another process holds its LOCK).
+        another process holds its LOCK). ``read_only`` (``provenance fsck``) creates
+        nothing and writes nothing; every write then raises :class:`StorageError`.
         """
         path = Path(path)
         fresh = not path.exists() or not any(path.iterdir())
+        if fresh and read_only:
+            raise StorageError(f"{path} holds no store")
         if not fresh:
             if not (path / "CURRENT").is_file():
                 raise CorruptStorageError(f"{path} is not empty and is not a RocksDB directory")
@@ -82,12 +92,12 @@ class RocksStorage:
                 raise CorruptStorageError(f"{path} holds column families {sorted(families)}, not a log store")
         cache = Cache(cache_bytes)
         try:
-            db = open_db(path, cache)
+            db = open_db(path, cache, read_only=read_only)
         except Exception as e:
             if "lock" in str(e).lower():
                 raise StoreInUseError(f"{path} is in use (another process or handle holds its LOCK): {e}") from e
             raise StorageError(f"cannot open RocksDB at {path}: {e}") from e
-        store = cls(db, path, cache)
+        store = cls(db, path, cache, writable=not read_only)
         try:
             version = store._get("meta", [b"format"])[0]
             if fresh:
@@ -111,6 +121,7 @@ class RocksStorage:
         return h.cf
 
     def _get(self, family: str, keys: list[bytes], read_opt: ReadOptions | None = None) -> list[Any]:
+        read_opt = read_opt or self._read
         h = self._live.h
         if h is not None:
             get = h.cf[family].get
@@ -129,7 +140,7 @@ class RocksStorage:
         try:
             return [get(k, None, read_opt) for k in keys]
         except Exception as e:
-            raise StorageError(f"read from {family} failed: {e}") from e
+            raise read_failure(f"read from {family}", e) from e
 
     def read_head(self) -> TreeHead | None:
         raw = self._get("meta", [b"head"])[0]
@@ -178,6 +189,7 @@ class RocksStorage:
 
     def scan_aux(self, prefix: bytes, limit: int | None = None) -> list[tuple[bytes, bytes]]:
         opts = ReadOptions()
+        opts.set_verify_checksums(True)
         upper = prefix_successor(prefix)
         if upper is not None:
             opts.set_iterate_upper_bound(upper)  # the iterator stops at the prefix's end, inside RocksDB
@@ -186,8 +198,16 @@ class RocksStorage:
 
         def scan(h: Handle) -> list[tuple[bytes, bytes]]:
             # The iterator holds its own reference to the instance: a reopen meanwhile cannot cut it short.
-            items = cast(Iterator[tuple[bytes, bytes]], h.cf["aux"].items(from_key=prefix, read_opt=opts))
-            return list(items if limit is None else itertools.islice(items, limit))
+            # A raw iterator, whose status is checked at the end: rocksdict's items() ends silently at a
+            # block that fails its checksum, which would serve a cut-short posting list as if whole.
+            it = h.cf["aux"].iter(opts)
+            it.seek(prefix)
+            out: list[tuple[bytes, bytes]] = []
+            while it.valid() and (limit is None or len(out) < limit):
+                out.append((it.key(), it.value()))
+                it.next()
+            it.status()
+            return out
 
         h = self._live.h
         if h is not None:
@@ -202,7 +222,7 @@ class RocksStorage:
         except StorageError:
             raise
         except Exception as e:
-            raise StorageError(f"scan of aux failed: {e}") from e
+            raise read_failure("scan of aux", e) from e
 
     def commit(self, batch: Batch) -> None:
         head = self.read_head()
@@ -259,6 +279,10 @@ class RocksStorage:
     def recover(self) -> None:
         """Reopen the RocksDB instance in place if a write on it failed (:meth:`LiveInstance.recover`)."""
         self._live.recover()
+
+    def scrub(self, pace: ScrubPace, stop: threading.Event | None = None) -> list[str]:
+        """Read every stored byte back, checksums verified, at ``pace``; the damage found (:func:`scrub_pass`)."""
+        return scrub_pass(lambda: self._live.h, pace, stop)
 
     def compact(self) -> None:
         """Compact every family fully (for measuring on-disk size; not needed in service)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rocksdict import AccessType, BlockBasedOptions, Cache, DBCompressionType, Options, Rdict, SliceTransform
 
-from ledger.errors import StorageError
+from ledger.errors import CorruptStorageError, StorageError
 from ledger.storage.rocks_codec import AUX_SCAN_PREFIX, FAMILIES
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,13 @@ _REOPEN_FIRST_DELAY = 0.25  # seconds before a failed reopen is tried again; dou
 _REOPEN_MAX_DELAY = 2.0  # ... up to this: how long writes may stay refused after the disk has room again
 _REOPEN_WAIT = 5.0  # seconds a reader whose instance a reopen closed waits for the new one
 _LOCK_RETRIES = 10  # a reopen's open waits this many times 50 ms for a scan to let go of the old instance
+
+
+def read_failure(what: str, err: BaseException | None) -> StorageError:
+    """The error for ``what`` failing with RocksDB's ``err``: :class:`CorruptStorageError` when RocksDB
+    reports corruption (a block checksum that does not match, a torn file), else :class:`StorageError`."""
+    cls = CorruptStorageError if err is not None and "Corruption" in str(err) else StorageError
+    return cls(f"{what} failed: {err}")
 
 
 def _options(cache: Cache, *, compress: bool, bloom: bool, write_buffer: int, scan_prefix: int = 0) -> Options:
@@ -58,6 +65,7 @@ def open_db(path: Path, cache: Cache, *, read_only: bool = False) -> Rdict:
     and writes nothing to the store, so it works on a full disk.
     """
     db_opts = Options(raw_mode=True)
+    db_opts.set_paranoid_checks(True)  # RocksDB's default, stated: stop at the first corruption it sees
     db_opts.create_if_missing(not read_only)
     db_opts.create_missing_column_families(not read_only)
     db_opts.set_max_background_jobs(2)
@@ -117,8 +125,8 @@ class LiveInstance:
     write fails, cleared by a successful reopen.
     """
 
-    def __init__(self, db: Rdict, path: Path, cache: Cache) -> None:
-        self.h: Handle | None = Handle(db, writable=True)
+    def __init__(self, db: Rdict, path: Path, cache: Cache, *, writable: bool = True) -> None:
+        self.h: Handle | None = Handle(db, writable=writable)
         self.path = path
         self._cache = cache
         self.closed = False
@@ -145,7 +153,7 @@ class LiveInstance:
         if current is None:
             raise StorageError(f"{what} failed: the store could not be reopened after a failure") from err
         if current is h:
-            raise StorageError(f"{what} failed: {err}") from err
+            raise read_failure(what, err) from err
         return current
 
     def writable(self) -> Handle:

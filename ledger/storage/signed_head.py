@@ -41,19 +41,28 @@ def _decode(slot: bytes) -> tuple[int, int, bytes] | None:
 
 
 class SignedHeadFile:
-    """The record file at ``path``; :meth:`write` returns only after the data is synced."""
+    """The record file at ``path``; :meth:`write` returns only after the data is synced.
 
-    def __init__(self, path: Path) -> None:
+    ``read_only`` (``provenance fsck``) creates nothing: a missing file reads as never written.
+    """
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self._path = path
         self._lock = threading.Lock()
         try:
-            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._fd = os.open(path, os.O_RDONLY if read_only else os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError as e:
+            if not read_only:
+                raise StorageError(f"cannot open {path}: {e}") from e
+            self._fd = -1  # read-only and absent
         except OSError as e:
             raise StorageError(f"cannot open {path}: {e}") from e
         latest = self._read_slots()
         self._seq = latest[0] if latest else 0
 
     def _read_slots(self) -> tuple[int, int, bytes] | None:
+        if self._fd < 0:
+            return None
         try:
             data = os.pread(self._fd, 2 * SLOT, 0)
         except OSError as e:

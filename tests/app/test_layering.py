@@ -103,6 +103,8 @@ ALLOWED_LAZY: dict[tuple[str, str, str], str] = {
         "`provenance serve` starts the server, inside its handler",
     ("client-never-imports-the-server", "client/cli/serve_cmds.py", "ledger.app.backup"):
         "`provenance backup` copies a stopped server's data directory, inside its handler",
+    ("client-never-imports-the-server", "client/cli/serve_cmds.py", "ledger.app.fsck"):
+        "`provenance fsck` checks a stopped server's data directory, inside its handler",
 }
 
 
