@@ -276,3 +276,30 @@ def test_no_identity_record_can_be_dropped_or_moved(sequence: list[tuple[str, in
                         verify_bundle(_reserialise(moved), e.log_key)
     finally:
         e.close()
+
+
+def test_store_indexed_before_identity_postings_signs_no_key_status() -> None:
+    """A store with identities but no ``rJ`` marker cannot list their events completely: no note, ever."""
+    e = open_env()
+    try:
+        e.registry.hook.identity_postings_complete = False  # as if these events were indexed by older code
+        a = Lab("lab-a")
+        ds_sub, ds = a.dataset("web")
+        _ok(e, a.register())
+        _ok(e, ds_sub)
+        e.registry.attach(e.log)  # a restart: names exist, no marker, so it stays incomplete
+        assert not e.registry.hook.identity_postings_complete
+        bundle = build_bundle(e.registry.reader, e.log, e.log_key, ds.id)
+        assert bundle.key_status is None
+        with pytest.raises(BundleVerificationError) as info:
+            verify_bundle(to_bytes(bundle), e.log_key)
+        assert info.value.part == "key_status"
+        assert verify_bundle(to_bytes(bundle), e.log_key, accept_unproven_key_status=True).key_status_warning
+    finally:
+        e.close()
+
+
+def test_fresh_store_is_marked_complete_with_its_first_identity(env: Env, story: dict[str, Any]) -> None:
+    assert env.registry.reader.identity_events_complete()
+    env.registry.attach(env.log)
+    assert env.registry.hook.identity_postings_complete
