@@ -33,6 +33,7 @@ class ServerConfig:
     origin: str = DEFAULT_ORIGIN
     key_path: Path | None = None  # None: DATA/log.key, created 0600 on first start
     rotate_key: bool = False  # allow a key other than the one DATA/log.pub records (a key handover)
+    new_log: bool = False  # start a new log with a new key in a data dir whose old log's store is gone
     max_entry_bytes: int = 1 << 20  # one entry
     max_batch_entries: int = 4096  # entries per AddEntries call
     max_range: int = 1000  # entries per GetEntries response

@@ -26,7 +26,7 @@ from client.core.records import Dataset, Kind, ModelCheckpoint, parse_entry
 from client.core.records.model import ID_SIZE, KEY_SIZE
 from client.errors import InvalidInputError, ProvenanceError, ResourceExhaustedError, UnavailableError
 from ledger.grpc import match_service
-from ledger.grpc.handlers import Method, ServerStream, Unary, Upload
+from ledger.grpc.handlers import Method, ServerStream, Unary, Upload, client_message
 from ledger.grpc.manifest_staging import MESSAGE_OVERHEAD, ManifestLimits, ManifestStaging
 from ledger.grpc.status import code_for
 from ledger.log import Appended
@@ -66,7 +66,7 @@ def _registered(entry: bytes, result: Appended | ProvenanceError) -> pb.Register
             rid = parse_entry(entry).id
         except ProvenanceError:
             rid = b""  # not a record: it has no record id
-        return pb.Registered(id=rid, code=code_for(result).value[0], error=str(result) or type(result).__name__)
+        return pb.Registered(id=rid, code=code_for(result).value[0], error=client_message(result))
     return pb.Registered(id=result.leaf_hash, index=result.index, duplicate=result.duplicate)
 
 
