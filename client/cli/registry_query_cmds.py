@@ -57,6 +57,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("bundle", type=Path)
     p.add_argument("--log-key", required=True, metavar="KEY|FILE", help="the log's verifier key")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--accept-unproven-key-status", action="store_true",
+                   help="accept a bundle without the log's key-status note (made before bundles had one); the "
+                        "report then warns that a signer's revocation or rotation may be missing")
     p.set_defaults(func=_verify)
 
 
@@ -181,7 +184,11 @@ def _prove(args: argparse.Namespace) -> int:
     except InconsistencyError as err:
         sys.stderr.write(evidence_text(err))
         return 1
-    verify_bundle(data, key)  # never hand out a bundle that does not verify
+    # Never hand out a bundle that does not verify; one without key status (a store indexed before
+    # key-status notes) is handed out with a warning, and `verify` refuses it unless told to accept it.
+    report = verify_bundle(data, key, accept_unproven_key_status=True)
+    if report.key_status_warning is not None:
+        print(f"warning: {report.key_status_warning}", file=sys.stderr)
     if args.format == "tlog-proof":
         r = bundle.records[0]
         data = format_tlog_proof(TlogProof(r.leaf, r.index, r.inclusion_proof, bundle.checkpoint))
@@ -205,9 +212,11 @@ def _verify(args: argparse.Namespace) -> int:
         data = args.bundle.read_bytes()
     except OSError as err:
         raise InvalidInputError(f"cannot read {args.bundle}: {err}") from err
-    check = verify_tlog_proof if data.startswith(HEADER.encode() + b"\n") else verify_bundle
     try:
-        report = check(data, key)
+        if data.startswith(HEADER.encode() + b"\n"):
+            report = verify_tlog_proof(data, key)
+        else:
+            report = verify_bundle(data, key, accept_unproven_key_status=args.accept_unproven_key_status)
     except VerificationError as err:
         if args.json:
             print_json(fail_json(err))

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
+from client.core.bundle.keystatus import KeyStatusNote
 from client.core.checkpoint import SignedCheckpoint
 from client.core.note import Signer
 from client.errors import InvalidInputError
@@ -91,6 +92,10 @@ class Log(LogReads):
     def add_follower(self, fn: Callable[[SignedCheckpoint], None]) -> Callable[[], None]:
         """Call ``fn`` off the sequencer thread with the newest checkpoint (see the publisher)."""
         return self._publisher.add_follower(fn)
+
+    def sign_key_status(self, note: KeyStatusNote) -> bytes:
+        """The log key's signature on a key-status note (see the publisher)."""
+        return self._publisher.sign_key_status(note)
 
     # ----------------------------------------------------------------- lifecycle
 

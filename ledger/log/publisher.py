@@ -32,6 +32,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from typing import TypeVar
 
+from client.core.bundle.keystatus import KeyStatusNote, sign_key_status
 from client.core.checkpoint import Checkpoint, SignedCheckpoint, sign_checkpoint
 from client.core.note import Signer
 from client.errors import ProvenanceError, UnavailableError
@@ -132,6 +133,11 @@ class CheckpointPublisher:
             except Exception:
                 log.exception("checkpoint listener failed", extra={"tree_size": head.size})
         return signed
+
+    def sign_key_status(self, note: KeyStatusNote) -> bytes:
+        """The log key's signed note of ``note`` (docs/bundle.md, "Key status"); its text cannot be read as
+        a checkpoint. Requires ``note`` to speak of a checkpoint this log signed (the caller's duty)."""
+        return sign_key_status(note, self._signer)
 
     # ------------------------------------------------------------------ waiting and following
 

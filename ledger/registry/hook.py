@@ -126,6 +126,9 @@ class RegistryHook:
         # whose hash Python has cached, so finding the preparation costs no second SHA-256.
         self._prepared: dict[bytes, Prepared] = {}
         self._lock = threading.Lock()
+        # Set by Registry.attach when the store's identity postings hold every identity event (a store
+        # with no identity yet, or one marked so): only then does admitting one mark the store complete.
+        self.identity_postings_complete = False
 
     def stage(self, prepared: Prepared) -> None:
         """Hand a prepared record to the sequencer (called just before submitting its entry)."""
@@ -209,6 +212,9 @@ class RegistryHook:
             w.put(K.KEY + key, K.key_state(st.status.value, st.since, st.registered, st.name))
         for name, ns in change.names:
             w.put(K.NAME + name.encode(), (ns.key or b"") + K.u64(ns.since))
+        w.post(K.identity_posts(s.name), index)  # the name's events, for key-status notes (prove.py)
+        if self.identity_postings_complete and w.get(K.IDENTITY_POSTS_COMPLETE) is None:
+            w.put(K.IDENTITY_POSTS_COMPLETE, b"\x01")
 
     # --- references, lineage and manifests -----------------------------------------
 

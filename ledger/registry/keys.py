@@ -7,6 +7,7 @@ registry never collides with another personality's aux keys. Integers are
 
 from __future__ import annotations
 
+import hashlib
 import struct
 
 from client.core.records._codec import put_str
@@ -32,6 +33,9 @@ DIGEST_POSTS = b"rD"  # + kind(1) + digest(32): records that first stored a mani
 ABOUT_POSTS = b"rA"  # + id(32): attestations and disputes about the record -> empty
 PUBLISHED_POSTS = b"rP"  # (no suffix): checkpoints that published a fingerprint -> its digest(32)
 FINGERPRINT_POSTS = b"rf"  # + fingerprint digest(32): checkpoints publishing or committing to it -> mode(1)
+IDENTITY_POSTS = b"rI"  # + SHA-256(identity name): its identity events (register, rotate, revoke) -> empty
+IDENTITY_POSTS_COMPLETE = b"rJ"  # (no suffix) -> b"\x01": IDENTITY_POSTS holds every identity event of the
+#                                  store (written by a registry that indexed them from the first one on)
 
 KEY_ACTIVE = 1
 KEY_RETIRED = 2
@@ -56,6 +60,11 @@ def version_key(kind: int, name: str, version: str) -> bytes:
     put_str(out, name)
     put_str(out, version)
     return bytes(out)
+
+
+def identity_posts(name: str) -> bytes:
+    """The list key of ``name``'s identity events (a fixed-length suffix, as postings require)."""
+    return IDENTITY_POSTS + hashlib.sha256(name.encode("utf-8")).digest()
 
 
 def key_state(status: int, since: int, registered: int, name: str) -> bytes:

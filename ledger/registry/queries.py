@@ -164,6 +164,15 @@ class RegistryReader:
         status, since, registered, name = K.parse_key_state(v)
         return KeyInfo(key, name, K.KEY_STATUS_TEXT[status], since, registered)
 
+    def identity_events(self, name: str) -> list[int]:
+        """Log indices of every identity event of ``name``, earliest first (needs
+        :meth:`identity_events_complete` to be every one)."""
+        return postings.read(self._log.scan_aux, K.identity_posts(name), MAX_RESULTS)
+
+    def identity_events_complete(self) -> bool:
+        """Whether the store indexed every identity event by name (not so in stores indexed before that)."""
+        return self._get(K.IDENTITY_POSTS_COMPLETE) is not None
+
     def current_key(self, name: str) -> bytes | None:
         v = self._get(K.NAME + name.encode())
         if v is None:

@@ -91,6 +91,13 @@ class Registry:
             # read as one-key postings they would answer with wrong indices.
             raise CorruptStorageError("the store's registry indexes use the first layout (posting-list heads); "
                                       "this code reads one key per posting: rebuild the indexes from the entries")
+        marked = log.get_aux_many([K.IDENTITY_POSTS_COMPLETE])[0] is not None
+        self.hook.identity_postings_complete = marked or not log.scan_aux(K.NAME, 1)
+        if not self.hook.identity_postings_complete:
+            # (``log`` is the parameter here, not this module's logger)
+            logging.getLogger(__name__).warning(
+                "this store's identity events were indexed before key-status notes: its bundles do not prove "
+                "key status (verifiers refuse them by default) until the indexes are rebuilt")
         self._log = log
         self._reader = RegistryReader(log)
 

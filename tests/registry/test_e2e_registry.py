@@ -104,7 +104,7 @@ def test_story_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str
         assert "NOT VERIFIED: " in err
         part = err.split("NOT VERIFIED: ", 1)[1].split(":", 1)[0]
         assert part.split("[")[0].split(".")[0] in {"bundle", "format", "log_key", "origin", "checkpoint",
-                                                    "subject", "lineage_to", "records"}, err
+                                                    "subject", "lineage_to", "records", "key_status"}, err
 
 
 def _register_some(capsys: pytest.CaptureFixture[str], address: str, tmp: Path, name: str, count: int) -> str:

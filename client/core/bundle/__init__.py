@@ -4,6 +4,8 @@
 - :mod:`client.core.bundle.verify` -- :func:`verify_bundle` and the :class:`BundleReport`.
 - :mod:`client.core.bundle.report` -- the report in plain language and as JSON.
 - :mod:`client.core.bundle.tlog_proof` -- the C2SP ``tlog-proof`` text form for a single record.
+- :mod:`client.core.bundle.keystatus` -- the log's key-status note: every identity event of a bundle's
+  identities up to its checkpoint, so none can be left out.
 """
 
 from client.core.bundle.format import FORMAT, Bundle, BundleFormatError, BundleRecord, parse, to_bytes

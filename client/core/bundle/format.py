@@ -46,7 +46,8 @@ class BundleRecord:
 @dataclass(frozen=True, slots=True)
 class Bundle:
     """``records[0]`` is the subject. With ``lineage_to``, ``records[0..k]`` is the lineage path from the
-    subject to that ancestor (``records[k].id == lineage_to``); identity records follow."""
+    subject to that ancestor (``records[k].id == lineage_to``); identity records follow, in log order.
+    ``key_status`` is the log's signed list of those identities' events (docs/bundle.md, "Key status")."""
 
     log_key: str
     origin: str
@@ -54,6 +55,7 @@ class Bundle:
     subject: bytes
     lineage_to: bytes | None
     records: tuple[BundleRecord, ...]
+    key_status: bytes | None = None  # the log's key-status note (keystatus.py); None in bundles made before it
 
 
 def _b64(raw: bytes) -> str:
@@ -77,7 +79,7 @@ def to_json(bundle: Bundle) -> dict[str, Any]:
             }
             for r in bundle.records
         ],
-    }
+    } | ({} if bundle.key_status is None else {"key_status": bundle.key_status.decode("utf-8")})
 
 
 def canonical(obj: Any) -> bytes:
@@ -116,6 +118,13 @@ def _str(obj: Any, part: str) -> str:
         except UnicodeEncodeError as err:  # a lone surrogate from a \u escape: no UTF-8 spelling, cannot print
             raise BundleFormatError(part, f"holds a lone surrogate at character {err.start}, not text") from err
     return obj
+
+
+def _utf8(obj: Any, part: str) -> bytes:
+    try:
+        return _str(obj, part).encode("utf-8")
+    except UnicodeEncodeError as err:  # a lone surrogate from a \u escape
+        raise BundleFormatError(part, "is not valid UTF-8 text") from err
 
 
 def _hex32(obj: Any, part: str) -> bytes:
@@ -172,7 +181,10 @@ def parse(data: bytes) -> Bundle:
         if isinstance(err, BundleFormatError):
             raise
         raise BundleFormatError("bundle", f"is not JSON: {err}") from err
-    top = _keys(obj, "bundle", {"format", "log_key", "origin", "checkpoint", "subject", "lineage_to", "records"})
+    want = {"format", "log_key", "origin", "checkpoint", "subject", "lineage_to", "records"}
+    if isinstance(obj, dict) and "key_status" in obj:
+        want.add("key_status")  # optional: bundles made before it lack it (docs/bundle.md, "Key status")
+    top = _keys(obj, "bundle", want)
     if top["format"] != FORMAT:
         raise BundleFormatError("format", f"is {top['format']!r}; this verifier reads {FORMAT!r}")
     records = top["records"]
@@ -186,6 +198,7 @@ def parse(data: bytes) -> Bundle:
         subject=_hex32(top["subject"], "subject"),
         lineage_to=None if lineage is None else _hex32(lineage, "lineage_to"),
         records=tuple(_record(r, i) for i, r in enumerate(records)),
+        key_status=_utf8(top["key_status"], "key_status") if "key_status" in top else None,
     )
     if canonical(obj) != data:
         at = next((i for i, (a, b) in enumerate(zip(canonical(obj), data, strict=False)) if a != b), len(data))

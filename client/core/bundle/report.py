@@ -21,8 +21,11 @@ def _when(ts: int) -> str:
 def report_text(report: BundleReport) -> str:
     """What the bundle proves, for a reader who is not a cryptographer."""
     labels = {r.signed.id: describe_id(report, r.signed.id) for r in report.records}
+    headline = "VERIFIED: every signature, inclusion proof and lineage link in this bundle checks out."
+    if report.key_status_warning is not None:
+        headline = headline[:-1] + ", but the signers' key status is UNPROVEN (see the warning at the end)."
     out = [
-        "VERIFIED: every signature, inclusion proof and lineage link in this bundle checks out.",
+        headline,
         "",
         f"Log: {report.origin} (key {report.log_key})",
         f"Checkpoint: the log signed a tree of {report.tree_size} entries with root "
@@ -44,6 +47,14 @@ def report_text(report: BundleReport) -> str:
                        f"{labels.get(link.parent, link.parent.hex())}")
     if report.key_notes:
         out += ["", "Key history shown in the bundle:"] + [f"  - {n}" for n in report.key_notes]
+    if report.key_status_proved:
+        out += ["", f"Key status: the log's signed key-status note lists every identity event (register, rotate, "
+                    f"revoke) of these identities among the checkpoint's {report.tree_size} entries, and the bundle "
+                    "carries each of them: none was left out. Events after the checkpoint are not covered."]
+    elif report.key_status_warning is not None:
+        out += ["", f"WARNING: key status unproven: {report.key_status_warning}."]
+    else:
+        out += ["", "Key status: not proved (this form carries no identity records; it names the signer's key only)."]
     out += ["", "Order of logging is proved by the indices; times are the signers' own statements."]
     return "\n".join(out) + "\n"
 
@@ -63,4 +74,7 @@ def report_json(report: BundleReport) -> dict[str, Any]:
             for r in report.records
         ],
         "key_notes": report.key_notes,
+        "key_status": {"proved": report.key_status_proved,
+                       "as_of_tree_size": report.tree_size if report.key_status_proved else None,
+                       "warning": report.key_status_warning},
     }

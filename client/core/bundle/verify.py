@@ -6,7 +6,9 @@ id is the leaf hash of its exact bytes, that it parses, that its Ed25519
 signature verifies and that its inclusion proof leads to the checkpoint's root;
 every hash link of the lineage path; and that every signer key is established by
 identity records in the bundle, logged before the record and not revoked or
-rotated out before it.
+rotated out before it. The identity records follow the lineage path in log order, and the
+log's key-status note (:mod:`client.core.bundle.keystatus`) proves they are every identity
+event of their identities up to the checkpoint, so none was left out.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from client.core.bundle.format import Bundle, parse
-from client.core.checkpoint import open_checkpoint
+from client.core.bundle.keystatus import KeyStatusError, check_identity_records, open_key_status
+from client.core.checkpoint import Checkpoint, open_checkpoint
 from client.core.merkle import verify_inclusion
 from client.core.note import Verifier
 from client.core.records import SignedRecord, parse_entry, record_id
@@ -68,6 +71,8 @@ class BundleReport:
     records: list[VerifiedRecord] = field(default_factory=list)
     path: list[Link] = field(default_factory=list)
     key_notes: list[str] = field(default_factory=list)
+    key_status_proved: bool = False  # the log's key-status note covers every identity record
+    key_status_warning: str | None = None  # set when a bundle without that note was accepted
 
 
 def parent_links(signed: SignedRecord) -> dict[bytes, str]:
@@ -78,14 +83,25 @@ def parent_links(signed: SignedRecord) -> dict[bytes, str]:
     return links
 
 
-def verify_bundle(data: bytes, log_key: str) -> BundleReport:
-    """Verify bundle bytes with the log's verifier key text; return the report or raise naming the part."""
+UNPROVEN_KEY_STATUS = (
+    "this bundle carries no key-status note from the log (it was made before bundles had one): the "
+    "signers' key history it shows may be incomplete, e.g. a revocation logged before its checkpoint "
+    "could have been left out"
+)
+
+
+def verify_bundle(data: bytes, log_key: str, *, accept_unproven_key_status: bool = False) -> BundleReport:
+    """Verify bundle bytes with the log's verifier key text; return the report or raise naming the part.
+
+    A bundle without the log's key-status note is refused (part ``key_status``) unless
+    ``accept_unproven_key_status``; then the report carries :data:`UNPROVEN_KEY_STATUS` as a warning.
+    """
     try:
         bundle = parse(data)
     except FormatError as err:
         part = getattr(err, "part", "bundle")
         raise BundleVerificationError(part, str(err).removeprefix(f"{part}: ")) from err
-    return verify_parsed(bundle, log_key)
+    return verify_parsed(bundle, log_key, accept_unproven_key_status=accept_unproven_key_status)
 
 
 def _fail(part: str, err: ProvenanceError | str) -> BundleVerificationError:
@@ -100,7 +116,8 @@ def _inclusion_error(index: int, size: int, leaf: bytes, proof: tuple[bytes, ...
     return None
 
 
-def verify_parsed(bundle: Bundle, log_key: str, *, require_identities: bool = True) -> BundleReport:
+def verify_parsed(bundle: Bundle, log_key: str, *, require_identities: bool = True,
+                  accept_unproven_key_status: bool = False) -> BundleReport:
     try:
         verifier = Verifier.from_text(log_key.strip())
     except ProvenanceError as err:
@@ -147,7 +164,11 @@ def verify_parsed(bundle: Bundle, log_key: str, *, require_identities: bool = Tr
     path_len = 1
     if bundle.lineage_to is not None:
         path_len = _check_path(bundle, signed_at, report)
-    names = _check_identities(bundle, signed_at, report) if require_identities else {}
+    names: dict[bytes, str] = {}
+    if require_identities:
+        _check_order(bundle, path_len)
+        names = _check_identities(bundle, signed_at, report)
+        _check_key_status(bundle, signed_at, cp, verifier, report, accept_unproven_key_status)
     for i, (r, signed) in enumerate(zip(bundle.records, signed_at, strict=True)):
         role = "subject" if i == 0 else "lineage" if i < path_len else "identity"
         if role == "identity" and not isinstance(signed.record.statement, Identity):
@@ -173,6 +194,33 @@ def _check_path(bundle: Bundle, signed_at: list[SignedRecord], report: BundleRep
             )
         report.path.append(Link(ids[j], ids[j + 1], rel))
     return end + 1
+
+
+def _check_order(bundle: Bundle, path_len: int) -> None:
+    """The records after the lineage path come in increasing log index (one order, so one spelling)."""
+    for i in range(path_len + 1, len(bundle.records)):
+        if bundle.records[i].index <= bundle.records[i - 1].index:
+            raise BundleVerificationError(f"records[{i}]", f"is at index {bundle.records[i].index}, not after "
+                                          f"records[{i - 1}] (index {bundle.records[i - 1].index}): the records "
+                                          "after the lineage path must be in log order")
+
+
+def _check_key_status(bundle: Bundle, signed_at: list[SignedRecord], cp: Checkpoint, verifier: Verifier,
+                      report: BundleReport, accept_unproven: bool) -> None:
+    """Every identity record is an event the log's key-status note lists, and every event it lists is carried."""
+    if bundle.key_status is None:
+        if not accept_unproven:
+            raise BundleVerificationError("key_status", f"is missing; {UNPROVEN_KEY_STATUS} (to accept such a "
+                                          "bundle anyway, pass --accept-unproven-key-status)")
+        report.key_status_warning = UNPROVEN_KEY_STATUS
+        return
+    identities = [(i, bundle.records[i].index, s.record.statement.name)
+                  for i, s in enumerate(signed_at) if isinstance(s.record.statement, Identity)]
+    try:
+        check_identity_records(open_key_status(bundle.key_status, verifier, cp), identities)
+    except KeyStatusError as err:
+        raise BundleVerificationError(err.part, str(err).removeprefix(f"{err.part}: ")) from err
+    report.key_status_proved = True
 
 
 def _check_identities(bundle: Bundle, signed_at: list[SignedRecord], report: BundleReport) -> dict[bytes, str]:
