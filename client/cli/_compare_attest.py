@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from client.cli._connect import add_tls_args, registry_client
 from client.cli._registry_common import load_signer, resolve_ref
-from client.core.descent.compare import Comparison
 from client.core.records import Claim, Kind
 from client.errors import InvalidInputError, NotFoundError
 from client.remote.registry import RegistryClient
+
+if TYPE_CHECKING:  # numpy and the descent core load only when a comparison runs
+    from client.core.descent.compare import Comparison
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:

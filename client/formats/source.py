@@ -61,7 +61,19 @@ class Source:
         """The bytes at ``[offset, offset + length)`` as a fresh, writable uint8 array."""
         import numpy as np
 
-        return np.frombuffer(bytearray(self.read(offset, length, what)), dtype=np.uint8)
+        fd = self.fileno()
+        if fd is None or not hasattr(os, "preadv"):
+            return np.frombuffer(bytearray(self.read(offset, length, what)), dtype=np.uint8)
+        if offset < 0 or length < 0 or offset + length > self.size:
+            self.read(offset, length, what)  # raises the bounds error
+        out = np.empty(length, dtype=np.uint8)
+        view, done = memoryview(out.data), 0
+        while done < length:  # read straight into the array: one copy, not three
+            got = os.preadv(fd, [view[done:]], offset + done)
+            if not got:
+                raise FileChangedError(f"{self.name}: file shrank while it was being read")
+            done += got
+        return out
 
 
 class FdSource(Source):

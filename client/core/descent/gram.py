@@ -26,8 +26,9 @@ Permuting units permutes the sketch's rows (the matching step undoes it); rotati
 (per unit) rescaling the other axis changes nothing, exactly. The per-axis test of
 :mod:`client.core.descent.stats` then runs unchanged on these features; its null (B independent
 of A, B's units exchangeable) holds for them as for the direct sketch, and the calibration tests
-include rotated independent models. Cost: one pass over W for the selection, ``s^2 n`` for G
-(``s <= GRAM_UNITS``), and a sketch of an ``s x s`` matrix.
+include rotated independent models. Cost per axis: three passes over W for the norms and the
+selection (no transposed copy), ``s^2 n`` for G (``s <= GRAM_UNITS``), and a sketch of an ``s x s``
+matrix.
 """
 
 from __future__ import annotations
@@ -43,16 +44,20 @@ F32 = npt.NDArray[np.float32]
 
 
 def gram_axis(units: F32) -> AxisSketch:
-    """The rotation-invariant sketch of the rows of ``units`` (m x n, m and n >= 8)."""
+    """The rotation-invariant sketch of the rows of ``units`` (m x n, m and n >= 8), a C-contiguous
+    float32 matrix or the transpose of one (then nothing of its size is copied)."""
     m = units.shape[0]
-    norms = np.sqrt(np.einsum("ij,ij->i", units, units, dtype=np.float64))
+    # float32 sums of squares (relative error ~1e-6, far below the float16 the sketch is stored in)
+    norms = np.sqrt(np.einsum("ij,ij->i", units, units).astype(np.float64))
     scale = np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 0.0).astype(np.float32)
     if m > GRAM_UNITS:
         mean = (scale @ units) / np.float32(m)  # the mean normalised unit, without a normalised copy
         mean *= np.float32(1.0 / max(float(np.linalg.norm(mean)), 1e-30))
         lean = np.abs((units @ mean) * scale)
         keep = np.sort(np.argsort(-lean, kind="stable")[:GRAM_UNITS])
-        kept = units[keep] * scale[keep, None]
+        # a transposed view gathers the columns of the underlying matrix (np.take: no strided copy)
+        kept = units[keep] if units.flags.c_contiguous else np.take(units.T, keep, axis=1).T
+        kept = kept * scale[keep, None]
     else:
         kept = units * scale[:, None]
     gram: F32 = kept @ kept.T
@@ -61,5 +66,6 @@ def gram_axis(units: F32) -> AxisSketch:
 
 
 def gram_sketch(w: F32) -> tuple[AxisSketch, AxisSketch]:
-    """Rotation-invariant sketches of the rows and of the columns of ``w`` (2-D float32)."""
-    return gram_axis(w), gram_axis(np.ascontiguousarray(w.T))
+    """Rotation-invariant sketches of the rows and of the columns of ``w`` (2-D float32,
+    C-contiguous; the columns are read through a transposed view, not a copy)."""
+    return gram_axis(w), gram_axis(w.T)

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 from numpy.polynomial.hermite_e import hermevander
-from scipy.special import ndtri  # type: ignore[import-untyped]
 
 KEYS = 5  # Hermite orders of the per-column keys
 DEGREE = 3  # Hermite degree of the coordinate functions of each key
@@ -42,6 +41,7 @@ TABLE = 16384  # bins of the CDF lookup
 MAX_UNITS = 2048  # at most this many units (rows) per axis are kept in a sketch
 MIN_DIM = 8  # both matrix dimensions at least this
 MIN_NUMEL = 1024  # tensors with fewer elements carry too little evidence
+BLOCK = 1 << 16  # entries per row block of the key pass (256 KiB of float32; with its scratch, in L2)
 
 F32 = npt.NDArray[np.float32]
 
@@ -80,9 +80,13 @@ def matrix_view(array: npt.NDArray[np.generic]) -> npt.NDArray[np.generic] | Non
     return mat
 
 
-def _gaussianize(w: F32) -> F32:
-    """Normal scores of the entries through the tensor's empirical CDF (estimated from a sample,
-    applied through a TABLE-bin lookup over its central 99.9%: linear time, no per-entry search)."""
+def _cdf_table(w: F32) -> tuple[np.float32, np.float32, F32]:
+    """The Gaussianising lookup: ``u = table[clip((w - lo) * scale, 0, TABLE - 1)]`` (truncated to
+    an integer bin) is the normal score of an entry through the tensor's empirical CDF, estimated
+    from a strided sample and tabulated over its central 99.9%. A tensor whose sample is constant
+    maps every entry to 0 (one bin of value 0, scale 0)."""
+    from scipy.special import ndtri  # type: ignore[import-untyped]  # here: scipy.special takes ~0.5 s to import
+
     flat = w.reshape(-1)
     step = max(1, flat.size // QUANTILE_SAMPLE)
     sample = np.sort(flat[::step].astype(np.float64))
@@ -90,35 +94,58 @@ def _gaussianize(w: F32) -> F32:
     if not hi > lo:
         lo, hi = sample[0], sample[-1]
     if not hi > lo:
-        return np.zeros_like(w)
+        return np.float32(0), np.float32(0), np.zeros(1, dtype=np.float32)
     centres = lo + (np.arange(TABLE) + 0.5) * ((hi - lo) / TABLE)
     cdf = (np.searchsorted(sample, centres, "left") + np.searchsorted(sample, centres, "right")) / (2.0 * sample.size)
     table = ndtri(np.clip(cdf, 0.5 / sample.size, 1 - 0.5 / sample.size)).astype(np.float32)
-    pos = np.subtract(w, np.float32(lo), dtype=np.float32)
-    pos *= np.float32(TABLE / (hi - lo))
-    np.clip(pos, 0, TABLE - 1, out=pos)
-    u: F32 = table[pos.astype(np.intp)]
-    return u
+    return np.float32(lo), np.float32(TABLE / (hi - lo)), table
 
 
-def _keys(u: F32) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Column keys (n x KEYS) and row keys (m x KEYS): normalised Hermite sums over each axis."""
-    m, n = u.shape
-    cols, rows = [], []
-    prev = np.ones_like(u)  # He_0
-    cur = u.copy()  # He_1
-    tmp = np.empty_like(u)
-    for k in range(1, KEYS + 1):
-        norm = math.factorial(k)
-        cols.append(cur.sum(axis=0, dtype=np.float64) / math.sqrt(m * norm))
-        rows.append(cur.sum(axis=1, dtype=np.float64) / math.sqrt(n * norm))
-        if k < KEYS:
-            # He_{k+1}(u) = u He_k(u) - k He_{k-1}(u), computed in place in prev's memory
-            np.multiply(u, cur, out=tmp)
-            prev *= np.float32(-k)
-            prev += tmp
-            prev, cur = cur, prev
-    return np.stack(cols, axis=1), np.stack(rows, axis=1)
+def _keys(w: F32, *, rows: bool = True) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64] | None]:
+    """Column keys (n x KEYS) and, if ``rows``, row keys (m x KEYS) of a C-contiguous float32
+    matrix: normalised Hermite sums of its normal scores (:func:`_cdf_table`) over each axis.
+
+    One pass over ``w`` in blocks of whole rows (about BLOCK entries: the block, its scores and
+    Hermite values stay in cache), instead of a dozen passes over full-size temporaries. Sums are
+    float32 within a block's row or column (matrix-vector products) and float64 across blocks; the
+    blocks depend only on the shape, so the keys are the same on every run (and, like the features'
+    own matrix products, on every machine with the same numpy and BLAS kernels).
+    """
+    m, n = w.shape
+    lo, scale, table = _cdf_table(w)
+    top = np.float32(table.size - 1)
+    step = max(1, BLOCK // n)
+    buf = np.empty((4, min(step, m), n), dtype=np.float32)
+    idx = np.empty((min(step, m), n), dtype=np.int32)
+    ones_r, ones_n = np.ones(min(step, m), dtype=np.float32), np.ones(n, dtype=np.float32)
+    col_sums = np.zeros((KEYS, n))
+    row_sums = np.empty((KEYS, m)) if rows else None
+    for r0 in range(0, m, step):
+        block = w[r0 : r0 + step]
+        r = block.shape[0]
+        u, prev, cur, tmp = (b[:r] for b in buf)
+        pos = tmp
+        ix = idx[:r]
+        np.subtract(block, lo, out=pos)
+        pos *= scale
+        np.clip(pos, 0, top, out=pos)
+        np.copyto(ix, pos, casting="unsafe")  # truncation toward zero: the bin
+        np.take(table, ix, out=u, mode="clip")
+        prev.fill(1.0)  # He_0
+        np.copyto(cur, u)  # He_1
+        for k in range(1, KEYS + 1):
+            col_sums[k - 1] += ones_r[:r] @ cur
+            if row_sums is not None:
+                row_sums[k - 1, r0 : r0 + r] = cur @ ones_n
+            if k < KEYS:
+                # He_{k+1}(u) = u He_k(u) - k He_{k-1}(u), computed in place in prev's memory
+                np.multiply(u, cur, out=tmp)
+                prev *= np.float32(-k)
+                prev += tmp
+                prev, cur = cur, prev
+    norms = np.sqrt([math.factorial(k) for k in range(1, KEYS + 1)])
+    cols = (col_sums / (norms[:, None] * math.sqrt(m))).T
+    return cols, None if row_sums is None else (row_sums / (norms[:, None] * math.sqrt(n))).T
 
 
 def _coordinates(keys: npt.NDArray[np.float64]) -> F32:
@@ -165,7 +192,8 @@ def sketch_matrix(mat: npt.NDArray[np.generic]) -> tuple[AxisSketch, AxisSketch]
     of ``mat`` at most (none if it is already float32).
     """
     w: F32 = np.ascontiguousarray(mat, dtype=np.float32)
-    col_keys, row_keys = _keys(_gaussianize(w))
+    col_keys, row_keys = _keys(w)
+    assert row_keys is not None
     rows = _rows_sketch(w, _coordinates(col_keys))
     cols = _rows_sketch(w.T, _coordinates(row_keys))
     return rows, cols
@@ -175,5 +203,5 @@ def sketch_rows(mat: F32, *, length: int) -> AxisSketch:
     """The row sketch alone of a float32 matrix (both dimensions >= MIN_DIM), recorded as an
     axis of ``length`` units (the matrix may hold a selection of them)."""
     w: F32 = np.ascontiguousarray(mat, dtype=np.float32)
-    col_keys, _ = _keys(_gaussianize(w))
+    col_keys, _ = _keys(w, rows=False)
     return _rows_sketch(w, _coordinates(col_keys), length)

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import linear_sum_assignment  # type: ignore[import-untyped]
 
 MAX_MATCHED = 512  # at most this many units of A are matched per axis (cost: s x mB assignment)
 MIN_UNITS = 8  # fewer units than this on either side: no test
@@ -88,6 +87,8 @@ def halves(f: npt.NDArray[np.float32]) -> Halves:
 
 def _match(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
     """For each row of ``a``, the row of ``b`` it is assigned to (one-to-one, max total cosine)."""
+    from scipy.optimize import linear_sum_assignment  # type: ignore[import-untyped]  # here: slow to import
+
     sim = a @ b.T
     rows, cols = linear_sum_assignment(sim, maximize=True)
     out = np.empty(a.shape[0], dtype=np.intp)
