@@ -231,6 +231,9 @@ def varint_elements(read: Callable[[int, int], bytes], r: TensorRegion) -> Itera
 
 def _typed_values(t: _Init, dt: np.dtype[np.generic], path: Path | str) -> npt.NDArray[np.generic]:
     typed = {f: [v for _w, v, _at in items] for f, items in t.typed.items()}
+    for f, width in ((4, 4), (10, 8)):  # packed fixed-width values: whole elements only (make fuzz)
+        if any(isinstance(v, memoryview) and len(v) % width for v in typed.get(f, ())):
+            raise fail(path, f"initializer {t.name!r}: packed field {f} is not a whole number of {width}-byte values")
     if 4 in typed:  # float_data, fixed32 (packed or not)
         parts = [np.frombuffer(v, "<f4") if isinstance(v, memoryview) else
                  np.array([v], "<u4").view("<f4") for v in typed[4]]

@@ -217,11 +217,16 @@ def _materialize(where: str, t: LazyTensor, raw: bytes, big_endian: bool) -> npt
     base_dt = np.dtype(NUMPY_DTYPES[dtype])
     if big_endian:
         base_dt = base_dt.newbyteorder(">")
-    flat = np.frombuffer(raw, dtype=base_dt)
-    view = np.lib.stride_tricks.as_strided(
-        flat[t.offset:] if numel else flat[:0], shape=t.size,
-        strides=tuple(s * base_dt.itemsize for s in t.stride),
-    )
+    if not numel:  # no element is read: strides and offset do not matter (and may not fit a C long)
+        view = np.zeros(t.size, dtype=base_dt)
+    else:
+        # A dim of size 1 is never stepped along: its stride (any int) is set to 0 so that every stride
+        # left is bounded by the storage (checked above), and fits numpy's C long (make fuzz).
+        flat = np.frombuffer(raw, dtype=base_dt)
+        view = np.lib.stride_tricks.as_strided(
+            flat[t.offset:], shape=t.size,
+            strides=tuple(0 if d == 1 else s * base_dt.itemsize for d, s in zip(t.size, t.stride, strict=True)),
+        )
     arr = np.ascontiguousarray(view).astype(base_dt.newbyteorder("<"), copy=False)
     return bf16_to_f32(arr.view(np.uint16)) if dtype == "BF16" else arr
 

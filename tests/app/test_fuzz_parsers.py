@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import struct
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -36,7 +37,9 @@ from client.formats.safetensors import parse_header
 from ledger.storage import TreeHead
 from ledger.storage.rocks_codec import decode_head, decode_varints, encode_head, encode_varints
 from tests.descent_fixtures import (
+    _p_global,
     _p_int,
+    _p_str,
     _p_tuple,
     state_dict_pickle,
     write_gguf,
@@ -463,6 +466,22 @@ def _manifest_json_with(symlinks: object) -> Callable[[Path], bytes]:
     return make
 
 
+def _torch_view_bytes(size: list[int], stride: list[int], numel: int = 0, offset: int = 0, data: bytes = b"") -> bytes:
+    """A PyTorch zip with one float32 view of the given size and stride over a stored storage."""
+    import zlib
+
+    from tests.formats.test_hostile_inputs import _zip
+
+    pid = _p_tuple([_p_str("storage"), _p_global("torch", "FloatStorage"), _p_str("0"), _p_str("cpu"), _p_int(numel)])
+    hooks = _p_global("collections", "OrderedDict") + b")R"
+    t = _p_global("torch._utils", "_rebuild_tensor_v2") + _p_tuple([
+        pid + b"Q", _p_int(offset), _p_tuple([_p_int(d) for d in size]), _p_tuple([_p_int(s) for s in stride]),
+        b"\x89", hooks]) + b"R"
+    pkl = b"\x80\x02}(" + _p_str("w") + t + b"u."
+    return _zip([("archive/data.pkl", pkl, len(pkl), 0, zlib.crc32(pkl)),
+                 ("archive/data/0", data, len(data), 0, zlib.crc32(data))])
+
+
 ROOT = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 REGRESSIONS: dict[str, tuple[str, Callable[[Path], bytes]]] = {
     # audit state: non-ASCII base64 (bare ValueError) and a lone surrogate from a JSON \u escape
@@ -494,6 +513,10 @@ REGRESSIONS: dict[str, tuple[str, Callable[[Path], bytes]]] = {
     # torch: a stride-0 view of 2**k elements over a tiny storage was read out whole: a fuzzed 1 KiB file
     # made the reader allocate 24 GB and the OOM killer end it (make fuzz, 600 s run)
     "torch expanded view": ("expand.pt", _torch_zip_pickle(_expanded_view)),
+    # issue 15 size class (make fuzz, 60 s): an empty view with a stride of 2**62 overflowed numpy's C long
+    "torch empty view huge stride": ("stride62.pt", lambda _: _torch_view_bytes([0, 0], [0, (1 << 62) - 1])),
+    # issue 15 size class: one byte of packed float_data was a bare ValueError, surfacing as BufferError
+    "onnx partial packed float": ("partial.onnx", lambda _: b'\x08\x08:\n*\x08\x10\x02B\x01t"\x01\x00'),
 }
 
 
@@ -588,3 +611,176 @@ def test_torch_negative_storage_offset_is_refused(tmp_path: Path) -> None:
     path.write_bytes(_torch_zip_pickle(_negative_offset)(path))
     with pytest.raises(FormatError, match="negative offset"):
         list(open_model(path).tensors())
+
+
+# ------------------------------------------------------------------ issue 15: the nesting class
+# Deeply nested JSON in every parser of untrusted JSON: inserted anywhere in a seed, or as a value at a
+# real position of it; depths around the limit, around the interpreter's recursion limit, and far past.
+
+NEST_DEPTHS = st.one_of(st.integers(1, 80), st.integers(900, 1100), st.integers(10_000, 200_000))
+NEST_OPENERS = st.sampled_from([(b"[", b"]"), (b'{"k":', b"}"), (b'[{"a":', b"}]"), (b'{"[":[', b"]}")])
+_MARK = "\x00nested\x00"
+
+
+@st.composite
+def nested_json(draw: st.DrawFn, seeds: list[Any]) -> bytes:
+    depth = draw(NEST_DEPTHS)
+    opener, closer = draw(NEST_OPENERS)
+    leaf = draw(st.sampled_from([b"1", b'"]]"', b"[]", b'"\\\\"', b"{}"]))
+    blob = opener * depth + leaf + closer * draw(st.sampled_from([depth, depth, 0, max(0, depth - 1)]))
+    seed = json.loads(json.dumps(draw(st.sampled_from(seeds))))
+    if draw(st.booleans()):
+        text = json.dumps(seed).encode()
+        at = draw(st.integers(0, len(text)))
+        return text[:at] + blob + text[at:]
+    node = seed
+    while isinstance(node, dict | list) and node:
+        key = draw(st.sampled_from(sorted(node))) if isinstance(node, dict) else draw(st.integers(0, len(node) - 1))
+        if not isinstance(node[key], dict | list) or not node[key] or draw(st.booleans()):
+            node[key] = _MARK
+            break
+        node = node[key]
+    else:
+        seed = _MARK
+    return json.dumps(seed).encode().replace(json.dumps(_MARK).encode(), blob)
+
+
+def test_fuzz_nesting_safetensors_header() -> None:
+    seeds = [json.loads(h) for h in SAFETENSORS_HEADERS]
+    fuzz(lambda d: parse_header(d, 64), nested_json(seeds), examples=EXAMPLES // 3)
+
+
+def test_fuzz_nesting_safetensors_index(tmp_path: Path) -> None:
+    folder = tmp_path / "sharded"
+    folder.mkdir()
+    write_safetensors(folder / "a.safetensors", {"w": np.zeros(4, np.float32)})
+    index = folder / "model.safetensors.index.json"
+
+    def read(d: bytes) -> None:
+        index.write_bytes(d)
+        for _ in open_model(folder).tensors():
+            pass
+
+    fuzz(read, nested_json([{"metadata": {"total_size": 16}, "weight_map": {"w": "a.safetensors"}}]),
+         examples=EXAMPLES // 3)
+
+
+def test_fuzz_nesting_manifest_json(tmp_path: Path) -> None:
+    from client.cli.hash_cmd import _load_manifest
+
+    path = tmp_path / "manifest.json"
+
+    def load(d: bytes) -> None:
+        path.write_bytes(d)
+        _load_manifest(str(path))
+
+    fuzz(load, nested_json(MANIFEST_JSON), examples=EXAMPLES // 3)
+
+
+def test_fuzz_nesting_audit_state() -> None:
+    seed = json.loads(TrustState().advance(VERIFIER, NOTES[1], [])[0].to_text())
+    fuzz(TrustState.from_bytes, nested_json([seed]), examples=EXAMPLES // 3)
+
+
+def test_fuzz_nesting_bundle(registry_seeds: dict[str, Any]) -> None:
+    from client.core.bundle import verify_bundle
+
+    key = registry_seeds["log_key"]
+    fuzz(lambda d: verify_bundle(d, key), nested_json([json.loads(registry_seeds["bundle"])]), examples=EXAMPLES // 3)
+
+
+# ------------------------------------------------------------------ issue 15: the size class
+# Huge declared shapes and sizes in every format: dims and counts at and around the int32, int64 and uint64
+# edges, the element bound and numpy's limit, with a zero dim or without, over a few bytes of data; zip
+# entries whose declared sizes lie or inflate. Each must parse (within memory) or be refused.
+
+_EDGES = sorted({max(0, (1 << k) + d) for k in (8, 16, 31, 32, 33, 40, 41, 47, 48, 49, 62, 63, 64) for d in (-1, 0, 1)})
+BIG = st.one_of(st.sampled_from([0, 0, 1, 2, 4, 32]), st.sampled_from(_EDGES), st.integers(0, (1 << 64) - 1))
+BIG_DIMS = st.lists(BIG, max_size=6)
+SMALL_DATA = st.binary(max_size=64)
+
+
+@st.composite
+def huge_safetensors(draw: st.DrawFn) -> bytes:
+    from tests.formats.test_hostile_inputs import _safetensors
+
+    data = draw(SMALL_DATA)
+    tensors = {f"t{i}": {"dtype": draw(st.sampled_from(["F32", "BF16", "U8", "F4", "I64"])), "shape": draw(BIG_DIMS),
+                         "data_offsets": [0, draw(st.one_of(st.just(len(data)), BIG))]}
+               for i in range(draw(st.integers(1, 3)))}
+    return _safetensors(json.dumps(tensors).encode(), data)
+
+
+@st.composite
+def huge_gguf(draw: st.DrawFn) -> bytes:
+    dims = draw(st.lists(BIG.map(lambda v: v % (1 << 64)), max_size=5))
+    out = b"GGUF" + struct.pack("<IQQ", 3, 1, 0)
+    out += struct.pack("<Q", 1) + b"t" + struct.pack("<I", len(dims)) + struct.pack(f"<{len(dims)}Q", *dims)
+    out += struct.pack("<IQ", draw(st.sampled_from([0, 1, 2, 8, 12, 24, 30, 39, 99])), draw(BIG) % (1 << 64))
+    return out + b"\x00" * (-len(out) % 32) + draw(SMALL_DATA)
+
+
+@st.composite
+def huge_onnx(draw: st.DrawFn) -> bytes:
+    from tests.formats.test_hostile_inputs import _varint
+
+    dims = draw(st.lists(BIG.map(lambda v: v % (1 << 64)), max_size=5))
+    data = draw(SMALL_DATA)
+    field = draw(st.sampled_from([b"\x4a", b"\x22", b"\x2a", b"\x3a"]))  # raw_data, float_data, int32_data, int64_data
+    dtype = _varint(draw(st.sampled_from([1, 2, 3, 6, 7, 16])))
+    tensor = b"".join(b"\x08" + _varint(d) for d in dims) + b"\x10" + dtype
+    tensor += b"\x42\x01t" + field + _varint(len(data)) + data
+    graph = b"\x2a" + _varint(len(tensor)) + tensor
+    return b"\x08\x08" + b"\x3a" + _varint(len(graph)) + graph
+
+
+@st.composite
+def huge_npy(draw: st.DrawFn) -> bytes:
+    shape = tuple(draw(BIG_DIMS))
+    text = repr({"descr": draw(st.sampled_from(["<f4", ">f8", "|u1", "<c16"])), "fortran_order": draw(st.booleans()),
+                 "shape": shape}).encode()
+    text += b" " * (-(len(text) + 11) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text + draw(SMALL_DATA)
+
+
+@st.composite
+def huge_torch_zip(draw: st.DrawFn) -> bytes:
+    import zlib
+
+    from tests.formats.test_hostile_inputs import _zip
+
+    size, stride = draw(st.lists(BIG, max_size=4)), draw(st.lists(BIG, max_size=4))
+    pid = _p_tuple([_p_str("storage"), _p_global("torch", "FloatStorage"), _p_str("0"), _p_str("cpu"),
+                    _p_int(draw(BIG))])
+    hooks = _p_global("collections", "OrderedDict") + b")R"
+    t = _p_global("torch._utils", "_rebuild_tensor_v2") + _p_tuple([
+        pid + b"Q", _p_int(draw(BIG)), _p_tuple([_p_int(d) for d in size]), _p_tuple([_p_int(s) for s in stride]),
+        b"\x89", hooks]) + b"R"
+    pkl = b"\x80\x02}(" + _p_str("w") + t + b"u."
+    data = draw(SMALL_DATA)
+    deflate = draw(st.booleans())
+    stored = zlib.compress(data)[2:-4] if deflate else data
+    declared = draw(st.one_of(st.just(len(data)), BIG.map(lambda v: v % (1 << 32))))
+    return _zip([("archive/data.pkl", pkl, len(pkl), 0, zlib.crc32(pkl)),
+                 ("archive/data/0", stored, declared, 8 if deflate else 0, zlib.crc32(data))])
+
+
+SIZE_CLASS = {".safetensors": huge_safetensors(), ".gguf": huge_gguf(), ".onnx": huge_onnx(), ".npy": huge_npy(),
+              ".pt": huge_torch_zip()}
+
+
+@pytest.mark.parametrize("suffix", list(SIZE_CLASS))
+def test_fuzz_size_class(tmp_path: Path, suffix: str) -> None:
+    from client.formats import HEAD_BYTES, layout_of
+    from client.formats.source import BytesSource
+
+    path = tmp_path / f"huge{suffix}"
+    read = _read_model(path)
+
+    def parse(d: bytes) -> None:
+        try:
+            layout_of(path.name, d[:HEAD_BYTES], BytesSource(path.name, d))
+        finally:
+            read(d)
+
+    fuzz(parse, SIZE_CLASS[suffix], examples=EXAMPLES // 3)
