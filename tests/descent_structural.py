@@ -139,13 +139,16 @@ def prune_heads(t: Model, *, heads: int, drop: int, seed: int = 0) -> Model:
 
 # ---------------------------------------------------------------- low-rank (SVD) compression
 
-def svd_compress(t: Model, rank_fraction: float, *, factored: bool = False, seed: int = 0) -> Model:
+def svd_compress(t: Model, rank_fraction: float, *, factored: bool = False, split: str = "balanced",
+                 seed: int = 0) -> Model:
     """Truncated-SVD compression of every matrix: ``W = U S V^T`` keeps its top
     ``r = max(1, round(rank_fraction * min(m, n)))`` singular triples. Stored either as the
     reconstruction ``W_r = U_r S_r V_r^T`` (same shape) or, with ``factored``, as two matrices
     ``NAME.left = U_r S_r^(1/2)`` (m x r) and ``NAME.right = S_r^(1/2) V_r^T`` (r x n) in place of
-    ``NAME``. ``seed`` draws the signs of the singular pairs (an SVD routine's arbitrary choice:
-    ``W_r`` does not depend on it, the factors do)."""
+    ``NAME`` (``split="balanced"``, as SVD-LLM and LoRA-style initialisations store it), or
+    ``NAME.left = U_r S_r`` and ``NAME.right = V_r^T`` (``split="left"``). ``seed`` draws the signs
+    of the singular pairs (an SVD routine's arbitrary choice: ``W_r`` does not depend on it, the
+    factors do)."""
     r = np.random.default_rng(seed)
     out: Model = {}
     for k, v in t.items():
@@ -155,9 +158,9 @@ def svd_compress(t: Model, rank_fraction: float, *, factored: bool = False, seed
         u, s, vt = np.linalg.svd(v.astype(np.float64), full_matrices=False)
         rank = max(1, round(rank_fraction * min(v.shape)))
         signs = r.choice([-1.0, 1.0], rank)
-        root = np.sqrt(s[:rank])
+        root = np.sqrt(s[:rank]) if split == "balanced" else s[:rank]
         left = u[:, :rank] * (root * signs)[None, :]
-        right = (root * signs)[:, None] * vt[:rank]
+        right = (s[:rank] / np.where(root > 0, root, 1.0) * signs)[:, None] * vt[:rank]
         if factored:
             out[k + ".left"], out[k + ".right"] = _f32(left), _f32(right)
         else:

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from client.core.descent.compare import compare
+from client.core.descent.compare import _candidates, compare
 from client.core.descent.fingerprint import Fingerprint, build
 from client.core.descent.gram import gram_sketch
 from client.core.descent.sketch import sketch_matrix
@@ -111,3 +111,40 @@ def test_trained_network_continued_on_the_same_task_is_related() -> None:
     base = train_mlp(init_mlp(7), steps=300, seed=1)
     tuned = train_mlp(base, steps=200, lr=0.005, seed=2)
     assert compare(build(base.items()), build(tuned.items())).verdict == "related"
+
+
+def _one_axis_null(seed: int, kind: str) -> Model:
+    """An independent model whose matrices match SHAPES on one axis only: rows tripled (three
+    independent draws stacked, as a vocabulary or width expansion would) on even seeds, stored
+    SVD-factored (U_r S_r and V_r^T at rank 0.3) on odd ones."""
+    from tests.descent_structural import svd_compress
+
+    if seed % 2:
+        return svd_compress(null_model(seed, kind), 0.3, factored=True, split="left", seed=seed)
+    parts = [null_model(seed + 7919 * j, kind) for j in range(3)]
+    return {k: np.vstack([p[k] for p in parts]) if v.ndim == 2 else v for k, v in parts[0].items()}
+
+
+@pytest.fixture(scope="module")
+def one_axis_null_results() -> list[float]:
+    """log10 p of 150 independent pairs from the structural null family (30 per kind); each pair
+    must give compare one-axis candidates, or the family would test nothing new."""
+    out = []
+    for i in range(150):
+        kind = KINDS[i % len(KINDS)]
+        a: Fingerprint = build(null_model(20_000 + 2 * i, kind).items())
+        b: Fingerprint = build(_one_axis_null(20_001 + 2 * i + (i % 2), kind).items())
+        assert any(c.only is not None for c in _candidates(a, b))
+        result = compare(a, b, alpha=0.05)
+        assert result.verdict in ("independent", "related"), result.verdict
+        out.append(result.log10_p)
+    return out
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.01])
+def test_one_axis_candidates_keep_the_related_rate_at_most_alpha(one_axis_null_results: list[float],
+                                                                 alpha: float) -> None:
+    """The structural null family: matrices that share one axis length only (compare then tests
+    that axis alone, direct and Gram); `related` at most at alpha + 3.1 binomial standard errors."""
+    related = sum(1 for lp in one_axis_null_results if lp < math.log10(alpha))
+    assert related <= _binomial_upper(len(one_axis_null_results), alpha), related

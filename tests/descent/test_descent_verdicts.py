@@ -2,7 +2,10 @@
 
 The derivations are those a copier uses: re-serialization (other container, renamed), casts and
 quantization, noise-level "fine-tunes" from small to large, pruning, merged low-rank adapters,
-layer drops, permuted and renamed hidden units, ensembles. docs/descent.md has the power curve.
+layer drops, permuted and renamed hidden units, ensembles; and structural derivations (vocabulary
+expansion, depth up-scaling, width expansion, head pruning, SVD compression, layer-wise and
+task-arithmetic merges, group-wise int4, permuted LSTM/GRU), on base_model and on trained MLPs.
+docs/descent.md has the power curve.
 """
 
 from __future__ import annotations
@@ -38,6 +41,19 @@ from tests.descent_fixtures import (
     write_sharded,
     write_torch_legacy,
     write_torch_zip,
+)
+from tests.descent_structural import (
+    depth_upscale,
+    expand_vocab,
+    init_rnn,
+    merge_layers,
+    permute_rnn,
+    prune_heads,
+    quantize_int4,
+    requantize_int8,
+    svd_compress,
+    task_arithmetic,
+    widen,
 )
 
 BASE_SEED = 0
@@ -236,3 +252,146 @@ def test_verdicts_through_every_format(tmp_path: Path) -> None:
     for label, (path, _want) in _files(tmp_path).items():
         got[label] = compare(fa, build(open_model(path).tensors())).verdict
     assert got == {label: want for label, (_p, want) in _files(tmp_path).items()}
+
+
+# ---- structural derivations (docs/descent.md, "Structural derivations")
+#
+# Each derived model also gets small noise (1 % of each matrix's std) wherever the class leaves
+# tensors byte-identical, so no informative tensor is shared byte for byte: basis "statistical"
+# proves the descent test itself sees the derivation.
+
+STRUCT_NOISE = 0.01
+_MLP_SIZES = (32, 256, 256, 10)
+
+
+@cache
+def trained(seed: int = 31) -> Model:
+    return train_mlp(init_mlp(seed, _MLP_SIZES), steps=300, seed=seed + 1)
+
+
+@cache
+def finetuned(task: int) -> Model:
+    """A trained continuation of ``trained()`` on another task (same shapes)."""
+    return train_mlp(trained(), task=task, steps=200, lr=0.01, seed=50 + task)
+
+
+@cache
+def with_head(seed: int = BASE_SEED) -> Model:
+    """A 4-layer base_model with an untied output head."""
+    head = (np.random.default_rng(seed + 999).standard_normal((512, 128)) * 0.02).astype(np.float32)
+    return {**base_model(seed, layers=4), "lm_head.weight": head}
+
+
+@cache
+def rnn(cell: str, init: str, seed: int = 3) -> Model:
+    return init_rnn(seed, cell=cell, init=init)
+
+
+def _n(t: Model) -> Model:
+    return noisy(t, STRUCT_NOISE, seed=7)
+
+
+STRUCTURAL: dict[str, tuple[Callable[[], Model], Callable[[], Model]]] = {
+    "vocabulary +128 rows (embedding and head)": (with_head, lambda: _n(expand_vocab(with_head(), 128, seed=1))),
+    "depth up-scaled (SOLAR: layers 0-2 + 1-3)": (
+        with_head, lambda: _n(depth_upscale(with_head(), first_end=3, second_start=1))),
+    "width expanded 50% (Net2Net), transformer MLPs": (with_head, lambda: _n(widen(with_head(), 0.5, seed=1))),
+    "width expanded 50% (Net2Net), trained MLP": (trained, lambda: _n(widen(trained(), 0.5, seed=1))),
+    "width expanded 100% (Net2Net), trained MLP": (trained, lambda: _n(widen(trained(), 1.0, seed=2))),
+    "2 of 8 heads pruned per layer": (with_head, lambda: _n(prune_heads(with_head(), heads=8, drop=2, seed=1))),
+    "5 of 8 heads pruned per layer": (with_head, lambda: _n(prune_heads(with_head(), heads=8, drop=5, seed=1))),
+    "SVD rank 0.5, reconstructed, trained MLP": (trained, lambda: _n(svd_compress(trained(), 0.5))),
+    "SVD rank 0.4, reconstructed, trained MLP": (trained, lambda: _n(svd_compress(trained(), 0.4))),
+    "SVD rank 0.5, factored U S | V^T, trained MLP": (
+        trained, lambda: _n(svd_compress(trained(), 0.5, factored=True, split="left", seed=1))),
+    "SVD rank 0.4, factored U S | V^T, trained MLP": (
+        trained, lambda: _n(svd_compress(trained(), 0.4, factored=True, split="left", seed=1))),
+    "SVD rank 0.4, factored U S | V^T, transformer": (
+        with_head, lambda: _n(svd_compress(with_head(), 0.4, factored=True, split="left", seed=1))),
+    "layer-wise merge, trained MLPs, vs first parent": (
+        trained, lambda: _n(merge_layers(trained(), trained(33), split=1))),
+    "layer-wise merge, trained MLPs, vs second parent": (
+        lambda: trained(33), lambda: _n(merge_layers(trained(), trained(33), split=1))),
+    "layer-wise merge, transformers, vs first parent": (
+        with_head, lambda: _n(merge_layers(with_head(), with_head(5), split=2))),
+    "layer-wise merge, transformers, vs second parent": (
+        lambda: with_head(5), lambda: _n(merge_layers(with_head(), with_head(5), split=2))),
+    "task arithmetic (two trained fine-tunes, lambda 0.5) vs base": (
+        trained, lambda: task_arithmetic(trained(), [finetuned(1), finetuned(2)], lam=0.5)),
+    "task arithmetic (two trained fine-tunes, lambda 0.5) vs a fine-tune": (
+        lambda: finetuned(1), lambda: task_arithmetic(trained(), [finetuned(1), finetuned(2)], lam=0.5)),
+    "int4 symmetric, groups of 32, trained MLP": (trained, lambda: quantize_int4(_n(trained()), group=32)),
+    "int4 asymmetric, groups of 128, trained MLP": (
+        trained, lambda: quantize_int4(_n(trained()), group=128, symmetric=False)),
+    "int4 symmetric, groups of 128, transformer": (with_head, lambda: quantize_int4(_n(with_head()), group=128)),
+    "LSTM (PyTorch uniform init), hidden axes permuted": (
+        lambda: rnn("lstm", "uniform"), lambda: _n(permute_rnn(rnn("lstm", "uniform"), seed=1))),
+    "LSTM (orthogonal + heavy-tailed drift), hidden axes permuted": (
+        lambda: rnn("lstm", "structured"), lambda: _n(permute_rnn(rnn("lstm", "structured"), seed=1))),
+    "GRU (PyTorch uniform init), hidden axes permuted": (
+        lambda: rnn("gru", "uniform"), lambda: _n(permute_rnn(rnn("gru", "uniform"), cell="gru", seed=1))),
+    "GRU (orthogonal + heavy-tailed drift), hidden axes permuted": (
+        lambda: rnn("gru", "structured"), lambda: _n(permute_rnn(rnn("gru", "structured"), cell="gru", seed=1))),
+    "LSTM permuted + 10% noise + int8 re-quantized": (
+        lambda: rnn("lstm", "uniform"),
+        lambda: requantize_int8(noisy(permute_rnn(rnn("lstm", "uniform"), seed=1), 0.1, seed=7))),
+    "GRU permuted + 10% noise + int8 re-quantized": (
+        lambda: rnn("gru", "structured"),
+        lambda: requantize_int8(noisy(permute_rnn(rnn("gru", "structured"), cell="gru", seed=1), 0.1, seed=7))),
+}
+
+
+@pytest.mark.parametrize("name", list(STRUCTURAL))
+def test_structural_derivations_are_related_on_statistical_evidence(name: str) -> None:
+    source, derived = STRUCTURAL[name]
+    a, b = source(), derived()
+    result = compare(_fp(a), _fp(b))
+    assert result.verdict == "related", (name, result.verdict, result.log10_p)
+    assert result.basis == "statistical", (name, result.basis)
+    assert result.informative_shared_a_in_b == 0
+
+
+def test_int4_gguf_q4_0_of_a_trained_network_is_related(tmp_path: Path) -> None:
+    """Group-wise int4 through a real container: the noised trained MLP stored as GGUF Q4_0."""
+    copy = _n(trained())
+    write_gguf(path := tmp_path / "q4.gguf", copy, {k: "Q4_0" for k, v in copy.items() if v.ndim == 2})
+    result = compare(_fp(trained()), build(open_model(path).tensors()))
+    assert (result.verdict, result.basis) == ("related", "statistical"), result.log10_p
+
+
+def test_factored_svd_is_seen_on_one_axis() -> None:
+    """U_r S_r (m x r) against W (m x n) with r < n/2: only the rows are comparable, and the Gram
+    of U_r S_r's rows is that of W_r's rows; compare tests that axis alone."""
+    result = compare(_fp(trained()), _fp(_n(svd_compress(trained(), 0.4, factored=True, split="left", seed=1))))
+    assert result.verdict == "related"
+    top = result.evidence[0]
+    assert "one axis" in top.how and top.how.endswith("rotation-invariant"), top.how
+    js = top.to_json()
+    assert "gram_rows" in js and "cols" not in js and "gram_cols" not in js
+
+
+@pytest.mark.xfail(strict=True, reason="known miss: balanced factors U_r S_r^1/2, S_r^1/2 V_r^T keep no per-tensor "
+                   "invariant of W; needs sketches of products of matrices meeting in a hidden space")
+def test_balanced_factored_svd_is_related() -> None:
+    b = _n(svd_compress(trained(), 0.4, factored=True, split="balanced", seed=1))
+    assert compare(_fp(trained()), _fp(b)).verdict == "related"
+
+
+STRUCTURAL_INDEPENDENT: dict[str, tuple[Callable[[], Model], Callable[[], Model]]] = {
+    "vocabulary-expanded fresh initialisation": (with_head, lambda: expand_vocab(with_head(11), 128, seed=1)),
+    "depth up-scaled fresh initialisation": (
+        with_head, lambda: _n(depth_upscale(with_head(12), first_end=3, second_start=1))),
+    "head-pruned fresh initialisation": (with_head, lambda: prune_heads(with_head(13), heads=8, drop=5, seed=1)),
+    "widened independently trained MLP": (trained, lambda: widen(trained(35), 0.5, seed=1)),
+    "factored SVD of an independently trained MLP": (
+        trained, lambda: svd_compress(trained(35), 0.4, factored=True, split="left", seed=1)),
+    "layer-wise merge of two other trained MLPs": (trained, lambda: merge_layers(trained(35), trained(37), split=1)),
+    "permuted independent LSTM": (lambda: rnn("lstm", "uniform"), lambda: permute_rnn(rnn("lstm", "uniform", 4))),
+}
+
+
+@pytest.mark.parametrize("name", list(STRUCTURAL_INDEPENDENT))
+def test_structural_analogues_of_independent_models_stay_independent(name: str) -> None:
+    source, other = STRUCTURAL_INDEPENDENT[name]
+    result = compare(_fp(source()), _fp(other()))
+    assert result.verdict == "independent", (name, result.log10_p)

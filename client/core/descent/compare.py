@@ -138,12 +138,18 @@ def _compatible(x: AxisSketch, y: AxisSketch) -> bool:
 
 @dataclass(frozen=True)
 class _Candidate:
+    """A tensor of A against a tensor of B in one orientation. ``only`` is None when both axis
+    pairs are compatible (four tests); 0 or 1 when only A's rows or only A's columns have a
+    compatible partner axis in B (a factored, vocabulary-extended or pruned matrix whose other
+    axis changed length beyond MIN_SIZE_RATIO): that axis alone is tested, direct and Gram."""
+
     a: TensorEntry
     b: TensorEntry
     transposed: bool
+    only: int | None = None
 
-    def axes(self) -> tuple[tuple[AxisSketch, AxisSketch], ...]:
-        """Pairs of axis sketches to test, in ``AXES`` order (B's swapped when transposed)."""
+    def pairs(self) -> tuple[tuple[AxisSketch, AxisSketch], ...]:
+        """All four pairs of axis sketches, in ``AXES`` order (B's swapped when transposed)."""
         assert self.a.sketch is not None and self.b.sketch is not None
         assert self.a.gram is not None and self.b.gram is not None
         ra, ca = self.a.sketch
@@ -154,8 +160,24 @@ class _Candidate:
             return (ra, cb), (ca, rb), (ga, hb), (ha, gb)
         return (ra, rb), (ca, cb), (ga, gb), (ha, hb)
 
+    def indexes(self) -> tuple[int, ...]:
+        """The ``AXES`` entries this candidate tests."""
+        return (0, 1, 2, 3) if self.only is None else (self.only, self.only + 2)
+
+    def axes(self) -> tuple[tuple[AxisSketch, AxisSketch], ...]:
+        """The pairs of axis sketches to test, in ``AXES`` order."""
+        pairs = self.pairs()
+        return tuple(pairs[i] for i in self.indexes())
+
 
 def _candidates(fa: Fingerprint, fb: Fingerprint) -> list[_Candidate]:
+    """Every (tensor of A, tensor of B, orientation) with at least one compatible axis pair.
+
+    A one-axis candidate is as valid a test as a full one: the null of each axis test (B
+    independent of A, B's units on that axis exchangeable, the two feature halves independent)
+    says nothing about the other axis, and the model-level Bonferroni factor counts every
+    candidate, one-axis ones included, each already corrected for the axes it tests.
+    """
     out = []
     for a in fa.entries:
         if a.sketch is None:
@@ -165,8 +187,11 @@ def _candidates(fa: Fingerprint, fb: Fingerprint) -> list[_Candidate]:
                 continue
             for transposed in (False, True):
                 cand = _Candidate(a, b, transposed)
-                if all(_compatible(x, y) for x, y in cand.axes()[:2]):
+                ok = [_compatible(x, y) for x, y in cand.pairs()[:2]]
+                if all(ok):
                     out.append(cand)
+                else:
+                    out += [_Candidate(a, b, transposed, side) for side in (0, 1) if ok[side]]
     return out
 
 
@@ -210,17 +235,20 @@ def _best_possible(c: _Candidate) -> float:
         if min(ma, mb) >= MIN_UNITS:
             s = min(ma, mb, MAX_MATCHED)
             out = min(out, agreement_log_p(s, s, mb))
-    return out + math.log(len(AXES))
+    return out + math.log(len(c.indexes()))
 
 
 def _test(c: _Candidate, prep: _Prepared) -> PairEvidence:
     """Every axis test of the pair; the pair's p-value is Bonferroni over the axes tested."""
-    axes = tuple(halves_test(prep(x), prep(y)) for x, y in c.axes())
+    results = dict(zip(c.indexes(), (halves_test(prep(x), prep(y)) for x, y in c.axes()), strict=True))
+    axes = tuple(results.get(i) for i in range(len(AXES)))
     done = [(i, r) for i, r in enumerate(axes) if r is not None]
     best = min(done, key=lambda ir: ir[1].log10_p, default=None)
     ln_p = 0.0 if best is None else best[1].log10_p * math.log(10) + math.log(len(done))
     ln_p = min(0.0, ln_p)
     how = "units matched (transposed)" if c.transposed else "units matched"
+    if c.only is not None:
+        how += ", one axis"
     if best is not None and AXES[best[0]].startswith("gram") and ln_p < 0:
         how += ", rotation-invariant"
     return PairEvidence(a=c.a.name, b=c.b.name, how=how, p_value=math.exp(ln_p), log10_p=ln_p / math.log(10),
