@@ -7,7 +7,7 @@ DATA   ?= ./provenance-data
 LISTEN ?= 127.0.0.1:50051
 PROTOS := $(shell find proto -name '*.proto' | sort)
 
-.PHONY: install serve test lint typecheck proto bench long fuzz demo clean
+.PHONY: install serve test lint typecheck proto bench long fuzz demo clean evidence
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ proto: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# Issue 12 published error rates of `provenance compare` (power per derivation class and strength, false
+# `related` over 500 independent pairs per null family): the table in docs/descent.md, "Error rates".
+# Not in `make bench`: about 12 min on 2 cores (11.3 min measured on the shared 2-core VM, 2026-12-07;
+# the document states each run's time). `$(PY) -m bench --quick evidence` is a one-minute smoke run.
+evidence: $(STAMP)
+	$(PY) -m bench evidence
 
 # Issue 6 long runs (minutes; not in `make bench`): the hammer (HAMMER_SECONDS, default 120) and
 # 50 SIGKILLs with restarts (FAULT_KILLS). Figures: docs/guarantees.md.
