@@ -21,6 +21,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from client.core.descent.direction import Direction, weight_signal
+from client.core.descent.extent import Extent, best_untested, extent
 from client.core.descent.fingerprint import Fingerprint, TensorEntry, require_current
 from client.core.descent.sketch import AxisSketch
 from client.core.descent.stats import (
@@ -101,6 +103,8 @@ class Comparison:
     tested: int
     evidence: list[PairEvidence] = field(default_factory=list)
     set_aside: list[SetAside] = field(default_factory=list)
+    extent: Extent | None = None  # which tensors and layers of A are shared; only when related or identical
+    direction: Direction = field(default_factory=lambda: Direction(DIRECTION_NOTE))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -119,7 +123,9 @@ class Comparison:
             "tested_pairs": self.tested,
             "evidence": [e.to_json() for e in self.evidence],
             "set_aside": [s.to_json() for s in self.set_aside],
-            "direction": DIRECTION_NOTE,
+            "extent": [layer.to_json() for layer in self.extent.layers] if self.extent is not None else [],
+            "shared_tensors": self.extent.counts() if self.extent is not None else None,
+            "direction": self.direction.to_json(),
         }
 
 
@@ -299,6 +305,22 @@ def compare(fa: Fingerprint, fb: Fingerprint, *, alpha: float = DEFAULT_ALPHA, t
         verdict, basis = "related", "statistical"
     else:
         verdict, basis = "independent", "statistical"
+    shared = None
+    direction = Direction(DIRECTION_NOTE)
+    if verdict in ("related", "identical"):
+        # Extent: at most one more full test per informative tensor of A that has candidates and none
+        # tested yet (its best-screened partner), then per-tensor p-values (client.core.descent.extent).
+        more = best_untested(cands, lambda c: c.a.name, {e.a for e in tested},
+                             lambda c: sum(screen_score(prep(x), prep(y)) for x, y in c.axes()))
+        tested += [_test(c, prep) for c in more]
+        stat = sorted(tested, key=lambda e: e.log10_p)
+        ln_p = min(ln_p, stat[0].log10_p * math.log(10) + ln_n) if stat else ln_p
+        counts = Counter(c.a.name for c in cands)
+        shared = extent({e.name: counts[e.name] for e in fa.entries if e.sketch is not None}, exact + tested, alpha)
+        ea, eb = {e.name: e for e in fa.entries}, {e.name: e for e in fb.entries}
+        moments = [(ma, mb) for a, b in shared.shared_pairs()
+                   if (ma := ea[a].moments) is not None and (mb := eb[b].moments) is not None]
+        direction = Direction(DIRECTION_NOTE, *weight_signal(moments))
     log10_stat = ln_p / math.log(10)
     log10_p = -math.inf if basis == "exact" else log10_stat
     return Comparison(
@@ -312,4 +334,5 @@ def compare(fa: Fingerprint, fb: Fingerprint, *, alpha: float = DEFAULT_ALPHA, t
         evidence=exact[:top] + stat[:top],
         set_aside=[SetAside(label, e.name, e.formula) for label, fp in (("a", fa), ("b", fb))
                    for e in fp.entries if e.formula],
+        extent=shared, direction=direction,
     )
