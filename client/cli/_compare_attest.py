@@ -4,12 +4,15 @@ Subject and object are the registered records of A and B: given as REFs, or foun
 manifest digest of each model (the earliest checkpoint registered with exactly those files). The
 evidence digest is BLAKE3 of the canonical JSON report (:func:`client.core.descent.ledger_evidence.canonical_report`),
 written to ``--evidence-out`` so it can be shown later; the summary states the verdict, p-value and
-shared fractions.
+shared fractions. The two records' log indexes and times become the comparison's ledger order
+(:func:`client.core.descent.direction.ledger_order`), in the report too: the strong direction
+evidence, as the server reports the indexes (signatures checked, inclusion not proved here).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +24,7 @@ from client.remote.registry import RegistryClient
 
 if TYPE_CHECKING:  # numpy and the descent core load only when a comparison runs
     from client.core.descent.compare import Comparison
+from client.core.descent.direction import Registration, ledger_order
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
@@ -59,8 +63,14 @@ def _by_manifest(reg: RegistryClient, path: Path, flag: str) -> bytes:
                         f"give {flag} REF")
 
 
-def attest(args: argparse.Namespace, result: Comparison) -> dict[str, Any]:
-    """Register the attestation; returns what to print about it."""
+def _registration(reg: RegistryClient, rid: bytes) -> Registration:
+    r = reg.by_id(rid)
+    r.signed.verify()
+    return Registration(r.id, r.index, r.signed.record.timestamp)
+
+
+def attest(args: argparse.Namespace, result: Comparison) -> tuple[dict[str, Any], Comparison]:
+    """Register the attestation; returns what to print about it, and ``result`` with the ledger order."""
     from client.api import Registrar
     from client.core.descent import ledger_evidence as dl
 
@@ -69,6 +79,8 @@ def attest(args: argparse.Namespace, result: Comparison) -> dict[str, Any]:
     with Registrar(load_signer(args.key), args.server, client=registry_client(args)) as r:
         subject = resolve_ref(r.client, args.subject) if args.subject else _by_manifest(r.client, args.a, "--subject")
         obj = resolve_ref(r.client, args.object) if args.object else _by_manifest(r.client, args.b, "--object")
+        order = ledger_order(_registration(r.client, subject), _registration(r.client, obj), proved=False)
+        result = dataclasses.replace(result, direction=dataclasses.replace(result.direction, ledger=order))
         report = dl.canonical_report(result, subject, obj)
         if args.evidence_out is not None:
             args.evidence_out.write_bytes(report)
@@ -76,4 +88,4 @@ def attest(args: argparse.Namespace, result: Comparison) -> dict[str, Any]:
         text = dl.summary(result)
         got = r.attest(Claim.DESCENT_TEST.value, subject, obj, evidence=evidence, summary=text)
     return {"id": got.id.hex(), "index": got.index, "claim": Claim.DESCENT_TEST.value, "subject": subject.hex(),
-            "object": obj.hex(), "evidence": evidence.text(), "summary": text}
+            "object": obj.hex(), "evidence": evidence.text(), "summary": text}, result

@@ -70,7 +70,9 @@ def _compare(args: argparse.Namespace) -> int:
     require_current(a, str(args.a))
     require_current(b, str(args.b))
     result = compare(a, b, alpha=args.alpha)
-    attested = _compare_attest.attest(args, result) if args.attest else None
+    attested = None
+    if args.attest:
+        attested, result = _compare_attest.attest(args, result)
     if args.json:
         out = result.to_json()
         out["a"], out["b"] = str(args.a), str(args.b)
@@ -99,11 +101,28 @@ def _compare(args: argparse.Namespace) -> int:
     if result.set_aside:
         w("set aside (produced by a formula, never evidence): "
           + ", ".join(f"{s.model.upper()} {s.tensor} ({s.reason})" for s in result.set_aside) + "\n")
-    w("note: weights alone cannot tell parent from sibling; the ledger's registration order speaks to direction.\n")
+    if result.extent is not None:
+        _print_extent(result.extent)
+    w("direction:\n" + "".join(f"  {line}\n" for line in result.direction.lines()))
     if attested is not None:
         w(f"attested: {attested['claim']} {attested['subject'][:12]} -> {attested['object'][:12]}, record "
           f"{attested['id']} at index {attested['index']} (evidence {attested['evidence']})\n")
     return 0
+
+
+def _print_extent(ex: Any) -> None:
+    """One line per layer group of A: shared or not, where in B, the smallest per-tensor p-value."""
+    c = ex.counts()
+    sys.stdout.write(f"extent: {c['shared']} of {c['informative']} informative tensors of A shared "
+                     f"({c['layers_shared']} of {c['layers']} layers; Holm at alpha {ex.alpha}):\n")
+    for layer in ex.layers:
+        n = sum(t.shared for t in layer.tensors)
+        where = ""
+        if layer.shared:
+            bs = list(layer.b_layers)
+            where = " -> B " + ", ".join(bs[:4]) + (f" (+{len(bs) - 4})" if len(bs) > 4 else "")
+        sys.stdout.write(f"  {layer.layer}: {'shared' if layer.shared else 'not shared'} ({n}/{len(layer.tensors)})"
+                         f"{where}, min p {_fmt_p(layer.min_log10_p)}\n")
 
 
 def _fingerprint(args: argparse.Namespace) -> int:

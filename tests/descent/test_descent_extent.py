@@ -129,6 +129,8 @@ def test_weight_votes_and_sign_test() -> None:
     even = Votes("kurtosis", 2, 2, 1)
     assert even.suggests is None and even.p_value == 1.0 and "no direction" in even.text()
     assert weight_signal([((1.0, 0.3), (1.0, 0.3))])[0].ties == 1
+    # from a uniform initialisation (-1.2) training moves kurtosis up towards 0: still "further from init"
+    assert weight_signal([((1.0, -1.19), (1.0, -0.8))])[0].suggests == "A -> B"
 
 
 def test_compare_reports_direction_object_with_the_note() -> None:

@@ -8,8 +8,9 @@ Two kinds, never mixed, each labelled with its strength:
   honest lab may register late. Record times are the signers' clocks and shown, never compared.
 - **Weight drift** (:func:`weight_signal`; weak): for each shared tensor pair, the side whose entries
   look more like an initialisation votes "earlier". Two moments from the fingerprint
-  (:mod:`client.core.descent.moments`) vote separately: excess kurtosis (the side nearer 0, the
-  Gaussian value: training tends to grow heavy tails) and standard deviation (the smaller side:
+  (:mod:`client.core.descent.moments`) vote separately: excess kurtosis (the side nearer an
+  initialisation's value, 0 for Gaussian or -1.2 for uniform, whichever is nearer: training moves
+  it away) and standard deviation (the smaller side:
   without strong weight decay, training tends to grow weights). Votes are summarised by a two-sided
   sign test. The tensors of one model are not independent draws, so that p-value describes the
   votes, it does not prove a direction; a fine-tune, quantisation, weight decay, a rescaling or a
@@ -27,6 +28,7 @@ from typing import Any
 LEDGER_LABEL = "ledger: registration order (strong: proves which existed first on this log, not who trained first)"
 WEIGHTS_CAVEAT = "a fine-tune, quantisation or re-initialisation can move kurtosis either way"
 STD_CAVEAT = "weight decay, rescaling or quantisation can move the spread either way"
+INIT_KURTOSIS = (0.0, -1.2)  # excess kurtosis of Gaussian and of uniform initialisations
 TIE = 1e-3  # moments closer than this (relative to the larger magnitude, at least absolute 1e-3) do not vote
 
 Moments = tuple[float, float]  # (standard deviation, excess kurtosis)
@@ -101,7 +103,7 @@ class Votes:
 
     def text(self) -> str:
         caveat = WEIGHTS_CAVEAT if self.moment == "kurtosis" else STD_CAVEAT
-        what = "excess kurtosis" if self.moment == "kurtosis" else "weight spread (std)"
+        what = "excess kurtosis" if self.moment == "kurtosis" else "std"
         if self.suggests is None:
             return (f"weights ({what}) suggest no direction (weak: {self.a_earlier} vs {self.b_earlier} of "
                     f"{self.shared} shared tensors, {self.ties} even)")
@@ -122,11 +124,16 @@ def _vote(x: float, y: float) -> int:
     return -1 if x < y else 1
 
 
+def _from_init(kurtosis: float) -> float:
+    return min(abs(kurtosis - k) for k in INIT_KURTOSIS)
+
+
 def weight_signal(pairs: Sequence[tuple[Moments, Moments]]) -> tuple[Votes, Votes]:
     """Kurtosis and std votes over shared tensor pairs ((moments in A, moments in B) each)."""
     out = []
     for moment in ("kurtosis", "std"):
-        votes = [_vote(abs(a[1]), abs(b[1])) if moment == "kurtosis" else _vote(a[0], b[0]) for a, b in pairs]
+        votes = [_vote(_from_init(a[1]), _from_init(b[1])) if moment == "kurtosis" else _vote(a[0], b[0])
+                 for a, b in pairs]
         out.append(Votes(moment, votes.count(-1), votes.count(1), votes.count(0)))
     return out[0], out[1]
 
