@@ -54,6 +54,7 @@ from client.core.records import (
     endorse_rotation,
     sign_record,
 )
+from client.core.records.display import check_display_names
 from client.errors import InvalidInputError, ResourceExhaustedError
 from client.remote import DEFAULT_SERVER
 from client.remote.registry import Registered, RegistryClient, transfer_timeout
@@ -132,6 +133,9 @@ class Registrar:
         self.client.close()
 
     def sign(self, statement: Statement) -> SignedRecord:
+        """Sign ``statement`` now. Refuses (UnsafeTextError) a name or version the registry would refuse:
+        one with control or bidi characters, or not NFC (``client/core/records/display.py``)."""
+        check_display_names(statement)
         return sign_record(Record(statement, self.signer.public_key, int(time.time())), self.signer)
 
     def submit(self, signed: SignedRecord, manifest: bytes | None = None, fingerprint: bytes | None = None

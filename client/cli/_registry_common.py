@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import stat
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +30,19 @@ def print_json(obj: Any) -> None:
 
 
 def load_signer(path: Path) -> RecordSigner:
+    """The record signing key in ``path`` (PEM). Warns on stderr, as ssh does, when the file is readable
+    or writable by group or others (its mode is checked on the file opened, not on the path)."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            data = f.read()
     except OSError as err:
         raise InvalidInputError(f"cannot read key file {path}: {err}") from err
-    return RecordSigner.from_pem(data)
+    signer = RecordSigner.from_pem(data)
+    if stat.S_ISREG(mode) and mode & 0o077:
+        print(f"warning: private key file {path} has mode {stat.S_IMODE(mode):04o}: others may read it and sign "
+              f"as you; run `chmod 600 {path}` (keygen writes 0600)", file=sys.stderr)
+    return signer
 
 
 def write_private_key(path: Path, signer: RecordSigner) -> None:

@@ -246,12 +246,9 @@ def state_path(explicit: Path | None = None) -> Path:
 
 
 def _pinned_key(value: str | None) -> str | None:
-    if value is None:
-        return None
-    path = Path(value)
-    if "+" not in value or path.is_file():
-        return path.read_text(encoding="utf-8").strip()
-    return value
+    from client.cli._registry_common import read_log_key  # the one parser of --log-key (exit 2 when malformed)
+
+    return None if value is None else read_log_key(value)
 
 
 def _audit(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 
 from client.cli._connect import ledger_client, registry_client
 from client.cli._registry_common import add_common, print_json, read_log_key, resolve_ref
+from client.core.records.display import safe_text
 from client.core.signer_time import signer_time
 from client.errors import InconsistencyError, InvalidInputError, ProvenanceError, VerificationError
 
@@ -172,7 +173,7 @@ def _prove_all(args: argparse.Namespace, records: list[Any]) -> int:
 
 
 def _label(item: dict[str, Any]) -> str:
-    what = f"{item.get('model', '?')} {item.get('version', '')}".strip()
+    what = safe_text(f"{item.get('model', '?')} {item.get('version', '')}".strip())  # signer-chosen
     return (f"index {item['index']}: {what} [{item['id'][:12]}] signed by {item['signer_name']!r} "
             f"at {item['time']} (signer's clock)")
 
@@ -238,7 +239,7 @@ def _verify_fingerprint(args: argparse.Namespace) -> int:
                     "timestamp": record.timestamp, "proof": proof})
     else:
         print(f"VERIFIED: {args.file} is the fingerprint {s.fingerprint.mode} by checkpoint {s.model!r} "
-              f"{s.version} at index {index} (blake3:{s.fingerprint.digest.hex()}); {proof}")
+              f"{safe_text(s.version)} at index {index} (blake3:{s.fingerprint.digest.hex()}); {proof}")
     return 0
 
 

@@ -16,6 +16,7 @@ from client.cli._registry_common import (
     resolve_ref,
     trusted_key_and_advance,
 )
+from client.core.records.display import safe_text
 from client.core.records.jsonform import describe, named_label, record_json, short
 from client.core.trust import evidence_text
 from client.errors import InconsistencyError, InvalidInputError, VerificationError
@@ -47,7 +48,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("ref")
     p.add_argument("--lineage-to", default=None, metavar="ANCESTOR", help="include the lineage path to ANCESTOR")
     p.add_argument("-o", "--output", type=Path, default=None, metavar="FILE", help="default: stdout")
-    p.add_argument("--format", choices=["json", "tlog-proof"], default="json")
+    p.add_argument("--format", choices=["json", "tlog-proof"], default="json",
+                   help="tlog-proof: the C2SP text form; a record too large for its 64 KiB 'extra' line is "
+                        "written without it (hash-only; hand the entry over with --entry-out)")
+    p.add_argument("--entry-out", type=Path, default=None, metavar="FILE",
+                   help="with --format tlog-proof: also write the record's entry bytes to FILE")
     p.add_argument("--log-key", default=None, metavar="KEY|FILE", help="pin the log key (default: trust state)")
     p.add_argument("--state", type=Path, default=None, metavar="FILE", help="trust state file")
     add_common(p)
@@ -56,6 +61,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = subparsers.add_parser("verify", help="verify a proof bundle offline")
     p.add_argument("bundle", type=Path)
     p.add_argument("--log-key", required=True, metavar="KEY|FILE", help="the log's verifier key")
+    p.add_argument("--entry", type=Path, default=None, metavar="FILE",
+                   help="a tlog-proof's entry bytes, for a proof without an 'extra' line (prove --entry-out)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--accept-unproven-key-status", action="store_true",
                    help="accept a bundle without the log's key-status note (made before bundles had one); the "
@@ -138,7 +145,7 @@ def _lineage(args: argparse.Namespace) -> int:
         for i, (kid, rel) in enumerate(kids):
             last = i == len(kids) - 1
             again = " (shown above)" if kid in shown else ""
-            print(f"{prefix}{'└── ' if last else '├── '}{rel}: {_label(by_id[kid])}{again}")
+            print(f"{prefix}{'└── ' if last else '├── '}{safe_text(rel)}: {_label(by_id[kid])}{again}")
             if not again:
                 shown.add(kid)
                 walk(kid, prefix + ("    " if last else "│   "))
@@ -170,7 +177,7 @@ def _find(args: argparse.Namespace) -> int:
 
 def _prove(args: argparse.Namespace) -> int:
     from client.core.bundle import format_tlog_proof, parse, verify_bundle
-    from client.core.bundle.tlog_proof import TlogProof
+    from client.core.bundle.tlog_proof import TlogProof, extra_fits
 
     with registry_client(args) as reg:
         rid = resolve_ref(reg, args.ref)
@@ -191,7 +198,17 @@ def _prove(args: argparse.Namespace) -> int:
         print(f"warning: {report.key_status_warning}", file=sys.stderr)
     if args.format == "tlog-proof":
         r = bundle.records[0]
-        data = format_tlog_proof(TlogProof(r.leaf, r.index, r.inclusion_proof, bundle.checkpoint))
+        fits = extra_fits(r.leaf)
+        data = format_tlog_proof(TlogProof(r.leaf if fits else None, r.index, r.inclusion_proof, bundle.checkpoint))
+        if args.entry_out is not None:
+            args.entry_out.write_bytes(r.leaf)
+        if not fits:
+            print(f"note: the record is {len(r.leaf)} bytes, too large for a tlog-proof 'extra' line (64 KiB); "
+                  "the proof is written without it: verify with --entry FILE"
+                  + ("" if args.entry_out is not None else " (write the entry with --entry-out FILE)"),
+                  file=sys.stderr)
+    elif args.entry_out is not None:
+        raise InvalidInputError("--entry-out goes with --format tlog-proof")
     if args.output is None:
         sys.stdout.buffer.write(data)
     else:
@@ -201,6 +218,18 @@ def _prove(args: argparse.Namespace) -> int:
         else:
             print(f"wrote {args.output}: {len(bundle.records)} records, verified against log key {key}")
     return 0
+
+
+def _supplied_entry(path: Path | None, data: bytes) -> bytes | None:
+    """``verify --entry FILE``'s bytes; a usage error (exit 2) when a hash-only tlog-proof has none."""
+    if path is None:
+        if b"\nextra " not in data.partition(b"\n\n")[0]:
+            raise InvalidInputError("this tlog-proof has no 'extra' line: give the record's entry with --entry FILE")
+        return None
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise InvalidInputError(f"cannot read --entry {path}: {err}") from err
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -214,7 +243,7 @@ def _verify(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"cannot read {args.bundle}: {err}") from err
     try:
         if data.startswith(HEADER.encode() + b"\n"):
-            report = verify_tlog_proof(data, key)
+            report = verify_tlog_proof(data, key, _supplied_entry(args.entry, data))
         else:
             report = verify_bundle(data, key, accept_unproven_key_status=args.accept_unproven_key_status)
     except VerificationError as err:

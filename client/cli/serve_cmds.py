@@ -27,11 +27,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--max-batch-entries", type=_size_arg, default=None, metavar="N")
     p.add_argument("--max-receive-bytes", type=_size_arg, default=None, metavar="N")
     p.add_argument("--max-manifest-bytes", type=_size_arg, default=None, metavar="N",
-                   help="registry: largest manifest accepted by UploadManifest (default 2 GiB; staged in "
-                        "memory, up to twice this in total)")
+                   help="registry: largest manifest accepted by UploadManifest (default 2 GiB; spooled to "
+                        "files in TMPDIR, up to twice this in total)")
     p.add_argument("--drain-seconds", type=float, default=None, metavar="S")
     p.add_argument("--allowlist", type=Path, default=None, metavar="FILE",
                    help="registry: only these 'NAME ed25519:KEY' lines may register (default: open registration)")
+    p.add_argument("--allow-raw-entries", action="store_true",
+                   help="with --allowlist: accept AddEntries of opaque entries that are not signed records "
+                        "(refused by default, since no signer can be checked)")
     p.add_argument("--hash-cache-bytes", type=_size_arg, default=None, metavar="N",
                    help="tree hashes kept in memory (default 64 MiB; about 32 MiB per million entries keeps "
                         "every tree hash above the leaves in memory)")
@@ -116,6 +119,7 @@ def _serve(args: argparse.Namespace) -> int:
             ("max_manifest_bytes", args.max_manifest_bytes),
             ("drain_seconds", args.drain_seconds),
             ("allowlist", args.allowlist),
+            ("allow_raw_entries", args.allow_raw_entries or None),
             ("verify_processes", args.verify_processes),
             ("hash_cache_bytes", args.hash_cache_bytes),
             ("store_cache_bytes", args.store_cache_bytes),

@@ -40,11 +40,12 @@ class ServerConfig:
     max_proofs_per_call: int = 10_000  # indices per GetInclusionProofs call
     max_receive_message_bytes: int = 64 << 20  # whole request, enforced by gRPC itself
     max_send_message_bytes: int = 64 << 20
-    max_manifest_bytes: int = 2 << 30  # one manifest sent by UploadManifest (staged in memory, up to 2x this)
+    max_manifest_bytes: int = 2 << 30  # one manifest sent by UploadManifest (spooled to TMPDIR, up to 2x this)
     max_concurrent_streams: int = 1024  # HTTP/2 streams per connection
     drain_seconds: float = 30.0  # SIGTERM: how long in-flight calls may take to finish
     checkpoint_wait_seconds: float = 30.0  # AddEntries wait_for_checkpoint timeout
     allowlist: Path | None = None  # registry policy: None = open registration, else the allowlist file
+    allow_raw_entries: bool = False  # with an allowlist, accept opaque (non-record) AddEntries too
     hash_cache_bytes: int = 64 << 20  # tree hash groups kept in memory (proof speed on large logs)
     store_cache_bytes: int = 32 << 20  # RocksDB block cache
     verify_processes: int | None = None  # registry: processes checking large batches' signatures; None = one per core

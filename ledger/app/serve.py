@@ -164,7 +164,7 @@ def run(config: ServerConfig) -> int:
     from ledger.grpc.registry_service import RegistryService
     from ledger.registry.setup import registry_for
 
-    registry = registry_for(config.allowlist, config.signature_processes)
+    registry = registry_for(config.allowlist, config.signature_processes, config.allow_raw_entries)
     metrics = ServerMetrics()
     storage = open_storage(StoreSpec.directory(config.store_path, cache_bytes=config.store_cache_bytes))
     try:

@@ -8,7 +8,7 @@ place a refusal can also travel inside a successful response (a batch partly log
 its code comes from the same table.
 
 Manifests too large for one message travel in parts: ``UploadManifest`` stages one
-(:class:`~ledger.grpc.manifest_staging.ManifestStaging`: in memory, bounded in bytes and age) until a ``Register``
+(:class:`~ledger.grpc.manifest_staging.ManifestStaging`: spooled to disk, bounded in bytes and age) until a ``Register``
 that names its digest without sending it; ``GetManifestParts`` streams one back.
 """
 
@@ -27,7 +27,7 @@ from client.core.records.model import ID_SIZE, KEY_SIZE
 from client.errors import InvalidInputError, ProvenanceError, ResourceExhaustedError, UnavailableError
 from ledger.grpc import match_service
 from ledger.grpc.handlers import Method, ServerStream, Unary, Upload, client_message
-from ledger.grpc.manifest_staging import MESSAGE_OVERHEAD, ManifestLimits, ManifestStaging
+from ledger.grpc.manifest_staging import MESSAGE_OVERHEAD, ManifestLimits, ManifestStaging, Spool
 from ledger.grpc.status import code_for
 from ledger.log import Appended
 from ledger.registry import keys as K
@@ -49,6 +49,11 @@ def _id(raw: bytes, what: str = "id") -> bytes:
     if len(raw) != ID_SIZE:
         raise InvalidInputError(f"{what} must be {ID_SIZE} bytes, got {len(raw)}")
     return bytes(raw)
+
+
+def _digest_of_spooled(spool: Spool) -> bytes:
+    """Parse the manifest in ``spool`` strictly (on a worker thread); its digest. Nothing else is kept."""
+    return read_manifest(spool.read()).digest
 
 
 def _limit(n: int) -> int:
@@ -84,6 +89,7 @@ class RegistryService:
         self._matcher: Matcher | None = None
         self._limits = limits if limits is not None else ManifestLimits()
         self.staging = ManifestStaging(self._limits.staging_bytes, self._limits.staging_seconds, clock)
+        self._parsing = asyncio.Semaphore(1)
 
     def methods(self) -> Mapping[str, Method]:
         return {
@@ -146,11 +152,14 @@ class RegistryService:
         return used
 
     async def upload_manifest(self, parts: AsyncIterator[pb.ManifestPart]) -> pb.UploadManifestResponse:
-        """Assemble, bound, parse and stage one manifest (see ``UploadManifest`` in the proto)."""
+        """Assemble, bound, parse and stage one manifest (see ``UploadManifest`` in the proto).
+
+        Parts go to a spool file as they arrive (``ledger/grpc/manifest_staging.py``), so an upload
+        holds one part in memory until it is complete; then one upload at a time reads and parses it."""
         if self._draining:
             raise UnavailableError("the server is draining; retry against another instance")
         limit = self._limits.max_manifest_bytes
-        pieces: list[bytes] = []
+        spool = self.staging.spool()
         size = reserved = 0
         want_digest, want_size, first = b"", 0, True
         try:
@@ -164,31 +173,38 @@ class RegistryService:
                             f"manifest of {want_size} bytes is over this server's limit of {limit} bytes")
                 elif part.digest or part.total_size:
                     raise InvalidInputError("only the first part may carry the digest and total size")
-                n = len(part.data)
+                data = part.data
+                n = len(data)
                 if size + n > limit:
                     raise ResourceExhaustedError(f"manifest is over this server's limit of {limit} bytes")
                 if want_size and size + n > want_size:
                     raise InvalidInputError(f"parts carry more than the {want_size} bytes announced")
                 self.staging.reserve(n)
                 reserved += n
-                pieces.append(part.data)
+                # On the loop, not a worker thread: a part is one message (a page-cache write), and
+                # parts freed on worker threads stayed in their malloc arenas (measured 208 vs 65 MiB
+                # of RSS for three unfinished 256 MiB uploads).
+                spool.write(data)
+                del data, part
                 size += n
             if first:
                 raise InvalidInputError("UploadManifest received no parts")
             if want_size and size != want_size:
                 raise InvalidInputError(f"parts carry {size} bytes, the first part announced {want_size}")
-            data = b"".join(pieces)
-            pieces.clear()
-            summary = await asyncio.to_thread(read_manifest, data)  # FormatError: INVALID_ARGUMENT
-            if want_digest and summary.digest != want_digest:
+            async with self._parsing:  # one whole manifest in memory at a time, however many uploads finish
+                digest = await asyncio.to_thread(_digest_of_spooled, spool)  # FormatError: INVALID_ARGUMENT
+            if want_digest and digest != want_digest:
                 raise InvalidInputError(
-                    f"the manifest uploaded has digest {summary.digest.hex()}, the first part named "
+                    f"the manifest uploaded has digest {digest.hex()}, the first part named "
                     f"{want_digest.hex()}")
+        except BaseException:
+            spool.close()
+            raise
         finally:
             self.staging.release(reserved)
-        self.staging.put(summary.digest, data)
-        _log.debug("manifest staged", extra={"manifest": summary.digest.hex(), "bytes": size})
-        return pb.UploadManifestResponse(digest=summary.digest, size=size)
+        self.staging.put_spool(digest, spool)
+        _log.debug("manifest staged", extra={"manifest": digest.hex(), "bytes": size})
+        return pb.UploadManifestResponse(digest=digest, size=size)
 
     async def get_record(self, req: pb.GetRecordRequest) -> pb.GetRecordResponse:
         reader = self._registry.reader

@@ -3,7 +3,7 @@
 :class:`LedgerServer` hosts the log's service (``ledger/grpc/log_service.py``) and any others next
 to it (the registry), every method built by the one wrapper of ``ledger/grpc/handlers.py`` (rate
 limit, request parsing, the one status table, metrics), plus the standard health service
-(``ledger/grpc/health.py``) and server reflection. :meth:`LedgerServer.stop` drains.
+(``ledger/grpc/health.py``) and server reflection (``ledger/grpc/reflection.py``). :meth:`LedgerServer.stop` drains.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Sequence
 
 import grpc
-from grpc_reflection.v1alpha import reflection
 
 from client.errors import UnavailableError
 from ledger.app.config import ServerConfig
@@ -21,6 +20,7 @@ from ledger.grpc.health import HEALTH_SERVICE_NAME, HealthReporter
 from ledger.grpc.limits import PeerRateLimit, TokenBuckets, grpc_server_options
 from ledger.grpc.log_service import LogLike, LogService
 from ledger.grpc.metrics import MetricsEndpoint, ServerMetrics
+from ledger.grpc.reflection import reflection_handler
 from ledger.grpc.tls import TlsMaterial, load_tls
 from ledger.log.progress import ProgressWatch, WatchedLog
 
@@ -67,7 +67,7 @@ class LedgerServer:
         self._server.add_generic_rpc_handlers(
             tuple(generic_handler(s, self.metrics, self.limit) for s in self._services))
         self._server.add_generic_rpc_handlers((self.health.generic_handler(),))
-        reflection.enable_server_reflection((*names, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), self._server)
+        self._server.add_generic_rpc_handlers((reflection_handler((*names, HEALTH_SERVICE_NAME)),))
         self._metrics_endpoint: MetricsEndpoint | None = None
         self.port = 0
 

@@ -72,8 +72,8 @@ class Sequencer:
         """Queue ``entries``; the future resolves once the batch holding them is durable and signed.
 
         Each result is an :class:`Appended` or, for an entry the hook refused, its error.
-        Raises :class:`InvalidInputError` (empty or oversized batch, empty or oversized
-        entry), :class:`ResourceExhaustedError` (queue full) or :class:`UnavailableError`
+        Raises :class:`InvalidInputError` (empty or oversized batch, oversized entry; an
+        entry of zero bytes is accepted), :class:`ResourceExhaustedError` (queue full) or :class:`UnavailableError`
         (closing, or the sequencer is down).
         """
         cfg = self._config
@@ -84,8 +84,8 @@ class Sequencer:
         for i, e in enumerate(entries):
             if not isinstance(e, bytes):
                 raise InvalidInputError(f"entry {i} is {type(e).__name__}, not bytes")
-            if not 0 < len(e) <= cfg.max_entry_bytes:
-                raise InvalidInputError(f"entry {i} is {len(e)} bytes; entries are 1 to {cfg.max_entry_bytes} bytes")
+            if len(e) > cfg.max_entry_bytes:  # an empty entry is a valid leaf (RFC 9162 2.1.1: MTH({d(0)}))
+                raise InvalidInputError(f"entry {i} is {len(e)} bytes; entries are 0 to {cfg.max_entry_bytes} bytes")
         fut: Future[list[Result]] = Future()
         with self._cond:
             if self._closing or not self._thread.is_alive():

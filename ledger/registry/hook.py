@@ -27,8 +27,16 @@ from client.core.records import (
     SignedRecord,
     parse_entry,
 )
+from client.core.records.display import check_display_names
 from client.core.records.encoding import MAGIC
-from client.core.records.identity import KeyState, KeyStatus, NameState, apply_identity, check_signer
+from client.core.records.identity import (
+    KeyState,
+    KeyStatus,
+    NameState,
+    NotAllowedError,
+    apply_identity,
+    check_signer,
+)
 from client.core.records.lineage import lineage_edges
 from ledger.registry import fingerprints, postings
 from ledger.registry import keys as K
@@ -148,10 +156,14 @@ class RegistryHook:
         ``get`` (and ``get_many``, for many keys at once) read the aux store including earlier entries of
         the same batch. With ``blind``, the posting writes (never read back during admission) are
         appended to it instead of returned, once the record is admitted. Entries that do not
-        start with the record magic are opaque log entries (the log stays a general log): admitted
-        with no index writes. Anything that claims to be a record must be a valid one.
+        start with the record magic are opaque log entries: admitted with no index writes when the
+        policy admits them (open registration, or an allowlist with ``allow_raw``), else refused
+        with NotAllowedError. Anything that claims to be a record must be a valid one.
         """
         if not entry.startswith(MAGIC):
+            if not self.policy.admits_raw_entries:
+                raise NotAllowedError("this registry has an allowlist: the log takes only signed records "
+                                      "(an opaque entry has no signer to check; see --allow-raw-entries)")
             return []
         with self._lock:
             prepared = self._prepared.pop(entry, None)
@@ -192,7 +204,9 @@ class RegistryHook:
         self._references(w, s, index)
 
     def _version(self, w: _Writes, s: Dataset | ModelCheckpoint, name: str, index: int) -> None:
-        """Claim (kind, name, version) for ``s``: one registration per version, first come."""
+        """Claim (kind, name, version) for ``s``: one registration per version, first come. A name or
+        version with control or bidi characters, or not NFC, is refused (``client/core/records/display.py``)."""
+        check_display_names(s)
         vkey = K.version_key(s.KIND.value, name, s.version)
         taken = w.get(vkey)
         if taken is not None:

@@ -259,10 +259,12 @@ def describe_id(report: BundleReport, rid: bytes) -> str:
     return short(rid)
 
 
-def verify_tlog_proof(data: bytes, log_key: str) -> BundleReport:
+def verify_tlog_proof(data: bytes, log_key: str, entry: bytes | None = None) -> BundleReport:
     """Verify a C2SP tlog-proof of one record (see :mod:`client.core.bundle.tlog_proof`).
 
-    The signer's identity is not part of this form: the report names the key only.
+    ``entry``: the record's entry bytes, supplied apart; needed when the proof has no ``extra`` line
+    (the hash-only form), and when both are there they must be equal. Either way the inclusion proof
+    authenticates the entry. The signer's identity is not part of this form: the report names the key only.
     """
     from client.core.bundle.format import BundleRecord
     from client.core.bundle.tlog_proof import parse_tlog_proof
@@ -271,7 +273,14 @@ def verify_tlog_proof(data: bytes, log_key: str) -> BundleReport:
         p = parse_tlog_proof(data)
     except FormatError as err:
         raise _fail("tlog-proof", err) from err
-    rid = record_id(p.entry)
+    if p.entry is None and entry is None:
+        raise BundleVerificationError("tlog-proof", "has no 'extra' line: supply the record's entry apart "
+                                                    "(provenance verify --entry FILE)")
+    if p.entry is not None and entry is not None and p.entry != entry:
+        raise BundleVerificationError("tlog-proof", "its 'extra' line differs from the entry supplied apart")
+    leaf = p.entry if p.entry is not None else entry
+    assert leaf is not None
+    rid = record_id(leaf)
     origin = p.checkpoint.split(b"\n", 1)[0].decode("utf-8", "replace")  # checked against the signed checkpoint
-    bundle = Bundle(log_key.strip(), origin, p.checkpoint, rid, None, (BundleRecord(rid, p.index, p.entry, p.proof),))
+    bundle = Bundle(log_key.strip(), origin, p.checkpoint, rid, None, (BundleRecord(rid, p.index, leaf, p.proof),))
     return verify_parsed(bundle, log_key, require_identities=False)

@@ -2,13 +2,15 @@
 
 This is a view for people and scripts, never an encoding: ids, keys and digests
 are hex (ids, digests) or ``ed25519:`` text (keys), and nothing here is hashed
-or signed.
+or signed. Signer-chosen text in labels and sentences is escaped (``display.safe_text``, or
+``repr`` for quoted names), so a control or bidi character in a name cannot reach a terminal.
 """
 
 from __future__ import annotations
 
 from typing import Any, assert_never
 
+from client.core.records.display import safe_text
 from client.core.records.model import (
     Attestation,
     Dataset,
@@ -70,9 +72,9 @@ def named_label(s: Statement, rid: bytes) -> str | None:
     """``name version [id]`` for a dataset or model checkpoint; None for kinds without a name."""
     match s:
         case ModelCheckpoint():
-            return f"{s.model} {s.version} [{short(rid)}]"
+            return f"{safe_text(s.model)} {safe_text(s.version)} [{short(rid)}]"
         case Dataset():
-            return f"{s.name} {s.version} [{short(rid)}]"
+            return f"{safe_text(s.name)} {safe_text(s.version)} [{short(rid)}]"
         case Identity() | Attestation() | Dispute():
             return None
         case _:
@@ -93,13 +95,13 @@ def describe(s: Statement, names: dict[bytes, str] | None = None) -> str:
             return f"identity {s.name!r} {verb} key {key_text(s.key)}"
         case Dataset():
             text = f"dataset {s.name!r} version {s.version!r} ({s.size} bytes, manifest blake3:{s.manifest.hex()}"
-            text += f", license {s.license})" if s.license else ")"
+            text += f", license {safe_text(s.license)})" if s.license else ")"
             if s.parents:
                 text += " derived from " + ", ".join(f"{ref(p.id)} ({p.relation.value})" for p in s.parents)
             return text
         case ModelCheckpoint():
-            fmt = s.format or "unknown format"
-            text = f"checkpoint {s.model!r} {s.version} ({fmt}, manifest blake3:{s.manifest.hex()})"
+            fmt = safe_text(s.format) if s.format else "unknown format"
+            text = f"checkpoint {s.model!r} {safe_text(s.version)} ({fmt}, manifest blake3:{s.manifest.hex()})"
             if s.parents:
                 text += "; " + ", ".join(f"{p.relation.value} of {ref(p.id)}" for p in s.parents)
             if s.datasets:
@@ -110,8 +112,8 @@ def describe(s: Statement, names: dict[bytes, str] | None = None) -> str:
         case Attestation():
             obj = ref(s.object) if s.claim.object_is_record else f"manifest blake3:{s.object.hex()}"
             text = f"attestation: {ref(s.subject)} {s.claim.value} {obj}"
-            return text + (f" ({s.summary})" if s.summary else "")
+            return text + (f" ({safe_text(s.summary)})" if s.summary else "")
         case Dispute():
-            return f"dispute of {ref(s.target)}: {s.reason}"
+            return f"dispute of {ref(s.target)}: {safe_text(s.reason)}"
         case _:
             assert_never(s)

@@ -8,6 +8,8 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -244,6 +246,21 @@ func handle(r request) (resp response, err error) {
 		if err := tlog.CheckTree(p, r.Size2, root2, r.Size1, root1); err != nil {
 			return resp, err
 		}
+	case "record_hash":
+		// tlog.RecordHash of the leaf's bytes (an empty leaf is a valid record: RFC 9162 2.1.1).
+		h := tlog.RecordHash(r.Leaf)
+		resp.Root = h[:]
+	case "scan_lines":
+		// The lines bufio.Scanner reads from the note's bytes with its default 64 KiB token limit.
+		sc := bufio.NewScanner(bytes.NewReader(r.Note))
+		var n int64
+		for sc.Scan() {
+			n++
+		}
+		if err := sc.Err(); err != nil {
+			return resp, err
+		}
+		resp.TreeSize = n
 	case "format_tree":
 		root, err := toHash(r.Root)
 		if err != nil {
