@@ -245,10 +245,13 @@ def _typed_values(t: _Init, dt: np.dtype[np.generic], path: Path | str) -> npt.N
     for f in (5, 7, 11):
         if f in typed:
             ints = [signed64(x) if f == 7 else x for v in typed[f] for x in packed_varints(v, path)]
-            if f == 5 and t.dtype in ("F16", "BF16", "U16"):
-                # float16 / bfloat16 values travel as their 16-bit patterns in int32_data
-                return np.array(ints, dtype=np.uint64).astype(np.uint16).view(dt)
-            return np.array(ints, dtype=np.int64 if f != 11 else np.uint64).astype(dt)
+            try:
+                if f == 5 and t.dtype in ("F16", "BF16", "U16"):
+                    # float16 / bfloat16 values travel as their 16-bit patterns in int32_data
+                    return np.array(ints, dtype=np.uint64).astype(np.uint16).view(dt)
+                return np.array(ints, dtype=np.int64 if f != 11 else np.uint64).astype(dt)
+            except OverflowError:  # a varint beyond its field's 64 bits (make fuzz)
+                raise fail(path, f"initializer {t.name!r}: field {f} holds a value beyond 64 bits") from None
     if not typed:
         return np.empty(0, dt)
     raise fail(path, f"initializer {t.name!r} has no data")

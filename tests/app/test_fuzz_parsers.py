@@ -517,6 +517,8 @@ REGRESSIONS: dict[str, tuple[str, Callable[[Path], bytes]]] = {
     "torch empty view huge stride": ("stride62.pt", lambda _: _torch_view_bytes([0, 0], [0, (1 << 62) - 1])),
     # issue 15 size class: one byte of packed float_data was a bare ValueError, surfacing as BufferError
     "onnx partial packed float": ("partial.onnx", lambda _: b'\x08\x08:\n*\x08\x10\x02B\x01t"\x01\x00'),
+    # onnx: an int32_data varint of 2**63 overflowed int64 (OverflowError, then BufferError; make fuzz, 600 s)
+    "onnx varint beyond int64": ("wide.onnx", lambda _: b"\x08\x08:\x13*\x11\x10\x01B\x01t*\n" + b"\x80" * 9 + b"\x01"),
 }
 
 
