@@ -7,7 +7,7 @@ DATA   ?= ./provenance-data
 LISTEN ?= 127.0.0.1:50051
 PROTOS := $(shell find proto -name '*.proto' | sort)
 
-.PHONY: install serve test lint typecheck proto bench long fuzz demo clean evidence
+.PHONY: install serve test lint typecheck proto bench bench-7b long fuzz demo clean evidence
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ proto: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# Issue 12 at 7B scale (minutes; not in `make bench`): two Llama-7B-shaped bf16 models (~27 GB, written
+# under /tmp and deleted) compared in a fresh process; targets < 5 min, < 6 GiB RSS. BENCH_7B_RUNS=3 for a median.
+bench-7b: $(STAMP)
+	$(PY) -m bench compare7b
 
 # Issue 12 published error rates of `provenance compare` (power per derivation class and strength, false
 # `related` over 500 independent pairs per null family): the table in docs/descent.md, "Error rates".

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -59,11 +60,23 @@ def _write(path: Path, seed: int, n: int, dim: int, derived: bool) -> None:
             f.write(w.tobytes())
 
 
-def _compare_once(a: Path, b: Path) -> tuple[float, float, str, float]:
+@dataclass(frozen=True)
+class Run:
+    """One ``provenance compare A B --json`` in a fresh process: its figures and its answer."""
+
+    wall: float  # seconds, from before ``main`` to after it (imports of the CLI included)
+    cpu: float  # user + sys seconds of the whole process
+    rss: float  # peak resident set, MiB
+    verdict: str
+    basis: str
+    log10_p: float | None
+
+
+def compare_once(a: Path, b: Path) -> Run:
     code = (
         "import json, resource, sys, time\n"
-        "from client.cli import main\n"
         "t = time.perf_counter()\n"
+        "from client.cli import main\n"
         "main(['compare', sys.argv[1], sys.argv[2], '--json'])\n"
         "ru = resource.getrusage(resource.RUSAGE_SELF)\n"
         "print(json.dumps({'s': time.perf_counter() - t, 'cpu': ru.ru_utime + ru.ru_stime,"
@@ -71,9 +84,9 @@ def _compare_once(a: Path, b: Path) -> tuple[float, float, str, float]:
     )
     out = subprocess.run([sys.executable, "-c", code, str(a), str(b)], check=True, capture_output=True, text=True)
     lines = out.stdout.strip().splitlines()
-    verdict = json.loads(lines[0])["verdict"]
+    answer = json.loads(lines[0])
     figures = json.loads(lines[-1])
-    return figures["s"], figures["rss"], verdict, figures["cpu"]
+    return Run(figures["s"], figures["cpu"], figures["rss"], answer["verdict"], answer["basis"], answer["log10_p"])
 
 
 def _synthetic(key: str, shapes: list[tuple[int, int]]) -> Fingerprint:
@@ -101,15 +114,14 @@ def run(quick: bool) -> None:
         gib = a.stat().st_size / 2**30
         print(f"models: 2 x {n} float32 matrices {dim}x{dim} ({gib:.2f} GiB each, B = A permuted + 1% noise); "
               f"written in {time.perf_counter() - t:.1f} s", flush=True)
-        runs = [_compare_once(a, b) for _ in range(RUNS)]
-        secs = [r[0] for r in runs]
-        rss = [r[1] for r in runs]
-        listed = ", ".join(f"{s:.1f}" for s in secs)
-        cpu = statistics.median(r[3] for r in runs)
-        print(f"compare A B: median {statistics.median(secs):.1f} s wall (runs {listed}), {cpu:.1f} s CPU "
-              f"(user+sys, whole process incl. imports; the machine is shared, so wall time varies with load), "
-              f"peak RSS median {statistics.median(rss):.0f} MiB (max {max(rss):.0f}), verdict {runs[0][2]}",
-              flush=True)
+        runs = [compare_once(a, b) for _ in range(RUNS)]
+        secs = [r.wall for r in runs]
+        rss = [r.rss for r in runs]
+        cpus = [r.cpu for r in runs]
+        print(f"compare A B: median {statistics.median(secs):.1f} s wall (runs {', '.join(f'{s:.1f}' for s in secs)}), "
+              f"{statistics.median(cpus):.1f} s CPU (runs {', '.join(f'{s:.1f}' for s in cpus)}; user+sys, whole "
+              f"process incl. imports; the machine is shared, so wall time varies with load), peak RSS median "
+              f"{statistics.median(rss):.0f} MiB (max {max(rss):.0f}), verdict {runs[0].verdict}", flush=True)
 
         from client.cli.compare_cmd import load_fingerprint
 
