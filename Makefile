@@ -43,7 +43,7 @@ bench-7b: $(STAMP)
 
 # Issue 12 published error rates of `provenance compare` (power per derivation class and strength, false
 # `related` over 500 independent pairs per null family): the table in docs/descent.md, "Error rates".
-# Not in `make bench`: about 12 min on 2 cores (11.3 min measured on the shared 2-core VM, 2026-12-07;
+# Not in `make bench`: 11 to 21 min on 2 cores (11.3 min and, under load, 21.1 min measured on the shared 2-core VM, 2026-12-07;
 # the document states each run's time). `$(PY) -m bench --quick evidence` is a one-minute smoke run.
 evidence: $(STAMP)
 	$(PY) -m bench evidence
