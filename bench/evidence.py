@@ -205,10 +205,15 @@ def _median_log10(values: list[float]) -> str:
     return "—" if not math.isfinite(m) else f"{m:.1f}"
 
 
-def power_table(results: Iterable[Outcome]) -> list[str]:
+def _by_row(results: Iterable[Outcome]) -> dict[int, list[Outcome]]:
     rows: dict[int, list[Outcome]] = defaultdict(list)
     for o in results:
         rows[o.row].append(o)
+    return rows
+
+
+def power_table(results: Iterable[Outcome]) -> list[str]:
+    rows = _by_row(results)
     lines = ["| class | strength | base | related k/n | power | 95% lower (CP) | 95% upper (CP) | exact | "
              "median log10 p (stat.) | s/pair |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -229,9 +234,7 @@ def _p(o: Outcome) -> float:
 
 def null_table(results: Iterable[Outcome]) -> tuple[list[str], list[str]]:
     """The false-related table and the findings (families above alpha + 3 SE, with seeds)."""
-    rows: dict[int, list[Outcome]] = defaultdict(list)
-    for o in results:
-        rows[o.row].append(o)
+    rows = _by_row(results)
     lines = ["| null family | pairs | false related k/n | rate | 95% upper (CP) | α + 3 SE | p ≤ 0.001 | "
              "p ≤ 0.01 | p ≤ 0.05 | s/pair |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
