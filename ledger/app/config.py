@@ -73,6 +73,7 @@ class ServerConfig:
     backup_dir: Path | None = None  # SIGUSR1 writes an online backup under it (ledger/app/backup.py)
     # -- observability (ledger/grpc/metrics.py, ledger/app/logjson.py) --
     metrics_listen: str | None = None  # HOST:PORT of /metrics (Prometheus); None = no endpoint
+    http_listen: str | None = None  # HOST:PORT of the HTTP read edge (tiles, explorer; ledger/http/); None = none
     log_format: str = "text"  # "text" or "json" (one object per line)
     log_level: str = "INFO"
 
@@ -126,6 +127,10 @@ class ServerConfig:
             host, sep, port = self.metrics_listen.rpartition(":")
             if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
                 raise InvalidInputError(f"metrics address {self.metrics_listen!r} is not HOST:PORT")
+        if self.http_listen is not None:
+            host, sep, port = self.http_listen.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+                raise InvalidInputError(f"HTTP address {self.http_listen!r} is not HOST:PORT")
         if self.log_format not in LOG_FORMATS:
             raise InvalidInputError(f"log format {self.log_format!r} is not one of {', '.join(LOG_FORMATS)}")
         if self.log_level.upper() not in LOG_LEVELS:

@@ -184,12 +184,32 @@ def run(config: ServerConfig) -> int:
         watched = WatchedLog(log)  # the registry's writes count for the stuck-sequencer health check too
         registry.attach(watched)
         service = RegistryService(registry, log, verifier_key, ManifestLimits.from_config(config))
-        return asyncio.run(_serve(watched, config, verifier_key, [service], metrics, storage, tls))
+        http = _start_http(config, log, registry, verifier_key)
+        try:
+            return asyncio.run(_serve(watched, config, verifier_key, [service], metrics, storage, tls))
+        finally:
+            if http is not None:
+                http.stop()
     finally:
         if scrubber is not None:
             scrubber.stop()
         log.close(drain=True)
         registry.close()
+
+
+def _start_http(config: ServerConfig, log: Any, registry: Any, verifier_key: str) -> Any:
+    """The HTTP read edge (``ledger/http/``) on ``config.http_listen``, started; None when not asked for."""
+    if config.http_listen is None:
+        return None
+    from ledger.http.server import HttpServer
+    from ledger.http.site import Site, build_router
+
+    site = Site(log=log, registry=registry.reader, verifier_key=verifier_key, origin=config.origin)
+    server = HttpServer(config.http_listen, build_router(site))
+    port = server.start()
+    _log.info("serving HTTP on %s", f"{config.http_listen.rpartition(':')[0]}:{port}",
+              extra={"http_port": port})
+    return server
 
 
 def _start_scrub(config: ServerConfig, storage: Any, on_damage: Callable[[str], None]) -> Any:
