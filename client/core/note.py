@@ -41,6 +41,7 @@ __all__ = [
     "key_id_for",
     "open_note",
     "sign_note",
+    "split_signatures",
     "valid_name",
 ]
 
@@ -355,16 +356,11 @@ def _index_verifiers(verifiers: Sequence[Verifier]) -> dict[tuple[str, bytes], V
     return known
 
 
-def open_note(note: bytes, verifiers: Sequence[Verifier]) -> Note:
-    """Parse a signed note and verify its signatures by the known ``verifiers``.
+def split_signatures(note: bytes) -> tuple[bytes, tuple[NoteSignature, ...]]:
+    """Split a signed note into its text (ending in a newline) and its parsed signature lines, in order.
 
-    Follows signed-note "Signatures": signatures by unknown keys (name and key
-    ID not both matching a verifier) are ignored and returned in
-    ``Note.unverified``; a signature by a known key that fails to verify rejects
-    the whole note; a note with no verified signature is rejected. Raises
-    :class:`FormatError` for malformed or oversized notes (over
-    :data:`MAX_NOTE_SIZE` bytes or :data:`MAX_SIGNATURES` signature lines) and
-    :class:`SignatureError` for signature failures.
+    Verifies nothing. Raises :class:`FormatError` for a malformed or oversized note
+    (over :data:`MAX_NOTE_SIZE` bytes or :data:`MAX_SIGNATURES` signature lines).
     """
     if not isinstance(note, bytes | bytearray):
         raise FormatError("a note must be bytes")
@@ -386,7 +382,21 @@ def open_note(note: bytes, verifiers: Sequence[Verifier]) -> Note:
     lines = block[:-1].split(b"\n")
     if len(lines) > MAX_SIGNATURES:
         raise FormatError(f"note has {len(lines)} signatures, over the limit of {MAX_SIGNATURES}")
-    parsed = [_parse_signature_line(line) for line in lines]
+    return text, tuple(_parse_signature_line(line) for line in lines)
+
+
+def open_note(note: bytes, verifiers: Sequence[Verifier]) -> Note:
+    """Parse a signed note and verify its signatures by the known ``verifiers``.
+
+    Follows signed-note "Signatures": signatures by unknown keys (name and key
+    ID not both matching a verifier) are ignored and returned in
+    ``Note.unverified``; a signature by a known key that fails to verify rejects
+    the whole note; a note with no verified signature is rejected. Raises
+    :class:`FormatError` for malformed or oversized notes (over
+    :data:`MAX_NOTE_SIZE` bytes or :data:`MAX_SIGNATURES` signature lines) and
+    :class:`SignatureError` for signature failures.
+    """
+    text, parsed = split_signatures(note)
 
     known = _index_verifiers(verifiers)
     verified: dict[tuple[str, bytes], NoteSignature] = {}
