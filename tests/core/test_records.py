@@ -25,6 +25,7 @@ from client.core.records import (
     ModelCheckpoint,
     ModelParent,
     ModelRelation,
+    OmsAttachment,
     Record,
     RecordSigner,
     TrainingData,
@@ -64,6 +65,8 @@ def _statements() -> list[object]:
         ModelCheckpoint("m", "r", 2, D1, "gguf", fingerprint=FingerprintCommitment(D1, published=False)),
         Attestation(Claim.DESCENDS_FROM, D1, D2, Digest(DigestAlgorithm.BLAKE3, D2), "because"),
         Attestation(Claim.WEIGHTS_MATCH_MANIFEST, D1, D1),
+        Attestation(Claim.OMS_SIGNATURE, D1, D2, Digest(DigestAlgorithm.SHA256, D1), "oms",
+                    OmsAttachment(b'{"x": 1}', b"PEM")),
         Dispute(D1, "not ours", None),
     ]
 

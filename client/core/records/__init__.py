@@ -9,6 +9,7 @@ See docs/records.md for the format. Typical use::
     again.verify()                         # raises SignatureError on a bad signature
 """
 
+from client.core.records.attachment import OmsAttachment
 from client.core.records.encoding import MAX_BODY, VERSION, decode_body, encode_body
 from client.core.records.model import (
     Attestation,
@@ -67,6 +68,7 @@ __all__ = [
     "Kind",
     "ModelParent",
     "ModelRelation",
+    "OmsAttachment",
     "Record",
     "RecordSigner",
     "SignedRecord",

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from functools import cache
 from typing import TypeVar, assert_never
 
-from client.core.records._codec import Reader, put_str, put_uvarint
+from client.core.records._codec import Reader, put_bytes, put_str, put_uvarint
+from client.core.records.attachment import MAX_OMS_DOCUMENT, MAX_OMS_KEY, OmsAttachment
 from client.core.records.model import (
     DIGEST_SIZE,
     ID_SIZE,
@@ -176,6 +177,9 @@ def encode_body(record: Record) -> bytes:
             out += s.object
             _put_digest(out, s.evidence)
             put_str(out, s.summary)
+            if s.oms is not None:  # present exactly for an oms-signature claim
+                put_bytes(out, s.oms.document)
+                put_bytes(out, s.oms.public_key)
         case Dispute():
             out += s.target
             put_str(out, s.reason)
@@ -237,7 +241,12 @@ def _attestation(r: Reader) -> Attestation:
     subject = r.fixed(ID_SIZE, "attestation subject")
     obj = r.fixed(ID_SIZE, "attestation object")
     evidence = _digest(r, "evidence digest")
-    return Attestation(claim, subject, obj, evidence, r.text("summary", MAX_TEXT))
+    summary = r.text("summary", MAX_TEXT)
+    oms = None
+    if claim is Claim.OMS_SIGNATURE:
+        document = r.blob("OMS document", MAX_OMS_DOCUMENT)
+        oms = OmsAttachment(document, r.blob("OMS public key", MAX_OMS_KEY))
+    return Attestation(claim, subject, obj, evidence, summary, oms)
 
 
 def _dispute(r: Reader) -> Dispute:

@@ -8,11 +8,14 @@ or signed. Signer-chosen text in labels and sentences is escaped (``display.safe
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from typing import Any, assert_never
 
 from client.core.records.display import safe_text
 from client.core.records.model import (
     Attestation,
+    Claim,
     Dataset,
     Digest,
     Dispute,
@@ -52,11 +55,22 @@ def statement_json(s: Statement) -> dict[str, Any]:
         case Attestation():
             out.update(claim=s.claim.value, subject=s.subject.hex(), object=s.object.hex(),
                        evidence=_digest(s.evidence), summary=s.summary)
+            if s.oms is not None:
+                out["oms"] = {"document": base64.b64encode(s.oms.document).decode("ascii"),
+                              "document_sha256": hashlib.sha256(s.oms.document).hexdigest(),
+                              "public_key": s.oms.public_key.decode("ascii", "replace")}
         case Dispute():
             out.update(target=s.target.hex(), reason=s.reason, evidence=_digest(s.evidence))
         case _:
             assert_never(s)
     return out
+
+
+def object_text(s: Attestation) -> str:
+    """An attestation's object when it is a digest: ``manifest blake3:<hex>`` or ``OMS model sha256:<hex>``."""
+    if s.claim is Claim.OMS_SIGNATURE:
+        return f"OMS model sha256:{s.object.hex()}"
+    return f"manifest blake3:{s.object.hex()}"
 
 
 def record_json(record: Record) -> dict[str, Any]:
@@ -110,7 +124,7 @@ def describe(s: Statement, names: dict[bytes, str] | None = None) -> str:
                 text += f"; fingerprint {s.fingerprint.mode} (blake3:{s.fingerprint.digest.hex()[:16]}…)"
             return text
         case Attestation():
-            obj = ref(s.object) if s.claim.object_is_record else f"manifest blake3:{s.object.hex()}"
+            obj = ref(s.object) if s.claim.object_is_record else object_text(s)
             text = f"attestation: {ref(s.subject)} {s.claim.value} {obj}"
             return text + (f" ({safe_text(s.summary)})" if s.summary else "")
         case Dispute():

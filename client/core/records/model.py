@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import ClassVar, Self
 
+from client.core.records.attachment import OmsAttachment
 from client.errors import InvalidInputError
 
 ID_SIZE = 32
@@ -108,10 +109,11 @@ class Claim(_Coded):
     DOES_NOT_DESCEND_FROM = "does-not-descend-from"  # object is a record id
     WEIGHTS_MATCH_MANIFEST = "weights-match-manifest"  # object is a manifest digest
     DESCENT_TEST = "descent-test"  # object is a record id; the summary holds the verdict, the evidence the report
+    OMS_SIGNATURE = "oms-signature"  # object is the OMS model digest; the record carries the OMS document
 
     @property
     def object_is_record(self) -> bool:
-        return self is not Claim.WEIGHTS_MATCH_MANIFEST
+        return self not in (Claim.WEIGHTS_MATCH_MANIFEST, Claim.OMS_SIGNATURE)
 
 
 class DigestAlgorithm(_Coded):
@@ -344,7 +346,8 @@ class ModelCheckpoint:
 
 @dataclass(frozen=True, slots=True)
 class Attestation:
-    """An auditor's signed claim about ``subject`` (and ``object``: a record id or a manifest digest)."""
+    """An auditor's signed claim about ``subject`` (and ``object``: a record id or a digest); ``oms`` is
+    present exactly when the claim is ``oms-signature`` (the OMS document it is about)."""
 
     KIND: ClassVar[Kind] = Kind.ATTESTATION
     claim: Claim
@@ -352,6 +355,7 @@ class Attestation:
     object: bytes
     evidence: Digest | None = None
     summary: str = ""
+    oms: OmsAttachment | None = None
 
     def __post_init__(self) -> None:
         _check_size("attestation subject", self.subject, ID_SIZE)
@@ -359,6 +363,10 @@ class Attestation:
         _check_text("summary", self.summary, MAX_TEXT, oneline=False)
         if self.claim.object_is_record and self.object == self.subject:
             raise InvalidInputError("an attestation cannot relate a record to itself")
+        if (self.claim is Claim.OMS_SIGNATURE) != (self.oms is not None):
+            raise InvalidInputError("an oms-signature attestation, and only one, carries an OMS document")
+        if self.oms is not None and not isinstance(self.oms, OmsAttachment):
+            raise InvalidInputError("attestation oms must be an OmsAttachment")
 
     def references(self) -> list[tuple[str, bytes]]:
         refs = [("attestation subject", self.subject)]
