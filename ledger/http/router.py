@@ -2,7 +2,8 @@
 
 A route is a compiled regular expression over the path (matched in full) and a handler
 ``(Request, re.Match) -> Response``. :meth:`Router.dispatch` finds the first route that
-matches, answers 404 when none does and 405 for a method other than GET or HEAD, and
+matches, answers 404 when none does and 405 when the path matches only routes of other
+methods (a route takes GET and HEAD unless it names its methods, e.g. ``("POST",)``), and
 turns a :class:`~client.errors.ProvenanceError` raised by a handler into a plain-text
 answer with the status of :func:`status_for` (a damaged store's details stay in the
 server log, as on the gRPC edge).
@@ -50,21 +51,25 @@ def status_for(err: ProvenanceError) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One HTTP request as routes see it: method, the decoded path, the query and the headers (lower-case names)."""
+    """One HTTP request as routes see it: method, the decoded path, the query, the headers (lower-case names)
+    and the body (empty but for a POST)."""
 
     method: str
     path: str
     query: Mapping[str, Sequence[str]] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
 
     @classmethod
-    def from_target(cls, method: str, target: str, headers: Mapping[str, str] | None = None) -> Request:
+    def from_target(
+        cls, method: str, target: str, headers: Mapping[str, str] | None = None, body: bytes = b""
+    ) -> Request:
         """From the request line's target (``/path?query``). Raises :class:`InvalidInputError` for a bad one."""
         if len(target) > MAX_PATH or not target.startswith("/"):
             raise InvalidInputError("request target must be an absolute path of at most 4096 characters")
         parts = urlsplit(target)
         query = parse_qs(parts.query, keep_blank_values=True, max_num_fields=64)
-        return cls(method.upper(), parts.path, query, {k.lower(): v for k, v in (headers or {}).items()})
+        return cls(method.upper(), parts.path, query, {k.lower(): v for k, v in (headers or {}).items()}, body)
 
     def arg(self, name: str, default: str = "") -> str:
         """The first value of query parameter ``name``, or ``default``."""
@@ -93,10 +98,11 @@ Handler = Callable[[Request, "re.Match[str]"], Response]
 class Route:
     pattern: re.Pattern[str]
     handler: Handler
+    methods: tuple[str, ...] = ("GET", "HEAD")
 
     @classmethod
-    def of(cls, pattern: str, handler: Handler) -> Route:
-        return cls(re.compile(pattern), handler)
+    def of(cls, pattern: str, handler: Handler, methods: tuple[str, ...] = ("GET", "HEAD")) -> Route:
+        return cls(re.compile(pattern), handler, tuple(m.upper() for m in methods))
 
 
 class Router:
@@ -106,11 +112,13 @@ class Router:
         self._routes = tuple(routes)
 
     def dispatch(self, request: Request) -> Response:
-        if request.method not in ("GET", "HEAD"):
-            return Response(405, b"only GET and HEAD\n", headers=(("Allow", "GET, HEAD"),))
+        allowed: list[str] = []
         for route in self._routes:
             m = route.pattern.fullmatch(request.path)
             if m is None:
+                continue
+            if request.method not in route.methods:
+                allowed.extend(x for x in route.methods if x not in allowed)
                 continue
             try:
                 return route.handler(request, m)
@@ -123,4 +131,7 @@ class Router:
             except Exception:
                 _log.exception("HTTP %s %s failed", request.method, request.path)
                 return Response.text(500, "internal error")
+        if allowed:
+            only = ", ".join(allowed)
+            return Response(405, f"only {only}\n".encode(), headers=(("Allow", only),))
         return Response.text(404, f"no such page: {request.path[:200]}")

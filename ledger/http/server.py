@@ -2,7 +2,9 @@
 
 :class:`HttpServer` parses the request line and headers (the standard library's
 ``http.server``), builds a :class:`~ledger.http.router.Request`, and writes what
-:meth:`Router.dispatch` answers, with ``Content-Length``; HEAD gets the headers only.
+:meth:`Router.dispatch` answers, with ``Content-Length``; HEAD gets the headers only. A POST
+must say its ``Content-Length`` (411 otherwise) of at most the server's ``max_body`` bytes (413
+beyond, unread); its body is read whole into :attr:`Request.body`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from client.errors import InvalidInputError, UnavailableError
 from ledger.http.router import Request, Response, Router
 
 _log = logging.getLogger(__name__)
+
+MAX_BODY = 2 << 20  # bytes
+"""Default cap on a POST body (a tlog-witness add-checkpoint carries a note of at most 1 MiB)."""
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -29,13 +34,17 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "provenance-ledger"
     protocol_version = "HTTP/1.1"
     router: Router  # set on the subclass made per server
+    max_body: int = MAX_BODY
 
-    def _answer(self) -> None:
+    def _answer(self, body: bytes = b"") -> None:
         try:
-            request = Request.from_target(self.command, self.path, dict(self.headers.items()))
+            request = Request.from_target(self.command, self.path, dict(self.headers.items()), body)
             response = self.router.dispatch(request)
         except InvalidInputError as err:
             response = Response.text(400, str(err))
+        self._send(response)
+
+    def _send(self, response: Response) -> None:
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
@@ -49,7 +58,20 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_HEAD = _answer
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-        self._answer()  # the router answers 405
+        length = self.headers.get("Content-Length")
+        if length is None or not length.strip().isdigit():
+            self.close_connection = True
+            self._send(Response.text(411, "a POST needs a Content-Length"))
+            return
+        if int(length) > self.max_body:
+            self.close_connection = True  # the body stays unread
+            self._send(Response.text(413, f"request body over {self.max_body} bytes"))
+            return
+        body = self.rfile.read(int(length))
+        if len(body) != int(length):
+            self.close_connection = True
+            return  # the client went away mid-body
+        self._answer(body)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (http.server's signature)
         _log.debug("http %s " + format, self.address_string(), *args)
@@ -66,9 +88,9 @@ class _Server(ThreadingHTTPServer):
 class HttpServer:
     """Serves ``router`` on ``listen`` from a daemon thread until :meth:`stop`."""
 
-    def __init__(self, listen: str, router: Router) -> None:
+    def __init__(self, listen: str, router: Router, max_body: int = MAX_BODY) -> None:
         self._address = split_listen(listen)
-        handler = type("Handler", (_Handler,), {"router": router})
+        handler = type("Handler", (_Handler,), {"router": router, "max_body": max_body})
         self._handler = handler
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
