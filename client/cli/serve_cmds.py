@@ -88,6 +88,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     m.add_argument("--metrics-listen", default=None, metavar="HOST:PORT", help="serve /metrics on HOST:PORT")
     g.add_argument("--http", default=None, metavar="HOST:PORT",
                    help="serve the HTTP read path here: C2SP tlog-tiles and the explorer (docs/operations.md)")
+    g.add_argument("--tiles-dir", type=Path, default=None, metavar="DIR",
+                   help="write the C2SP tlog-tiles files (checkpoint, tiles, entry bundles) into DIR as the log "
+                        "grows, for any web server or CDN to serve (docs/operations.md, 'Tiles')")
     g.add_argument("--log-format", choices=("text", "json"), default=None, help="json: one object per line")
     g.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), default=None)
     p.set_defaults(func=_serve)
@@ -142,6 +145,7 @@ def _serve(args: argparse.Namespace) -> int:
             ("metrics_listen", f"127.0.0.1:{args.metrics_port}" if args.metrics_port is not None
              else args.metrics_listen),
             ("http_listen", args.http),
+            ("tiles_dir", args.tiles_dir),
             ("log_format", args.log_format),
             ("log_level", args.log_level),
             ("rotate_key", args.rotate_key or None),

@@ -74,6 +74,7 @@ class ServerConfig:
     # -- observability (ledger/grpc/metrics.py, ledger/app/logjson.py) --
     metrics_listen: str | None = None  # HOST:PORT of /metrics (Prometheus); None = no endpoint
     http_listen: str | None = None  # HOST:PORT of the HTTP read edge (tiles, explorer; ledger/http/); None = none
+    tiles_dir: Path | None = None  # the tlog-tiles files are written here as the log grows (ledger/http/tiles_dir.py)
     log_format: str = "text"  # "text" or "json" (one object per line)
     log_level: str = "INFO"
 

@@ -185,11 +185,14 @@ def run(config: ServerConfig) -> int:
         registry.attach(watched)
         service = RegistryService(registry, log, verifier_key, ManifestLimits.from_config(config))
         http = _start_http(config, log, registry, verifier_key)
+        tiles = _start_tiles_dir(config, log, signer.verifier())
         try:
             return asyncio.run(_serve(watched, config, verifier_key, [service], metrics, storage, tls))
         finally:
             if http is not None:
                 http.stop()
+            if tiles is not None:
+                tiles.stop()
     finally:
         if scrubber is not None:
             scrubber.stop()
@@ -210,6 +213,18 @@ def _start_http(config: ServerConfig, log: Any, registry: Any, verifier_key: str
     _log.info("serving HTTP on %s", f"{config.http_listen.rpartition(':')[0]}:{port}",
               extra={"http_port": port})
     return server
+
+
+def _start_tiles_dir(config: ServerConfig, log: Any, verifier: Any) -> Any:
+    """The ``--tiles-dir`` writer (``ledger/http/tiles_dir.py``), started; None when not asked for."""
+    if config.tiles_dir is None:
+        return None
+    from ledger.http.tiles_dir import TilesDirWriter
+
+    writer = TilesDirWriter(log, config.tiles_dir, verifier)
+    writer.start()
+    _log.info("writing tiles into %s", config.tiles_dir, extra={"tiles_dir": str(config.tiles_dir)})
+    return writer
 
 
 def _start_scrub(config: ServerConfig, storage: Any, on_damage: Callable[[str], None]) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 
 from ledger.http.router import Route, Router
 
-ROUTE_MODULES: tuple[str, ...] = ()
+ROUTE_MODULES: tuple[str, ...] = ("ledger.http.tiles", "ledger.http.explorer")
 """Modules (import paths) whose ``routes(site)`` make up the site, in order."""
 
 

@@ -25,7 +25,7 @@ from client.core.merkle import EMPTY_ROOT, HASH_SIZE
 from client.errors import InvalidInputError, NotFoundError, OutOfRangeError
 from ledger.errors import CorruptStorageError
 from ledger.log.integrity import confirm
-from ledger.log.tree import TreeReader
+from ledger.log.tree import GROUP_WIDTH, TreeReader, group_key
 from ledger.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,29 @@ class LogReads:
             raise InvalidInputError(f"no consistency proof from size {size1} to {size2}: need 0 < size1 <= size2")
         self._check_tree_size(size2)
         return self._tree().consistency_proof(size1, size2)
+
+    @_latching
+    def level_hashes(self, level: int, start: int, end: int) -> bytes:
+        """Hashes of the perfect nodes ``(level, start) .. (level, end - 1)`` of the signed tree, concatenated.
+
+        Requires ``0 <= start < end <= size >> level`` (:class:`OutOfRangeError` beyond the signed
+        tree). What a C2SP tile holds (``client/core/tiles.py``; ``ledger/http/tiles.py``).
+        """
+        if level < 0 or start < 0 or start >= end:
+            raise InvalidInputError(f"bad node range [{start}, {end}) at level {level}")
+        if end > self.size >> level:
+            raise OutOfRangeError(f"nodes up to {end} at level {level} are beyond the signed size {self.size}")
+        tree = self._tree()
+        if level == 0:
+            leaves = tree.leaf_hashes(range(start, end))
+            return b"".join(leaves[i] for i in range(start, end))
+        groups = tree.groups({group_key(level, i) for i in range(start, end, GROUP_WIDTH)}
+                             | {group_key(level, end - 1)})
+        out = b"".join(groups[k] for k in sorted(groups))[
+            (start % GROUP_WIDTH) * HASH_SIZE : (start % GROUP_WIDTH + end - start) * HASH_SIZE]
+        if len(out) != (end - start) * HASH_SIZE:
+            raise CorruptStorageError(f"hashes of nodes [{start}, {end}) at level {level} are missing")
+        return out
 
     @_latching
     def root_at(self, size: int) -> bytes:
