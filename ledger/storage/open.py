@@ -10,22 +10,25 @@ Accepted spec strings:
   ``word:...`` is written ``./word:...`` (or as an absolute path).
 * ``memory:``: an in-process :class:`~ledger.storage.memory.MemoryStorage` (tests, demos;
   nothing survives the process).
+* ``postgresql://USER[:PASSWORD]@HOST[:PORT]/DB[?...]`` (or ``postgres://``): the
+  PostgreSQL store in that database (:class:`~ledger.storage.postgres.PostgresStorage`);
+  the text is a libpq connection URL, kept whole as :attr:`StoreSpec.dsn`. Its password
+  never appears in :meth:`StoreSpec.describe` nor in the spec's ``repr``.
 
 Any other ``scheme:`` is refused with :class:`InvalidInputError` naming these; a new
-backend (PostgreSQL, issue 14) adds its scheme to :data:`SCHEMES` and a branch to
-:func:`open_storage`.
+backend adds its scheme to :data:`SCHEMES` and a branch to :func:`open_storage`.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from client.errors import InvalidInputError
 from ledger.storage import Storage
 
-SCHEMES = ("rocksdb", "memory")
+SCHEMES = ("rocksdb", "memory", "postgresql")
 """Backends :func:`open_storage` can open."""
 
 DEFAULT_CACHE_BYTES = 32 << 20
@@ -37,15 +40,18 @@ class StoreSpec:
     """Which backend holds the log, where, and with what cache. Validated when constructed."""
 
     scheme: str  # one of SCHEMES
-    path: Path | None = None  # the RocksDB directory; None for memory
+    path: Path | None = None  # the RocksDB directory; None for memory and postgresql
     cache_bytes: int = DEFAULT_CACHE_BYTES  # RocksDB block cache, bytes
+    dsn: str | None = field(default=None, repr=False)  # postgresql: the libpq URL (may hold a password)
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
             raise InvalidInputError(f"unknown store scheme {self.scheme!r}; accepted: "
                                     + ", ".join(f"{s}:" for s in SCHEMES) + " or a directory")
-        if (self.path is None) != (self.scheme == "memory"):
+        if (self.path is None) != (self.scheme != "rocksdb"):
             raise InvalidInputError(f"a {self.scheme} store {'needs a directory' if self.path is None else 'has none'}")
+        if (self.dsn is None) != (self.scheme != "postgresql"):
+            raise InvalidInputError(f"a {self.scheme} store {'needs a DSN' if self.dsn is None else 'has none'}")
         if self.cache_bytes < 0:
             raise InvalidInputError(f"store cache_bytes must be >= 0, got {self.cache_bytes}")
 
@@ -63,6 +69,10 @@ class StoreSpec:
         if m is None:
             return cls.directory(text, cache_bytes=cache_bytes)
         scheme, rest = m.group(1).lower(), text[m.end() :]
+        if scheme in ("postgresql", "postgres"):
+            if not rest.startswith("//"):
+                raise InvalidInputError("a PostgreSQL store is a URL: postgresql://USER@HOST:PORT/DB")
+            return cls("postgresql", None, cache_bytes, dsn=text)
         if scheme == "rocksdb":
             if not rest:
                 raise InvalidInputError("rocksdb: needs a directory, e.g. rocksdb:/var/lib/provenance/store")
@@ -73,8 +83,17 @@ class StoreSpec:
             return cls("memory", None, cache_bytes)
         return cls(scheme, None, cache_bytes)  # refused by __post_init__, naming the accepted schemes
 
+    @property
+    def is_directory(self) -> bool:
+        """Whether the store is a directory on this machine (RocksDB), whose presence a file check can tell."""
+        return self.scheme == "rocksdb"
+
     def describe(self) -> str:
-        """The spec as text for logs (``rocksdb:DIR`` or ``memory:``); it holds no secrets."""
+        """The spec as text for logs (``rocksdb:DIR``, ``memory:``, ``postgresql://USER@HOST:PORT/DB``): no secrets."""
+        if self.dsn is not None:
+            from ledger.storage.postgres_conn import redact
+
+            return redact(self.dsn)
         return f"{self.scheme}:{self.path if self.path is not None else ''}"
 
 
@@ -89,6 +108,11 @@ def open_storage(spec: StoreSpec) -> Storage:
         from ledger.storage.memory import MemoryStorage
 
         return MemoryStorage()
+    if spec.scheme == "postgresql":
+        from ledger.storage.postgres import PostgresStorage
+
+        assert spec.dsn is not None  # __post_init__: postgresql specs have a DSN
+        return PostgresStorage.open(spec.dsn)
     from ledger.storage.rocks import RocksStorage
 
     assert spec.path is not None  # __post_init__: rocksdb specs have a path

@@ -1,4 +1,4 @@
-"""One conformance suite for every :class:`ledger.storage.Storage`: memory and RocksDB.
+"""One conformance suite for every :class:`ledger.storage.Storage`: memory, RocksDB and PostgreSQL.
 
 Each test gets a ``Store`` fixture that can ``open()`` the store and ``reopen()`` it
 (a clean restart: for RocksDB a real close and open of the directory).
@@ -18,8 +18,10 @@ from client.core.merkle import EMPTY_ROOT, leaf_hash
 from ledger.errors import CorruptStorageError, StorageError, StoreInUseError
 from ledger.storage import DEDUP_PREFIX, Batch, Storage, TreeHead
 from ledger.storage.memory import MemoryStorage
+from ledger.storage.postgres import PostgresStorage
 from ledger.storage.rocks import RocksStorage
 from ledger.storage.rocks_codec import decode_varints, encode_varints
+from tests.pg import pg_cluster, pg_dsn  # noqa: F401  (fixtures: a PostgreSQL database per test)
 
 
 @dataclass
@@ -38,10 +40,18 @@ def _reopen_memory(s: Storage) -> Storage:
     return s.reopen()
 
 
-@pytest.fixture(params=["memory", "rocks"])
+@pytest.fixture(params=["memory", "rocks", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "memory":
         st = Store(MemoryStorage(), _reopen_memory)
+    elif request.param == "postgresql":
+        dsn = request.getfixturevalue("pg_dsn")
+
+        def reopen_pg(s: Storage) -> Storage:
+            s.close()
+            return PostgresStorage.open(dsn)
+
+        st = Store(PostgresStorage.open(dsn), reopen_pg)
     else:
         path = tmp_path / "db"
 
