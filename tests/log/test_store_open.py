@@ -22,7 +22,7 @@ def test_a_plain_directory_and_rocksdb_scheme_name_the_rocksdb_store(tmp_path: P
     assert StoreSpec.parse("memory:") == StoreSpec("memory")
 
 
-@pytest.mark.parametrize("text", ["postgresql://ledger@db/provenance", "s3:bucket/log", "MySQL:x"])
+@pytest.mark.parametrize("text", ["mysql://ledger@db/provenance", "s3:bucket/log", "MySQL:x"])
 def test_unknown_scheme_is_refused_naming_the_accepted_ones(text: str) -> None:
     with pytest.raises(InvalidInputError, match="unknown store scheme") as err:
         StoreSpec.parse(text)
@@ -30,10 +30,19 @@ def test_unknown_scheme_is_refused_naming_the_accepted_ones(text: str) -> None:
         assert f"{scheme}:" in str(err.value)
 
 
-@pytest.mark.parametrize("text", ["", "rocksdb:", "memory:extra", "dir\x00x"])
+@pytest.mark.parametrize("text", ["", "rocksdb:", "memory:extra", "dir\x00x", "postgresql:db"])
 def test_malformed_specs_are_refused(text: str) -> None:
     with pytest.raises(InvalidInputError):
         StoreSpec.parse(text)
+
+
+def test_postgresql_spec_keeps_the_dsn_and_never_shows_its_password() -> None:
+    dsn = "postgresql://ledger:hunter2-secret@db.example:5433/provenance?sslmode=require"
+    spec = StoreSpec.parse(dsn)
+    assert (spec.scheme, spec.dsn, spec.path, spec.is_directory) == ("postgresql", dsn, None, False)
+    assert StoreSpec.parse("postgres://ledger@db/provenance").scheme == "postgresql"
+    assert spec.describe() == "postgresql://ledger@db.example:5433/provenance"
+    assert "hunter2" not in repr(spec) and "hunter2" not in str(spec)
 
 
 def test_spec_is_validated_and_frozen(tmp_path: Path) -> None:
