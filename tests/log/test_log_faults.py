@@ -23,8 +23,10 @@ from ledger.errors import CorruptStorageError, StorageError
 from ledger.log import Appended, Log, LogConfig
 from ledger.storage import Batch, HashGroupKey, Storage, TreeHead
 from ledger.storage.memory import MemoryStorage
+from ledger.storage.postgres import PostgresStorage
 from ledger.storage.rocks import RocksStorage
 from tests import naive_merkle as naive
+from tests.pg import pg_cluster, pg_dsn  # noqa: F401  (fixtures: a PostgreSQL database per test)
 
 ORIGIN = "example.com/fault-log"
 SIGNER = Signer.from_seed(ORIGIN, b"\x09" * 32)
@@ -120,11 +122,14 @@ class FaultyStorage:
 Opener = Callable[[], Storage]
 
 
-@pytest.fixture(params=["memory", "rocks"])
+@pytest.fixture(params=["memory", "rocks", "postgresql"])
 def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
     """Opens the same store again after each close (a restart)."""
     if request.param == "rocks":
         return lambda: RocksStorage.open(tmp_path / "db")
+    if request.param == "postgresql":
+        dsn = request.getfixturevalue("pg_dsn")
+        return lambda: PostgresStorage.open(dsn)
     holder: list[MemoryStorage] = []
 
     def open_memory() -> Storage:
