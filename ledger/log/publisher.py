@@ -118,10 +118,23 @@ class CheckpointPublisher:
         except ProvenanceError:
             log.warning("could not save the signed checkpoint (it is re-signed at restart)",
                         extra={"tree_size": head.size})
+        self.announce(signed)
+        return signed
+
+    def announce(self, signed: SignedCheckpoint) -> None:
+        """Make ``signed`` the latest if it is larger, wake its waiters and call the listeners.
+
+        :meth:`publish` ends here; a cluster frontend (``ledger/cluster``) calls it directly with a
+        checkpoint another process signed and recorded. Requires ``signed`` durable and recorded.
+        """
+        size = signed.checkpoint.size
         with self._cond:
-            ready = [w for w in self._waiters if w[0] <= head.size]
+            if size < self._latest.checkpoint.size:
+                return
+            self._latest = signed
+            ready = [w for w in self._waiters if w[0] <= size]
             if ready:
-                self._waiters = [w for w in self._waiters if w[0] > head.size]
+                self._waiters = [w for w in self._waiters if w[0] > size]
             listeners = list(self._listeners.values())
             if self._followers:
                 self._cond.notify_all()
@@ -131,8 +144,7 @@ class CheckpointPublisher:
             try:
                 fn(signed)
             except Exception:
-                log.exception("checkpoint listener failed", extra={"tree_size": head.size})
-        return signed
+                log.exception("checkpoint listener failed", extra={"tree_size": size})
 
     def sign_key_status(self, note: KeyStatusNote) -> bytes:
         """The log key's signed note of ``note`` (docs/bundle.md, "Key status"); its text cannot be read as

@@ -1,0 +1,115 @@
+"""Two cluster frontends in one process on one database: sequencing, signing, failover, fencing.
+
+The frontends are :class:`ledger.cluster.log.ClusterLog` objects on a throwaway PostgreSQL 15
+database (``tests/pg.py``); ``test_frontends.py`` runs real ``provenance serve`` processes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from client.core.merkle import leaf_hash, verify_consistency, verify_inclusion
+from client.core.note import Signer
+from ledger.cluster import sql
+from ledger.cluster.config import ClusterConfig
+from ledger.cluster.log import ClusterLog
+from ledger.log.config import LogConfig
+from ledger.log.hook import Appended
+
+ORIGIN = "example.test/cluster"
+
+
+@pytest.fixture
+def key() -> Signer:
+    return Signer.generate(ORIGIN)
+
+
+def _open(dsn: str, key: Signer, name: str) -> ClusterLog:
+    config = ClusterConfig(dsn, holder=name, takeover_seconds=0.2, poll_seconds=0.2, start_seconds=10)
+    return ClusterLog.open(config, key, LogConfig(ORIGIN))
+
+
+@pytest.fixture
+def pair(pg_dsn: str, key: Signer) -> Iterator[tuple[ClusterLog, ClusterLog]]:
+    a = _open(pg_dsn, key, "a")
+    b = _open(pg_dsn, key, "b")
+    yield a, b
+    b.close()
+    a.close()
+
+
+def _wait(cond: object, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not cond():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def test_writes_through_both_get_every_index_once_and_the_same_checkpoints(pair: tuple[ClusterLog, ClusterLog]) -> None:
+    a, b = pair
+    futures = []
+    for i in range(20):
+        front = a if i % 2 else b
+        futures.append((front, [f"{i}-{j}".encode() for j in range(50)], None))
+    submitted = [(f, entries, f.submit(entries)) for f, entries, _ in futures]
+    indices: dict[int, bytes] = {}
+    for _, entries, fut in submitted:
+        for entry, result in zip(entries, fut.result(20), strict=True):
+            assert isinstance(result, Appended) and not result.duplicate
+            assert result.index not in indices
+            indices[result.index] = entry
+    assert sorted(indices) == list(range(1000))
+    _wait(lambda: a.size == b.size == 1000)
+    assert a.latest().note == b.latest().note
+    root = a.latest().checkpoint.root
+    for front in (a, b):
+        for i in (0, 499, 999):
+            assert front.entries(i, i + 1) == [indices[i]]
+            verify_inclusion(i, 1000, leaf_hash(indices[i]), front.inclusion_proof(i, 1000), root)
+        verify_consistency(300, 1000, front.consistency_proof(300, 1000), front.root_at(300), root)
+
+
+def test_a_duplicate_through_the_other_frontend_keeps_its_index(pair: tuple[ClusterLog, ClusterLog]) -> None:
+    a, b = pair
+    first = a.add([b"x", b"y"], timeout=20)
+    again = b.add([b"y", b"z"], timeout=20)
+    assert isinstance(first[1], Appended) and isinstance(again[0], Appended) and isinstance(again[1], Appended)
+    assert again[0].index == first[1].index and again[0].duplicate
+    assert again[1].index == 2 and not again[1].duplicate
+
+
+def test_the_other_frontend_takes_over_signing(pair: tuple[ClusterLog, ClusterLog]) -> None:
+    a, b = pair
+    _wait(lambda: a.is_signer or b.is_signer)
+    signer, standby = (a, b) if a.is_signer else (b, a)
+    standby.add([b"before"], timeout=20)
+    signer._role.stop()  # the signer's session ends: its advisory lock frees
+    began = time.monotonic()
+    _wait(lambda: standby.is_signer, 10)
+    assert time.monotonic() - began < 10
+    results = standby.add([b"after"], timeout=20)
+    assert isinstance(results[0], Appended) and results[0].index == 1
+    assert standby.latest().checkpoint.size == 2
+
+
+def test_a_signer_whose_lease_moved_on_commits_nothing(pg_dsn: str, key: Signer) -> None:
+    a = _open(pg_dsn, key, "a")
+    try:
+        _wait(lambda: a.is_signer)
+        epoch = a._role.epoch
+        other = sql.connect(pg_dsn)
+        with other.transaction():
+            assert sql.take_lease(other, "intruder") == epoch + 1
+        with other.transaction(), pytest.raises(sql.FencedError):
+            sql.check_lease(other, epoch)
+        other.close()
+        # The old holder's next step fails its lease check; it gives up the role and, holding no
+        # lock any more, takes it again at a new epoch, resuming from the stored head.
+        a.add([b"fenced"], timeout=20)
+        assert a._role.epoch > epoch + 1
+        assert a.latest().checkpoint.size == 1
+    finally:
+        a.close()
