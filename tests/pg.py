@@ -33,6 +33,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -217,6 +218,19 @@ def cluster() -> PgCluster:
         return _CLUSTER
 
 
+@contextmanager
+def database() -> Iterator[str]:
+    """The DSN of a new database of the session's cluster holding the current (empty) schema; dropped after."""
+    c = cluster()
+    name = c.fresh_database()
+    try:
+        yield c.dsn(name)
+    finally:
+        if not c.running:
+            c.start()
+        c.drop_database(name)
+
+
 @pytest.fixture
 def pg_cluster() -> PgCluster:
     """The session's running :class:`PgCluster`."""
@@ -226,8 +240,5 @@ def pg_cluster() -> PgCluster:
 @pytest.fixture
 def pg_dsn(pg_cluster: PgCluster) -> Iterator[str]:
     """The DSN of a new database holding the current (empty) schema; dropped after the test."""
-    name = pg_cluster.fresh_database()
-    yield pg_cluster.dsn(name)
-    if not pg_cluster.running:
-        pg_cluster.start()
-    pg_cluster.drop_database(name)
+    with database() as dsn:
+        yield dsn

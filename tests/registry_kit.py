@@ -1,8 +1,15 @@
-"""Helpers for registry tests: labs with keys, manifests, an in-process log with the registry hook."""
+"""Helpers for registry tests: labs with keys, manifests, an in-process log with the registry hook.
+
+:func:`backend_storage` opens an empty store of a backend in :data:`BACKENDS` (memory, or a
+new PostgreSQL database of the session's cluster, ``tests/pg.py``) for ``open_env(storage=...)``;
+fixtures parametrised over :data:`BACKENDS` run the registry's tests on both.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from client.core.manifest.codec import encode
@@ -29,9 +36,28 @@ from ledger.log import Log, LogConfig
 from ledger.registry.manifests import read_manifest
 from ledger.registry.policy import Policy
 from ledger.registry.registry import Registry, Submission
+from ledger.storage import Storage
 from ledger.storage.memory import MemoryStorage
 
 CHUNK = 1024
+BACKENDS = ("memory", "postgresql")
+
+
+@contextmanager
+def backend_storage(backend: str) -> Iterator[Storage]:
+    """An empty store of ``backend``; a PostgreSQL database is dropped afterwards."""
+    if backend == "memory":
+        yield MemoryStorage()
+        return
+    from ledger.storage.postgres import PostgresStorage
+    from tests.pg import database
+
+    with database() as dsn:
+        storage = PostgresStorage.open(dsn)
+        try:
+            yield storage
+        finally:
+            storage.close()
 
 
 def make_manifest(seed: str, chunks: int = 3) -> tuple[bytes, bytes]:
@@ -78,7 +104,7 @@ class Lab:
 class Env:
     registry: Registry
     log: Log
-    storage: MemoryStorage
+    storage: Storage
     log_signer: Signer
 
     @property
@@ -90,8 +116,8 @@ class Env:
         self.registry.close()
 
 
-def open_env(policy: Policy | None = None, verify_processes: int = 0) -> Env:
-    storage = MemoryStorage()
+def open_env(policy: Policy | None = None, verify_processes: int = 0, storage: Storage | None = None) -> Env:
+    storage = storage if storage is not None else MemoryStorage()
     registry = Registry(policy or Policy(), read_manifest, verify_processes=verify_processes)
     signer = Signer.generate("example.com/registry-test")
     log = Log.open(storage, signer, LogConfig("example.com/registry-test"), hook=registry.hook)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from registry_kit import Env, Lab, open_env
+from registry_kit import BACKENDS, Env, Lab, backend_storage, open_env
 
 from client.core.bundle import BundleVerificationError, parse, report_json, report_text, to_bytes, verify_bundle
 from client.core.bundle.keystatus import KeyStatusError, KeyStatusNote, check_against_log, sign_key_status
@@ -31,11 +31,12 @@ def _ok(env: Env, *subs: Submission) -> None:
     assert all(not isinstance(r, Exception) for r in out), out
 
 
-@pytest.fixture(scope="module")
-def env() -> Iterator[Env]:
-    e = open_env()
-    yield e
-    e.close()
+@pytest.fixture(scope="module", params=BACKENDS)
+def env(request: pytest.FixtureRequest) -> Iterator[Env]:
+    with backend_storage(request.param) as storage:
+        e = open_env(storage=storage)
+        yield e
+        e.close()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from registry_kit import Env, Lab, open_env
+from registry_kit import BACKENDS, Env, Lab, backend_storage, open_env
 
 from client.core.records import (
     Attestation,
@@ -33,11 +33,12 @@ from ledger.registry.policy import Policy, format_allowlist, parse_allowlist
 from ledger.registry.registry import Submission
 
 
-@pytest.fixture
-def env() -> Iterator[Env]:
-    e = open_env()
-    yield e
-    e.close()
+@pytest.fixture(params=BACKENDS)
+def env(request: pytest.FixtureRequest) -> Iterator[Env]:
+    with backend_storage(request.param) as storage:
+        e = open_env(storage=storage)
+        yield e
+        e.close()
 
 
 def ok(env: Env, *subs: Submission) -> list[Appended]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from registry_kit import Env, Lab, open_env
+from registry_kit import BACKENDS, Env, Lab, backend_storage, open_env
 
 from client.core.manifest.codec import decode
 from client.core.records import ModelCheckpoint
@@ -17,11 +17,12 @@ from ledger.registry.registry import Submission
 from tests.golden.manifests import regen
 
 
-@pytest.fixture
-def env() -> Iterator[Env]:
-    e = open_env()
-    yield e
-    e.close()
+@pytest.fixture(params=BACKENDS)
+def env(request: pytest.FixtureRequest) -> Iterator[Env]:
+    with backend_storage(request.param) as storage:
+        e = open_env(storage=storage)
+        yield e
+        e.close()
 
 
 def _register(env: Env, lab: Lab, encoded: bytes, step: int) -> bytes:
