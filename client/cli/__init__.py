@@ -25,6 +25,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "client.cli.registry_cmds",
     "client.cli.registry_query_cmds",
     "client.cli.match_cmd",
+    "client.cli.witness_cmds",
+    "client.cli.report_cmd",
 )
 
 

@@ -1,0 +1,270 @@
+"""The court report's model, built from a verified bundle or from the verifier's error. Pure.
+
+:func:`verified_report` takes the :class:`~client.core.bundle.verify.BundleReport` that
+``provenance verify`` would print; :func:`failed_report` takes the error that verification raised,
+and says so in the report's title and first paragraph, naming the part. Statements and labels
+come from :mod:`client.core.records.jsonform` (the same words as ``provenance verify``); the checks
+and commands are in :mod:`client.report.recheck`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import assert_never
+
+from client.core.bundle.format import Bundle, parse
+from client.core.bundle.verify import BundleReport, VerifiedRecord, describe_id
+from client.core.note import Verifier, split_signatures
+from client.core.records import SignedRecord, parse_entry
+from client.core.records.display import safe_text
+from client.core.records.jsonform import describe, short
+from client.core.records.lineage import lineage_edges
+from client.core.records.model import Attestation, Dataset, Dispute, Identity, ModelCheckpoint, Statement
+from client.core.records.signing import key_text
+from client.core.signer_time import signer_time
+from client.errors import ProvenanceError, VerificationError
+from client.report.layout import Claimed, NodeSpec, SideLink, layout
+from client.report.model import (
+    ComparisonView,
+    CourtReport,
+    Fact,
+    Graph,
+    KeyEvent,
+    RecordView,
+    SignerView,
+    Witness,
+)
+from client.report.recheck import Sources, checks, commands, failed_checks
+
+
+def _title(s: Statement, rid: bytes) -> str:
+    match s:
+        case ModelCheckpoint():
+            return f"model {safe_text(s.model)} {safe_text(s.version)}"
+        case Dataset():
+            return f"dataset {safe_text(s.name)} {safe_text(s.version)}"
+        case Identity():
+            return f"identity {s.name}: {s.event.value}"
+        case Attestation():
+            return f"attestation {s.claim.value}"
+        case Dispute():
+            return f"dispute of {short(s.target)}"
+        case _:
+            assert_never(s)
+
+
+def _fields(s: Statement, labels: dict[bytes, str]) -> tuple[Fact, ...]:
+    """The signed fields of ``s``; digests and ids in full."""
+    def ref(rid: bytes) -> str:
+        return f"{labels[rid]} ({rid.hex()})" if rid in labels else rid.hex()
+
+    out: list[Fact] = []
+    match s:
+        case Identity():
+            out += [Fact("event", s.event.value), Fact("name", s.name), Fact("key", key_text(s.key), True)]
+        case Dataset():
+            out += [Fact("name", safe_text(s.name)), Fact("version", safe_text(s.version)),
+                    Fact("manifest", f"blake3:{s.manifest.hex()}", True), Fact("size", f"{s.size} bytes"),
+                    Fact("license", safe_text(s.license) or "(none stated)")]
+            out += [Fact("source", safe_text(src)) for src in s.sources]
+            out += [Fact(f"parent ({p.relation.value})", ref(p.id), True) for p in s.parents]
+        case ModelCheckpoint():
+            out += [Fact("model", safe_text(s.model)), Fact("version", safe_text(s.version)),
+                    Fact("format", safe_text(s.format) or "(none stated)"),
+                    Fact("manifest", f"blake3:{s.manifest.hex()}", True)]
+            out += [Fact(f"parent ({p.relation.value})", ref(p.id), True) for p in s.parents]
+            out += [Fact(f"trained on ({d.role.value})", ref(d.id), True) for d in s.datasets]
+            if s.config is not None:
+                out.append(Fact("config", s.config.text(), True))
+            if s.fingerprint is not None:
+                out.append(Fact(f"fingerprint ({s.fingerprint.mode})", f"blake3:{s.fingerprint.digest.hex()}", True))
+            out += [Fact(f"metadata {safe_text(k)}", safe_text(v)) for k, v in s.metadata]
+        case Attestation():
+            out += [Fact("claim", s.claim.value), Fact("subject", ref(s.subject), True),
+                    Fact("object", ref(s.object) if s.claim.object_is_record else f"blake3:{s.object.hex()}", True)]
+            if s.evidence is not None:
+                out.append(Fact("evidence", s.evidence.text(), True))
+            if s.summary:
+                out.append(Fact("summary", safe_text(s.summary)))
+        case Dispute():
+            out += [Fact("target", ref(s.target), True), Fact("reason", safe_text(s.reason))]
+            if s.evidence is not None:
+                out.append(Fact("evidence", s.evidence.text(), True))
+        case _:
+            assert_never(s)
+    return tuple(out)
+
+
+def _view(position: int, role: str, index: int, signed: SignedRecord, name: str | None,
+          labels: dict[bytes, str]) -> RecordView:
+    rec = signed.record
+    return RecordView(position, role, index, rec.statement.KIND.label, _title(rec.statement, signed.id),
+                      describe(rec.statement, labels), signed.id.hex(), name, key_text(rec.signer),
+                      signer_time(rec.timestamp, iso=False), _fields(rec.statement, labels))
+
+
+def _signers(report: BundleReport) -> tuple[SignerView, ...]:
+    events: dict[str, list[KeyEvent]] = {}
+    for r in sorted(report.records, key=lambda r: r.index):
+        s = r.signed.record.statement
+        if isinstance(s, Identity):
+            events.setdefault(s.name, []).append(KeyEvent(r.index, s.event.value, key_text(s.key)))
+    out = []
+    for name, evs in events.items():
+        keys = tuple(dict.fromkeys(e.key for e in evs))
+        out.append(SignerView(name, keys, tuple(evs)))
+    return tuple(out)
+
+
+def witnesses(note: bytes, log: Verifier, cosigners: list[Verifier]) -> tuple[tuple[Witness, ...], list[str]]:
+    """Every signature line of the checkpoint note, and a warning per cosignature that fails its key.
+
+    The log's own line was checked by the verifier; a cosigner's line is checked only against a key
+    given for it (plain Ed25519 signed-note lines; C2SP tlog-cosignature lines are not checked yet).
+    """
+    text, sigs = split_signatures(note)
+    known = {(v.name, v.key_id): v for v in cosigners}
+    out, warnings = [], []
+    for sig in sigs:
+        who = (sig.name, sig.key_id)
+        if who == (log.name, log.key_id):
+            out.append(Witness(sig.name, sig.key_id.hex(), True, "the log's own signature, verified with its key"))
+        elif who in known:
+            ok = known[who].verify(text, sig.signature)
+            out.append(Witness(sig.name, sig.key_id.hex(), ok, "verified with the witness key given" if ok else
+                               "does NOT verify with the witness key given"))
+            if not ok:
+                warnings.append(f"the checkpoint's signature line by {sig.name} does not verify with the key given")
+        else:
+            out.append(Witness(sig.name, sig.key_id.hex(), False, "not checked: no key for this signer was given"))
+    return tuple(out), warnings
+
+
+def _graph(report: BundleReport, labels: dict[bytes, str], comparisons: tuple[ComparisonView, ...]) -> Graph:
+    by_id = {r.signed.id: r for r in report.records}
+    chain = [report.subject] + [link.parent for link in report.path]
+
+    def spec(rid: bytes) -> NodeSpec:
+        r = by_id.get(rid)
+        if r is None:
+            return NodeSpec(rid.hex(), f"record {short(rid)}", "named, not in this bundle", False)
+        title = _title(r.signed.record.statement, rid)
+        return NodeSpec(rid.hex(), title, f"index {r.index} · {short(rid)}", True)
+
+    sides = []
+    for rid in chain:
+        for pid, rel in lineage_edges(by_id[rid].signed.record.statement):
+            sides.append(SideLink(rid.hex(), spec(pid), rel))
+    claims = [Claimed(c.subject_id, c.object_id, f"{c.claim}: {c.verdict or 'see its summary'}")
+              for c in comparisons]
+    return layout([spec(rid) for rid in chain], sides, claims)
+
+
+def _note_text(note: bytes) -> str:
+    """The note's lines made safe one by one (a note holds no controls but newlines; bidi is escaped)."""
+    return "\n".join(safe_text(line) for line in note.decode("utf-8", "replace").split("\n"))
+
+
+def _digests(bundle: Bundle | None, report: BundleReport | None, comparisons: tuple[ComparisonView, ...],
+             sha: str) -> tuple[Fact, ...]:
+    out = [Fact("bundle file (SHA-256)", sha, True)]
+    if report is not None:
+        out += [Fact("log key", report.log_key, True),
+                Fact("checkpoint root (base64)", base64.b64encode(report.root).decode(), True),
+                Fact("checkpoint root (hex)", report.root.hex(), True)]
+    if bundle is not None:
+        if bundle.key_status is not None:
+            out.append(Fact("key-status note (SHA-256)", hashlib.sha256(bundle.key_status).hexdigest(), True))
+        for i, r in enumerate(bundle.records):
+            out.append(Fact(f"records[{i}] id (index {r.index})", r.id.hex(), True))
+            out += [Fact(f"records[{i}] inclusion proof [{j}]", h.hex(), True) for j, h in enumerate(r.inclusion_proof)]
+    if report is not None:
+        for v in report.records:
+            out += [Fact(f"records[{v.position}] {f.label}", f.value, True) for f in
+                    _fields(v.signed.record.statement, {}) if f.mono]
+            out.append(Fact(f"records[{v.position}] signer key", key_text(v.signed.record.signer), True))
+    for i, c in enumerate(comparisons):
+        out.append(Fact(f"attestations[{i}] id (index {c.index})", c.attestation_id, True))
+        if c.evidence_digest is not None:
+            out.append(Fact(f"attestations[{i}] evidence", c.evidence_digest, True))
+    return tuple(out)
+
+
+def verified_report(data: bytes, report: BundleReport, sources: Sources, *,
+                    comparisons: tuple[ComparisonView, ...] = (), cosigners: list[Verifier] | None = None
+                    ) -> CourtReport:
+    """The report of bundle bytes ``data`` that verified as ``report``."""
+    labels = {r.signed.id: describe_id(report, r.signed.id) for r in report.records}
+    subject = next(r for r in report.records if r.role == "subject")
+    views = tuple(_view(r.position, r.role, r.index, r.signed, r.signer_name, labels) for r in report.records)
+    wits, warnings = witnesses(report.checkpoint_note, Verifier.from_text(report.log_key), cosigners or [])
+    if report.key_status_warning is not None:
+        warnings.insert(0, f"key status unproven: {report.key_status_warning}")
+    warnings += report.key_notes
+    lead = (f"Every signature, inclusion proof and lineage link in this bundle checks out against the public key "
+            f"of the log {report.origin}. It proves that {_who(subject)} signed the {_title_of(subject)} and "
+            f"that the log recorded it at index {subject.index} of a tree of {report.tree_size} entries.")
+    if report.key_status_warning is not None:
+        lead += " The signers' key status is UNPROVEN (see the warnings)."
+    return CourtReport(
+        verified=True, title=f"VERIFIED: {_title_of(subject)}", lead=lead, failure_part=None,
+        bundle_name=safe_text(sources.bundle), bundle_sha256=hashlib.sha256(data).hexdigest(),
+        origin=report.origin, log_key=report.log_key, tree_size=report.tree_size,
+        root=base64.b64encode(report.root).decode(), checkpoint_note=_note_text(report.checkpoint_note),
+        claims=tuple(v.sentence for v in views if v.role != "identity"), records=views, signers=_signers(report),
+        key_status=_key_status(report), witnesses=wits, lineage=_graph(report, labels, comparisons),
+        comparisons=comparisons, checks=checks(report, comparisons), commands=commands(sources),
+        warnings=tuple(warnings), digests=_digests(parse(data), report, comparisons, hashlib.sha256(data).hexdigest()),
+    )
+
+
+def _who(r: VerifiedRecord) -> str:
+    return f"the identity {r.signer_name!r}" if r.signer_name else f"the key {key_text(r.signed.record.signer)}"
+
+
+def _title_of(r: VerifiedRecord) -> str:
+    return _title(r.signed.record.statement, r.signed.id)
+
+
+def _key_status(report: BundleReport) -> str:
+    if report.key_status_proved:
+        return (f"Proved: the log's signed key-status note lists every identity event (register, rotate, revoke) of "
+                f"these identities among the checkpoint's {report.tree_size} entries, and the bundle carries each "
+                "of them, so none was left out. Events logged after the checkpoint are not covered.")
+    if report.key_status_warning is not None:
+        return f"UNPROVEN: {report.key_status_warning}."
+    return "Not proved: this form carries no identity records; it names the signer's key only."
+
+
+def failed_report(data: bytes, error: VerificationError, sources: Sources) -> CourtReport:
+    """The report of bundle bytes ``data`` that failed verification with ``error`` (its part named first)."""
+    part = getattr(error, "part", "bundle")
+    message = safe_text(str(error))
+    bundle: Bundle | None
+    try:
+        bundle = parse(data)
+    except ProvenanceError:
+        bundle = None
+    views: list[RecordView] = []
+    if bundle is not None:
+        for i, r in enumerate(bundle.records):
+            try:
+                signed = parse_entry(r.leaf)
+            except ProvenanceError:
+                continue
+            views.append(_view(i, "unverified", r.index, signed, None, {}))
+    sha = hashlib.sha256(data).hexdigest()
+    return CourtReport(
+        verified=False, title=f"NOT VERIFIED: the proof bundle fails at {safe_text(part)}",
+        lead=(f"NOT VERIFIED. This evidence does not verify against the log key given, so it proves nothing: the "
+              f"verifier stopped at {safe_text(part)}: {message}. Whatever the bundle states below is shown only to "
+              "identify it and must not be relied on."),
+        failure_part=safe_text(part), bundle_name=safe_text(sources.bundle), bundle_sha256=sha,
+        origin=safe_text(bundle.origin) if bundle else "(unreadable)", log_key=sources.log_key_text,
+        tree_size=None, root=None, checkpoint_note=_note_text(bundle.checkpoint) if bundle else "",
+        claims=tuple(f"(NOT verified) {v.sentence}" for v in views), records=tuple(views), signers=(),
+        key_status="Not checked: verification stopped before it.", witnesses=(), lineage=None, comparisons=(),
+        checks=failed_checks(part, message), commands=commands(sources), warnings=(f"NOT VERIFIED: {message}",),
+        digests=_digests(bundle, None, (), sha),
+    )
