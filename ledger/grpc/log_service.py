@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from client._pb.provenance.ledger.v1 import ledger_pb2 as pb
 from client.errors import InvalidInputError, OutOfRangeError, ProvenanceError, UnavailableError
 from ledger.app.config import ServerConfig
+from ledger.grpc.bridge import LoopBridge
 from ledger.grpc.handlers import Method, ServerStream, Unary
 from ledger.log.progress import ProgressWatch, track
 
@@ -87,6 +88,7 @@ class LogService:
         self._draining = False
         self._closing = asyncio.Event()
         self._watchers: set[asyncio.Event] = set()
+        self._loop_bridge: LoopBridge | None = None
 
     def methods(self) -> Mapping[str, Method]:
         return {
@@ -99,6 +101,14 @@ class LogService:
             "WatchCheckpoints": ServerStream(pb.WatchCheckpointsRequest, self.watch_checkpoints),
             "GetLogInfo": Unary(pb.GetLogInfoRequest, self.get_log_info),
         }
+
+    def _bridge(self) -> LoopBridge:
+        """The bridge of the running loop (created on first use: the service is built before the loop runs)."""
+        loop = asyncio.get_running_loop()
+        bridge = self._loop_bridge
+        if bridge is None or bridge.loop is not loop:
+            bridge = self._loop_bridge = LoopBridge(loop)
+        return bridge
 
     def start_draining(self) -> None:
         """Refuse new writes (UNAVAILABLE) and end every watch stream."""
@@ -113,7 +123,7 @@ class LogService:
         if self._draining:
             raise UnavailableError("the server is draining; retry against another instance")
         entries = list(req.entries)
-        results = await asyncio.wrap_future(track(self._watch, self._log.submit, entries))
+        results = await self._bridge().wait(track(self._watch, self._log.submit, entries))
         for result in results:
             if isinstance(result, ProvenanceError):
                 # Entries of the batch that did land are durable; resubmitting is safe (duplicates keep their index).
@@ -130,7 +140,7 @@ class LogService:
             needed = max(a.index for a in results) + 1
             signed = self._log.latest()  # the sequencer signs before it answers: usually covers already
             if signed.checkpoint.size < needed:
-                signed = await asyncio.wrap_future(
+                signed = await self._bridge().wait(
                     self._log.wait_for_size(needed, self._config.checkpoint_wait_seconds)
                 )
             proofs = self._log.inclusion_proofs([a.index for a in results], signed.checkpoint.size)
