@@ -119,7 +119,7 @@ class TilesDirWriter:
                 signed, self._pending = self._pending, None
                 if signed is None:
                     return
-            if signed.checkpoint.size > self._written:
+            if signed.checkpoint.size > self._written or not (self._root / "checkpoint").exists():
                 try:
                     self.write(signed)
                 except (ProvenanceError, OSError) as err:
