@@ -98,6 +98,11 @@ RULES = (
           "client/report/layout.py", "client/report/recheck.py"),
          ("grpc*", "google.protobuf", "rocksdict", "psycopg*", "jinja2", "fpdf", *STDLIB_IO, "client.remote",
           "client.cli", "client.hashing", "client.formats", "client.api", "ledger")),
+    Rule("witness-shares-nothing-with-the-log",
+         "a witness watches logs from outside: ledger/witness never imports the log, the registry, storage, "
+         "the gRPC edge or the log's process set-up",
+         ("ledger/witness/**/*.py",),
+         ("ledger.log", "ledger.registry", "ledger.storage", "ledger.grpc", "ledger.app", "client.remote", *GRPC)),
     Rule("formats-below-hashing",
          "tensor file formats are read by client/hashing (manifests) and the descent readers, never the reverse",
          ("client/formats/**/*.py",),
@@ -112,6 +117,10 @@ ALLOWED_LAZY: dict[tuple[str, str, str], str] = {
         "`provenance backup` copies a stopped server's data directory, inside its handler",
     ("client-never-imports-the-server", "client/cli/serve_cmds.py", "ledger.app.fsck"):
         "`provenance fsck` checks a stopped server's data directory, inside its handler",
+    ("client-never-imports-the-server", "client/cli/witness_cmds.py", "ledger.witness.admin"):
+        "`provenance witness init|add-log|status|evidence` work on a witness's key and state, inside their handlers",
+    ("client-never-imports-the-server", "client/cli/witness_cmds.py", "ledger.witness.process"):
+        "`provenance witness serve` runs the witness, inside its handler",
 }
 
 
