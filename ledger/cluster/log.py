@@ -1,9 +1,9 @@
 """One frontend of a cluster: the same calls as :class:`ledger.log.Log`, on a database shared with others.
 
-:meth:`ClusterLog.open` starts three threads beside the read side (:class:`LogReads` over a
-:class:`~ledger.storage.postgres.PostgresStorage`, whose pool of autocommit connections sees
-what every frontend committed; this module never writes through it): the :class:`~ledger.cluster.signer.SignerRole`
-(tries for the signer lock; signs while it holds it), the
+:meth:`ClusterLog.open` starts three threads beside the read side (:class:`LogReads` over the
+database's :class:`~ledger.storage.postgres.PostgresStorage`, whose pool of autocommit
+connections sees what every frontend committed; nothing here writes through it): the
+:class:`~ledger.cluster.signer.SignerRole` (tries for the signer lock; signs while it holds it), the
 :class:`~ledger.cluster.watch.CheckpointWatch` (serves the newest checkpoint row, checked) and
 the :class:`~ledger.cluster.sequencing.ClusterSequencer` (writes). The gRPC services and the
 registry use it exactly as they use a :class:`~ledger.log.Log`. The promises:
@@ -42,7 +42,6 @@ from ledger.log.publisher import CheckpointPublisher
 from ledger.log.reads import LogReads
 from ledger.log.tree import TreeReader
 from ledger.storage import Storage
-from ledger.storage.postgres import PostgresStorage
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +69,14 @@ class ClusterLog(LogReads):
         self._closed = False
 
     @classmethod
-    def open(cls, config: ClusterConfig, signer: Signer, log_config: LogConfig,
+    def open(cls, storage: Storage, config: ClusterConfig, signer: Signer, log_config: LogConfig,
              hook: IntegrationHook | None = None) -> ClusterLog:
         """Join the cluster on ``config.dsn``: start the signer role, wait for a checkpoint, start serving.
 
-        Raises :class:`StorageError` (no database), :class:`CorruptStorageError` (a schema of
-        another version: run ``provenance db migrate``),
+        ``storage`` is the database's :class:`~ledger.storage.postgres.PostgresStorage` (opened by
+        the caller: that open creates the schema of an empty database and refuses one of another
+        version), perhaps wrapped (metrics); reads go through it, writes never, and once open
+        returns :meth:`close` closes it. Raises :class:`StorageError` (no database),
         :class:`InvalidInputError` (the database holds another log), :class:`KeyFileError` (its
         checkpoints are not signed by ``signer``'s key) or :class:`UnavailableError` (no checkpoint
         within ``config.start_seconds``).
@@ -83,12 +84,7 @@ class ClusterLog(LogReads):
         origin = log_config.origin
         if signer.name != origin:
             raise InvalidInputError(f"signing key is named {signer.name!r}, the log is {origin!r}")
-        storage = PostgresStorage.open(config.dsn)  # creates the schema of an empty database, checks its version
-        try:
-            probe = sql.connect(config.dsn, autocommit=True, application="provenance-open")
-        except BaseException:
-            storage.close()
-            raise
+        probe = sql.connect(config.dsn, autocommit=True, application="provenance-open")
         self = cls(storage, config, log_config, signer)
         try:
             self._role.start()
@@ -104,8 +100,7 @@ class ClusterLog(LogReads):
             self._role.stop()
             if self._watch is not None:
                 self._watch.stop()
-            storage.close()
-            raise
+            raise  # the caller still owns (and closes) ``storage``
         finally:
             probe.close()
         log.info("joined the cluster", extra={"origin": origin, "tree_size": signed.checkpoint.size})

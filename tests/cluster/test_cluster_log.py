@@ -18,6 +18,7 @@ from ledger.cluster.config import ClusterConfig
 from ledger.cluster.log import ClusterLog
 from ledger.log.config import LogConfig
 from ledger.log.hook import Appended
+from ledger.storage.postgres import PostgresStorage
 
 ORIGIN = "example.test/cluster"
 
@@ -29,7 +30,7 @@ def key() -> Signer:
 
 def _open(dsn: str, key: Signer, name: str) -> ClusterLog:
     config = ClusterConfig(dsn, holder=name, takeover_seconds=0.2, poll_seconds=0.2, start_seconds=10)
-    return ClusterLog.open(config, key, LogConfig(ORIGIN))
+    return ClusterLog.open(PostgresStorage.open(dsn), config, key, LogConfig(ORIGIN))
 
 
 @pytest.fixture
