@@ -23,7 +23,8 @@ from ledger.http.site import Site
 
 PAGE = 25
 _RECORD = r"/record/(?P<id>[0-9a-f]{64})"
-_STATIC = {"explorer.css": "text/css; charset=utf-8", "verify.js": "text/javascript; charset=utf-8"}
+_STATIC = {"explorer.css": "text/css; charset=utf-8", "verify.js": "text/javascript; charset=utf-8",
+           "favicon.svg": "image/svg+xml"}
 
 
 @cache

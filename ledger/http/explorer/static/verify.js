@@ -57,7 +57,10 @@
   }
 
   async function checkNote(note, keyText) {
-    const [name, keyIdHex, keyB64] = keyText.split("+");
+    // <name>+<8 hex key id>+<base64>: a name has no "+", but the base64 may.
+    const plus = keyText.indexOf("+");
+    const name = keyText.slice(0, plus), keyIdHex = keyText.slice(plus + 1, plus + 9);
+    const keyB64 = keyText.slice(plus + 10);
     const keyData = b64(keyB64);
     if (keyData[0] !== 1 || keyData.length !== 33) throw new Error("the log key is not an Ed25519 key");
     const split = note.lastIndexOf("\n\n");
