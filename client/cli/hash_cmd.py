@@ -5,6 +5,7 @@
     provenance hash PATH --format oms          an OpenSSF Model Signing v1.0 in-toto statement
     provenance hash PATH --output FILE         also write the canonical manifest bytes to FILE
     provenance hash --verify MANIFEST PATH     re-hash and list every difference (exit 1 if any)
+    provenance hash --verify OMS PATH          the same against an OMS statement or bundle (client/cli/oms_cmds.py)
 
 Thin: parse flags, call :mod:`client.hashing` and :mod:`client.core.manifest`, print.
 """
@@ -25,7 +26,10 @@ def register(sub: Any) -> None:
     p.add_argument("path", metavar="PATH", help="a file or a directory")
     p.add_argument("--json", action="store_true", help="print the manifest (or the differences) as JSON")
     p.add_argument("--format", choices=("manifest", "oms"), default="manifest", help="output format")
-    p.add_argument("--verify", metavar="MANIFEST", help="compare PATH against a manifest (JSON or canonical)")
+    p.add_argument("--verify", metavar="MANIFEST",
+                   help="compare PATH against a manifest (JSON or canonical) or an OMS statement or bundle")
+    p.add_argument("--oms-key", metavar="PEM", default=None,
+                   help="with --verify OMS-BUNDLE: the OMS signer's public key, to check the signature too")
     p.add_argument("--output", metavar="FILE", help="write the canonical manifest bytes to FILE")
     p.add_argument("--chunk-size", type=int, default=None, help="chunk size in bytes (default 4 MiB)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="worker threads")
@@ -64,6 +68,12 @@ def run(args: argparse.Namespace) -> int:
     from client.hashing import HashConfig, hash_path
     from client.hashing.progress import ProgressBar
 
+    if args.verify:
+        from client.cli.oms_cmds import oms_document, verify_files
+
+        oms_data = oms_document(args.verify)
+        if oms_data is not None:
+            return verify_files(args, oms_data)
     expected = _load_manifest(args.verify) if args.verify else None
     chunk_size = args.chunk_size or (expected.chunk_size if expected is not None else DEFAULT_CHUNK_SIZE)
     if expected is not None and chunk_size != expected.chunk_size:

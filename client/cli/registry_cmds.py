@@ -1,5 +1,6 @@
-"""Registry write commands: ``keygen``, ``identity register|rotate|revoke``, ``register dataset|checkpoint``,
-``attest``, ``dispute``. Thin: parse flags, call :mod:`client.api`, print."""
+"""Registry write commands: ``keygen``, ``identity register|rotate|revoke``, ``register dataset|checkpoint``
+(``register oms`` and ``--model-card`` live in ``oms_cmds.py`` and ``hf_cmds.py``), ``attest``, ``dispute``.
+Thin: parse flags, call :mod:`client.api`, print."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from client.cli import hf_cmds, oms_cmds
 from client.cli._connect import registry_client
 from client.cli._registry_common import (
     add_common,
@@ -76,8 +78,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         "later), or none; default auto: publish when PATH holds a model, else none")
     p.add_argument("--fingerprint-out", type=Path, default=None, metavar="FILE",
                    help="also write the fingerprint bytes here (keep them to reveal a committed fingerprint)")
+    hf_cmds.add_register_flags(p)
     add_common(p, key=True)
     p.set_defaults(func=_register_checkpoint)
+    oms_cmds.add_register_parser(rsub, add_common)
 
     p = subparsers.add_parser("attest", help="sign a claim about records")
     p.add_argument("subject", metavar="SUBJECT_REF")
@@ -167,6 +171,10 @@ def _register_checkpoint(args: argparse.Namespace) -> int:
         for text in args.dataset:
             ref, role = split_ref(text, _values(DatasetRole), "pretraining")
             datasets.append((resolve_ref(r.client, ref), role))
+        if args.model_card is not None:  # Hugging Face lineage in (client/cli/hf_cmds.py)
+            card_parents, card_meta = hf_cmds.card_parents(r.client, args)
+            parents += card_parents
+            meta.update(card_meta)
         fields: dict[str, Any] = dict(model=args.name, step=args.step, run=args.run, parents=parents,
                                       datasets=datasets, metadata=meta)
         if args.format is not None:

@@ -35,12 +35,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("ref")
     p.add_argument("--depth", type=int, default=10)
     p.add_argument("--descendants", action="store_true")
+    p.add_argument("--model-card", action="store_true",
+                   help="print the Hugging Face model-card YAML header (base_model, base_model_relation) instead")
     add_common(p)
     p.set_defaults(func=_lineage)
 
     p = subparsers.add_parser("find", help="records containing a manifest, file, tensor or chunk digest")
-    p.add_argument("digest", help="64 hex digits (BLAKE3), optionally prefixed blake3:")
-    p.add_argument("--kind", action="append", choices=["manifest", "file", "tensor", "chunk"], default=[])
+    p.add_argument("digest", help="64 hex digits (BLAKE3), optionally prefixed blake3:, or sha256:<hex> (a file "
+                                  "digest an OMS signature lists)")
+    p.add_argument("--kind", action="append", choices=["manifest", "file", "tensor", "chunk", "oms-file"], default=[])
     add_common(p)
     p.set_defaults(func=_find)
 
@@ -127,6 +130,11 @@ def _prove_included(args: argparse.Namespace, r: RemoteRecord) -> int:
 def _lineage(args: argparse.Namespace) -> int:
     with registry_client(args) as reg:
         rid = resolve_ref(reg, args.ref)
+        if args.model_card:  # Hugging Face lineage out (client/cli/hf_cmds.py)
+            from client.cli.hf_cmds import card_text
+
+            sys.stdout.write(card_text(reg, rid))
+            return 0
         nodes, edges = reg.lineage(rid, args.depth, descendants=args.descendants)
     if args.json:
         print_json({"records": [_record_obj(n) for n in nodes],
@@ -160,9 +168,15 @@ def _find(args: argparse.Namespace) -> int:
     from client.core.records import Digest
 
     text = args.digest if ":" in args.digest else "blake3:" + args.digest
-    digest = Digest.parse(text).value
+    parsed = Digest.parse(text)
+    kinds = args.kind
+    if parsed.algorithm.value == "sha256":  # SHA-256 file digests come from OMS attestations (docs/registry.md)
+        if any(k != "oms-file" for k in kinds):
+            raise InvalidInputError("a sha256: digest is found only as an oms-file (BLAKE3 names the other kinds)")
+        kinds = ["oms-file"]
+    digest = parsed.value
     with registry_client(args) as reg:
-        matches = reg.find(digest, args.kind)
+        matches = reg.find(digest, kinds)
     if args.json:
         print_json([{"kind": k, **_record_obj(r)} for k, r in matches])
         return 0
@@ -171,7 +185,12 @@ def _find(args: argparse.Namespace) -> int:
         return 0
     for i, (kind, r) in enumerate(matches):
         first = " (first registration)" if i == 0 else ""
-        print(f"index {r.index}: {_label(r)} contains it as a {kind}{first}")
+        if kind == "oms-file":
+            print(f"index {r.index}: {_label(r)} has a file with this SHA-256, per an OMS signature about it")
+        elif kind == "oms-attestation":
+            print(f"index {r.index}: {_label(r)}: an OMS signature listing the file")
+        else:
+            print(f"index {r.index}: {_label(r)} contains it as a {kind}{first}")
     return 0
 
 

@@ -38,7 +38,7 @@ from client.core.records.identity import (
     check_signer,
 )
 from client.core.records.lineage import lineage_edges
-from ledger.registry import fingerprints, postings
+from ledger.registry import fingerprints, oms, postings
 from ledger.registry import keys as K
 from ledger.registry.errors import (
     ConflictError,
@@ -48,6 +48,7 @@ from ledger.registry.errors import (
 )
 from ledger.registry.fingerprints import FingerprintSummary
 from ledger.registry.manifests import LIST_KEY_SIZE, ManifestSummary
+from ledger.registry.oms import OmsSummary
 from ledger.registry.policy import Policy
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class Prepared:
     signed: SignedRecord
     manifest: ManifestSummary | None
     fingerprint: FingerprintSummary | None = None  # a published fingerprint's bytes, if sent
+    oms: OmsSummary | None = None  # an oms-signature attestation checked against its checkpoint (oms.py)
 
 
 class _Writes:
@@ -186,7 +188,10 @@ class RegistryHook:
                 self._version(w, s, s.model, index)
                 self._manifest(w, s.manifest, prepared.manifest, index)
                 fingerprints.admit(w, s, prepared.fingerprint, index)
-            case Attestation() | Dispute():
+            case Attestation():
+                self._admit_statement(w, s, rec.signer, index)
+                oms.admit(w, s, prepared.oms, index)
+            case Dispute():
                 self._admit_statement(w, s, rec.signer, index)
             case _:
                 assert_never(s)

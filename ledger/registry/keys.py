@@ -34,6 +34,7 @@ ABOUT_POSTS = b"rA"  # + id(32): attestations and disputes about the record -> e
 PUBLISHED_POSTS = b"rP"  # (no suffix): checkpoints that published a fingerprint -> its digest(32)
 FINGERPRINT_POSTS = b"rf"  # + fingerprint digest(32): checkpoints publishing or committing to it -> mode(1)
 IDENTITY_POSTS = b"rI"  # + SHA-256(identity name): its identity events (register, rotate, revoke) -> empty
+OMS_FILE_POSTS = b"rO"  # + SHA-256 file digest(32): oms-signature attestations listing it -> empty (oms.py)
 IDENTITY_POSTS_COMPLETE = b"rJ"  # (no suffix) -> b"\x01": IDENTITY_POSTS holds every identity event of the
 #                                  store (written by a registry that indexed them from the first one on)
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from client.core.records import Dataset, Kind, ModelCheckpoint, SignedRecord, parse_entry
+from client.core.records import Attestation, Dataset, Kind, ModelCheckpoint, SignedRecord, parse_entry
 from client.core.records.lineage import Edge as Edge_
 from client.core.records.lineage import lineage_edges
 from client.core.records.signing import key_text
@@ -23,6 +23,7 @@ from ledger.registry import postings
 
 MAX_DEPTH = 64
 MAX_RESULTS = 10_000
+OMS_FILE = "oms-file"
 
 
 class RegistryLog(Protocol):
@@ -276,6 +277,10 @@ class RegistryReader:
     def find(self, digest: bytes, kinds: Sequence[str] = tuple(K.DIGEST_KINDS), limit: int = 1000) -> list[DigestMatch]:
         """Records that contain ``digest`` as any of ``kinds``, earliest first.
 
+        Kind ``oms-file`` (never in the default): ``digest`` is a SHA-256 file digest listed by an
+        oms-signature attestation; the checkpoint it is about comes back as ``oms-file`` and the
+        attestation itself as ``oms-attestation`` (ledger/registry/oms.py).
+
         A one-chunk file's chunk digest is its file digest and is indexed once, as a file: asking for
         chunks also finds those files (reported as ``file`` matches).
         """
@@ -286,6 +291,11 @@ class RegistryReader:
         if "chunk" in kinds and "file" not in kinds:
             kinds.append("file")
         for kind in kinds:
+            if kind == OMS_FILE:
+                for i in postings.read(scan, K.OMS_FILE_POSTS + digest, limit):
+                    found.setdefault(i, "oms-attestation")
+                    found.setdefault(self.index_of(_subject_of(self.at(i).signed)), OMS_FILE)
+                continue
             if kind not in K.DIGEST_KINDS:
                 raise InvalidInputError(f"unknown digest kind {kind!r} (one of {', '.join(K.DIGEST_KINDS)})")
             if kind == "manifest":
@@ -297,6 +307,12 @@ class RegistryReader:
                 for i in postings.read(scan, K.MANIFEST_POSTS + m, limit):
                     found.setdefault(i, kind)
         return [DigestMatch(found[i], self.at(i)) for i in sorted(found)[:limit]]
+
+
+def _subject_of(signed: SignedRecord) -> bytes:
+    s = signed.record.statement
+    assert isinstance(s, Attestation)
+    return s.subject
 
 
 def _manifest_of(signed: SignedRecord) -> bytes:

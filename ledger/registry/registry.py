@@ -17,11 +17,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from client.core.records import Dataset, ModelCheckpoint, SignedRecord, parse_entry
+from client.core.records import Attestation, Claim, Dataset, ModelCheckpoint, SignedRecord, parse_entry
 from client.core.records.signing import signature_error, verify_signature
 from client.errors import InvalidInputError, ProvenanceError, UnavailableError
 from ledger.errors import CorruptStorageError
-from ledger.registry import fingerprints
+from ledger.registry import fingerprints, oms
 from ledger.registry import keys as K
 from ledger.registry.hook import Prepared, RegistryHook
 from ledger.registry.manifests import ManifestReader
@@ -136,7 +136,8 @@ class Registry:
                 raise InvalidInputError(
                     f"the manifest sent has digest {manifest.digest.hex()}, the record names {s.manifest.hex()}"
                 )
-        return Prepared(signed, manifest, fingerprints.prepare(s, sub.fingerprint))
+        summary = oms.prepare(s, self.reader) if isinstance(s, Attestation) and s.claim is Claim.OMS_SIGNATURE else None
+        return Prepared(signed, manifest, fingerprints.prepare(s, sub.fingerprint), summary)
 
     def _prepare_chunk(self, subs: Sequence[Submission]) -> list[Prepared | ProvenanceError]:
         """:meth:`prepare` each (a refusal in place of its record), the signatures checked together

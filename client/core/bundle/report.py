@@ -45,6 +45,9 @@ def report_text(report: BundleReport) -> str:
         for link in report.path:
             out.append(f"  {labels.get(link.child, link.child.hex())} --{link.relation}--> "
                        f"{labels.get(link.parent, link.parent.hex())}")
+    if report.oms_notes:
+        out += ["", "OpenSSF Model Signing signatures, rechecked offline (DSSE signature; certificate chains and "
+                    "transparency-log entries are not checked):"] + [f"  - {n}" for n in report.oms_notes]
     if report.key_notes:
         out += ["", "Key history shown in the bundle:"] + [f"  - {n}" for n in report.key_notes]
     if report.key_status_proved:
@@ -74,6 +77,7 @@ def report_json(report: BundleReport) -> dict[str, Any]:
             for r in report.records
         ],
         "key_notes": report.key_notes,
+        "oms_signatures": report.oms_notes,
         "key_status": {"proved": report.key_status_proved,
                        "as_of_tree_size": report.tree_size if report.key_status_proved else None,
                        "warning": report.key_status_warning},

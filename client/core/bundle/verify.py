@@ -20,11 +20,12 @@ from client.core.bundle.keystatus import KeyStatusError, check_identity_records,
 from client.core.checkpoint import Checkpoint, open_checkpoint
 from client.core.merkle import verify_inclusion
 from client.core.note import Verifier
-from client.core.records import SignedRecord, parse_entry, record_id
+from client.core.records import Attestation, Claim, SignedRecord, parse_entry, record_id
 from client.core.records.identity import IdentityReplay, UnknownSignerError
 from client.core.records.jsonform import named_label, short
 from client.core.records.lineage import lineage_edges
 from client.core.records.model import Identity
+from client.core.records.oms_claim import check_oms_attestation
 from client.core.records.signing import key_text
 from client.errors import FormatError, ProvenanceError, VerificationError
 
@@ -73,6 +74,7 @@ class BundleReport:
     key_notes: list[str] = field(default_factory=list)
     key_status_proved: bool = False  # the log's key-status note covers every identity record
     key_status_warning: str | None = None  # set when a bundle without that note was accepted
+    oms_notes: list[str] = field(default_factory=list)  # each oms-signature attestation's rechecked signature
 
 
 def parent_links(signed: SignedRecord) -> dict[bytes, str]:
@@ -158,6 +160,12 @@ def verify_parsed(bundle: Bundle, log_key: str, *, require_identities: bool = Tr
             signed.verify()
         except ProvenanceError as err:
             raise _fail(f"{part}.leaf signature", err) from err
+        s = signed.record.statement
+        if isinstance(s, Attestation) and s.claim is Claim.OMS_SIGNATURE:  # its DSSE signature, offline
+            try:
+                report.oms_notes.append(f"{r.id.hex()}: {check_oms_attestation(s).summary()}")
+            except ProvenanceError as err:
+                raise _fail(f"{part}.leaf oms", err) from err
         signed_at.append(signed)
     if bundle.records[0].id != bundle.subject:
         raise BundleVerificationError("subject", "is not the first record of the bundle")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -261,8 +262,11 @@ def parse_document(data: bytes) -> OmsDocument:
     raise OmsFormatError("document", "is neither an in-toto statement, a DSSE envelope nor a sigstore bundle")
 
 
-def looks_like_oms(data: bytes) -> bool:
-    """Whether ``data`` is JSON that claims to be an OMS document (for choosing a parser, not a check)."""
-    head = data[:4096]
-    return head.lstrip()[:1] == b"{" and (b'"_type"' in head or b'"dsseEnvelope"' in data[:1 << 20]
-                                           or b'"mediaType"' in head or b'"payloadType"' in data[:1 << 20])
+_OMS_KEY = re.compile(rb'"(?:_type|mediaType|payloadType|dsseEnvelope)"\s*:')
+
+
+def looks_like_oms(head: bytes) -> bool:
+    """Whether ``head`` (a document's first bytes) is JSON with a key only OMS documents have (a statement's
+    ``_type``, a bundle's ``mediaType`` or ``dsseEnvelope``, an envelope's ``payloadType``); for choosing a
+    parser, not a check."""
+    return head.lstrip()[:1] == b"{" and _OMS_KEY.search(head) is not None
