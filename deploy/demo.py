@@ -1,15 +1,19 @@
 """The whole registry story in under a minute: ``make demo`` (or ``python deploy/demo.py [WORKDIR]``).
 
-Starts a ledger, registers two labs, a dataset and a small model family (generated
-safetensors weights: a base model, a fine-tuned child, a quantized grandchild),
-shows the lineage, writes a court bundle, stops the ledger and verifies the bundle
-offline. Every step is a ``provenance`` command, printed before it runs.
+Starts a ledger (gRPC, and the web explorer over HTTP), registers two labs, an auditor, a
+dataset and a small model family (generated safetensors weights: a base model, a fine-tuned
+child, a quantized grandchild), shows the lineage, compares the child with the base and logs the
+verdict as a signed descent-test attestation, writes a court bundle, verifies it offline and
+writes the court report (report.html, report.pdf) of it with the attestation attached. It ends by
+printing the explorer's address: with a terminal on stdin the ledger keeps running until Enter or
+Ctrl-C, otherwise it is stopped. Every step is a ``provenance`` command, printed before it runs.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -87,6 +91,7 @@ class Demo:
     def __init__(self, work: Path) -> None:
         self.work = work
         self.server = f"127.0.0.1:{free_port()}"
+        self.http = f"127.0.0.1:{free_port()}"
         self.env = {**os.environ, "PROVENANCE_STATE_DIR": str(work / "state"), "PYTHONUNBUFFERED": "1"}
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -102,8 +107,9 @@ class Demo:
         return done.stdout
 
     def start(self) -> None:
-        print(f"$ provenance serve --data data --listen {self.server} &", flush=True)
-        cmd = [sys.executable, "-m", "client.cli", "serve", "--data", str(self.work / "data"), "--listen", self.server]
+        print(f"$ provenance serve --data data --listen {self.server} --http {self.http} &", flush=True)
+        cmd = [sys.executable, "-m", "client.cli", "serve", "--data", str(self.work / "data"), "--listen", self.server,
+               "--http", self.http]
         with open(self.work / "serve.log", "wb") as log:
             self.proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=log, stderr=log)
         deadline = time.monotonic() + 30
@@ -122,6 +128,26 @@ class Demo:
             self.proc.wait(30)
 
 
+def finish(d: Demo, work: Path, began: float) -> None:
+    """End by printing the explorer's address. With a terminal on stdin the ledger (and its explorer)
+    keeps running until Enter or Ctrl-C; otherwise (CI, a pipe) it is stopped first."""
+    interactive = sys.stdin is not None and sys.stdin.isatty()
+    if not interactive:
+        d.stop()
+    print(f"\ndemo finished in {time.monotonic() - began:.1f} s")
+    print(f"court report: {work / 'report.html'} and {work / 'report.pdf'}")
+    if not interactive:
+        print(f"explorer: http://{d.http}/ (stopped: stdin is not a terminal; run make demo in one to browse it)")
+        return
+    print(f"explorer: http://{d.http}/  (press Enter or Ctrl-C to stop the ledger)", flush=True)
+    try:
+        sys.stdin.readline()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        d.stop()
+
+
 def main(argv: list[str]) -> int:
     began = time.monotonic()
     work = Path(argv[0]) if argv else Path(tempfile.mkdtemp(prefix="provenance-demo-"))
@@ -137,10 +163,9 @@ def main(argv: list[str]) -> int:
     d.start()
     try:
         server = ["--server", d.server]
-        d.run("keygen", "--out", str(work / "lab-a.key"))
-        d.run("keygen", "--out", str(work / "lab-b.key"))
-        d.run("identity", "register", "lab-a", "--key", str(work / "lab-a.key"), *server)
-        d.run("identity", "register", "lab-b", "--key", str(work / "lab-b.key"), *server)
+        for who in ("lab-a", "lab-b", "auditor"):
+            d.run("keygen", "--out", str(work / f"{who}.key"))
+            d.run("identity", "register", who, "--key", str(work / f"{who}.key"), *server)
         d.run("register", "dataset", str(work / "web-corpus"), "--name", "web-corpus", "--version", "2024-06",
               "--license", "CC-BY-4.0", "--source", "a small generated crawl",
               "--key", str(work / "lab-a.key"), *server)
@@ -152,14 +177,24 @@ def main(argv: list[str]) -> int:
                     "--parent", "chat@10:quantization", "--key", str(work / "lab-b.key"), "--json", *server)
         grandchild = json.loads(out)["id"]
         d.run("lineage", grandchild, *server)
+        out = d.run("compare", str(work / "models/chat"), str(work / "models/base"), "--attest",
+                    "--key", str(work / "auditor.key"), "--evidence-out", str(work / "evidence.json"), *server)
+        found = re.search(r"record ([0-9a-f]{64}) at index", out)
+        if found is None:
+            raise SystemExit("compare --attest printed no attestation record")
         d.run("prove", grandchild, "--lineage-to", "base@1000", "-o", str(work / "bundle.json"), *server)
+        d.run("prove", found.group(1), "-o", str(work / "attestation.json"), *server)
         key = d.run("log-key", *server).strip()
         (work / "log.pub").write_text(key + "\n")
-    finally:
+        print("\n# what follows needs no network: the bundles, the evidence file and the log's public key")
+        d.run("verify", str(work / "bundle.json"), "--log-key", str(work / "log.pub"))
+        d.run("report", str(work / "bundle.json"), "--log-key", str(work / "log.pub"),
+              "--attestation", str(work / "attestation.json"), "--evidence", str(work / "evidence.json"),
+              "-o", str(work / "report.html"), "--pdf", str(work / "report.pdf"))
+    except BaseException:
         d.stop()
-    print("\n# the ledger is stopped: what follows needs no network")
-    d.run("verify", str(work / "bundle.json"), "--log-key", str(work / "log.pub"))
-    print(f"\ndemo finished in {time.monotonic() - began:.1f} s")
+        raise
+    finish(d, work, began)
     return 0
 
 
