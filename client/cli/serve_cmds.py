@@ -20,6 +20,9 @@ from client.cli.log_cmds import DEFAULT_DATA, _size_arg
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("serve", help="serve the log over gRPC until SIGTERM/SIGINT")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="DIR", help="data directory")
+    p.add_argument("--store", default=None, metavar="SPEC",
+                   help="the log's store if not DATA/log.rocksdb: postgresql://USER[:PASSWORD]@HOST:PORT/DB "
+                        "(the key and origin files stay in --data; docs/operations.md)")
     p.add_argument("--listen", default=DEFAULT_SERVER, metavar="HOST:PORT")
     p.add_argument("--origin", default=None, help="log name (default: the data dir's, or localhost/provenance-ledger)")
     p.add_argument("--key", type=Path, default=None, metavar="FILE", help="signing key (default DATA/log.key)")
@@ -132,6 +135,7 @@ def _serve(args: argparse.Namespace) -> int:
             ("checkpoint_wait_seconds", args.checkpoint_wait_seconds),
             ("max_stream_seconds", args.max_stream_seconds),
             ("rate_limit_per_second", args.rate_limit),
+            ("store", args.store),
             ("rate_limit_burst", args.rate_burst),
             ("keepalive_time_seconds", args.keepalive_seconds),
             ("min_client_ping_interval_seconds", args.min_ping_interval),

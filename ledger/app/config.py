@@ -7,10 +7,11 @@ everything else takes a :class:`ServerConfig`.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from client.errors import InvalidInputError
+from ledger.storage.open import StoreSpec
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_ORIGIN = "localhost/provenance-ledger"
@@ -48,6 +49,7 @@ class ServerConfig:
     allow_raw_entries: bool = False  # with an allowlist, accept opaque (non-record) AddEntries too
     hash_cache_bytes: int = 64 << 20  # tree hash groups kept in memory (proof speed on large logs)
     store_cache_bytes: int = 32 << 20  # RocksDB block cache
+    store: str | None = field(default=None, repr=False)  # --store SPEC (postgresql://...); None: DATA/log.rocksdb
     verify_processes: int | None = None  # registry: processes checking large batches' signatures; None = one per core
     # -- deadlines and transport limits (ledger/grpc/limits.py; docs/operations.md) --
     max_stream_seconds: float = 3600.0  # a WatchCheckpoints stream ends (OK) after this; clients reopen it
@@ -133,6 +135,8 @@ class ServerConfig:
             if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
                 raise InvalidInputError(f"HTTP address {self.http_listen!r} is not HOST:PORT")
         if self.log_format not in LOG_FORMATS:
+        if self.store is not None:
+            StoreSpec.parse(self.store)  # raises InvalidInputError naming the accepted schemes
             raise InvalidInputError(f"log format {self.log_format!r} is not one of {', '.join(LOG_FORMATS)}")
         if self.log_level.upper() not in LOG_LEVELS:
             raise InvalidInputError(f"log level {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
@@ -158,5 +162,14 @@ class ServerConfig:
         return self.key_path if self.key_path is not None else self.data_dir / KEY_FILE
 
     @property
+    @property
+    def store_spec(self) -> StoreSpec:
+        """The store to open: ``--store`` parsed, else the RocksDB directory ``DATA/log.rocksdb``."""
+        if self.store is None:
+            return StoreSpec.directory(self.data_dir / STORE_DIR, cache_bytes=self.store_cache_bytes)
+        return StoreSpec.parse(self.store, cache_bytes=self.store_cache_bytes)
+
     def store_path(self) -> Path:
-        return self.data_dir / STORE_DIR
+        """The RocksDB directory of a directory store (``DATA/log.rocksdb`` unless ``--store`` names another)."""
+        spec = self.store_spec
+        return spec.path if spec.path is not None else self.data_dir / STORE_DIR

@@ -40,9 +40,9 @@ def _store_missing(store: Path) -> bool:
 def _lost(config: ServerConfig, evidence: list[str], what: str) -> LostStoreError:
     return LostStoreError(
         f"the data dir {config.data_dir} belongs to a log that has signed before ({', '.join(evidence)} "
-        f"present) but its store {config.store_path} {what}: serving it would sign a new tree that conflicts "
-        "with every checkpoint signed before. Restore the store from a backup (docs/operations.md, 'Backups'), "
-        "or, to start a new log with a new key, pass --new-log")
+        f"present) but its store {config.store_spec.describe()} {what}: serving it would sign a new tree that "
+        "conflicts with every checkpoint signed before. Restore the store from a backup (docs/operations.md, "
+        "'Backups'), or, to start a new log with a new key, pass --new-log")
 
 
 def check_store_present(config: ServerConfig) -> None:
@@ -52,7 +52,8 @@ def check_store_present(config: ServerConfig) -> None:
     finds files), :class:`InvalidInputError` (``--new-log`` with a store present) or
     :class:`KeyFileError` (``--new-log`` with the signing key present: a new log needs a new key).
     """
-    missing = _store_missing(config.store_path)
+    # A database store (PostgreSQL) is present or not by what it holds: checked after the open.
+    missing = _store_missing(config.store_path) if config.store_spec.is_directory else True
     if config.new_log:
         if not missing:
             raise InvalidInputError(f"--new-log starts a log without a store, but {config.store_path} exists; "
@@ -62,12 +63,19 @@ def check_store_present(config: ServerConfig) -> None:
                                "away first (keep it: checkpoints of the old log verify with its verifier key)")
         return
     evidence = signed_before(config.data_dir)
-    if missing and evidence:
+    if missing and evidence and config.store_spec.is_directory:
         raise _lost(config, evidence, "is missing or empty")
 
 
 def check_store_holds_log(config: ServerConfig, has_head: bool) -> None:
-    """After the store opened: one without a tree head is as lost as a missing one (see :func:`check_store_present`)."""
+    """After the store opened: one without a tree head is as lost as a missing one (see :func:`check_store_present`).
+
+    For a database store this is where presence is decided (``read_head`` not None): ``--new-log``
+    then refuses a database that already holds a log (:class:`InvalidInputError`).
+    """
+    if config.new_log and has_head:
+        raise InvalidInputError(f"--new-log starts a log without a store, but {config.store_spec.describe()} "
+                                "already holds a log; point --store at an empty database (or drop --new-log)")
     evidence = signed_before(config.data_dir)
     if not has_head and evidence and not config.new_log:
         raise _lost(config, evidence, "holds no log")

@@ -141,7 +141,7 @@ def run(config: ServerConfig) -> int:
     from ledger.app import continuity
     from ledger.app.keys import load_or_create_signer
     from ledger.log import Log, LogConfig
-    from ledger.storage.open import StoreSpec, open_storage
+    from ledger.storage.open import open_storage
 
     # Every file check that can fail does so before anything is created or opened.
     tls = load_tls(config.tls_cert, config.tls_key, config.client_ca) if config.tls_cert and config.tls_key else None
@@ -166,7 +166,7 @@ def run(config: ServerConfig) -> int:
 
     registry = registry_for(config.allowlist, config.signature_processes, config.allow_raw_entries)
     metrics = ServerMetrics()
-    storage = open_storage(StoreSpec.directory(config.store_path, cache_bytes=config.store_cache_bytes))
+    storage = open_storage(config.store_spec)  # --store SPEC (PostgreSQL), else RocksDB in DATA
     try:
         continuity.check_store_holds_log(config, storage.read_head() is not None)
         log = Log.open(TimedStorage(storage, metrics), signer, log_config,
@@ -262,7 +262,8 @@ async def _serve(log: Any, config: ServerConfig, verifier_key: str, extra: Seque
         loop.add_signal_handler(signal.SIGUSR1, on_usr1)
     port = await server.start()
     host = config.listen.rpartition(":")[0]
-    _log.info("serving origin=%s listen=%s:%d data=%s", config.origin, host, port, config.data_dir,
+    _log.info("serving origin=%s listen=%s:%d data=%s store=%s", config.origin, host, port, config.data_dir,
+              config.store_spec.describe(),
               extra={"origin": config.origin, "port": port, "tree_size": log.size,
                      "transport": "mtls" if config.client_ca else "tls" if config.tls else "plaintext",
                      "metrics_port": server.metrics_port,
