@@ -69,8 +69,10 @@ def _report(args: argparse.Namespace) -> int:
     attached = [_read(p, "attestation bundle") for p in args.attestation]
     evidence = [_read(p, "evidence file") for p in args.evidence]
     entry = _read(args.entry, "--entry") if args.entry is not None else None
-    src = Sources(str(args.bundle), args.log_key, key, args.accept_unproven_key_status,
-                  tuple((str(p), None) for p in args.attestation), None if args.entry is None else str(args.entry))
+    # The commands the report prints name the files as whoever receives them will: by name, in one folder.
+    key_arg = Path(args.log_key).name if Path(args.log_key).is_file() else args.log_key
+    src = Sources(args.bundle.name, key_arg, key, args.accept_unproven_key_status,
+                  tuple((p.name, None) for p in args.attestation), None if args.entry is None else args.entry.name)
     try:
         if data.startswith(HEADER.encode() + b"\n"):
             report = verify_tlog_proof(data, key, entry)
@@ -83,7 +85,7 @@ def _report(args: argparse.Namespace) -> int:
             except VerificationError as err:
                 raise _AttachmentError(i, err) from err
         found = match_evidence(atts, evidence)
-        src = dataclasses.replace(src, attachments=tuple((str(p), None if j is None else str(args.evidence[j]))
+        src = dataclasses.replace(src, attachments=tuple((p.name, None if j is None else args.evidence[j].name)
                                                          for p, j in zip(args.attestation, found, strict=True)))
         views = tuple(comparison_view(att, None if j is None else evidence[j], report, f"attestations[{i}]")
                       for i, (att, j) in enumerate(zip(atts, found, strict=True)))

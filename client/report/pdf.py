@@ -183,20 +183,6 @@ def render_pdf(r: CourtReport, *, when: datetime.datetime | None = None) -> byte
     _heading(pdf, "What was claimed" if r.verified else "What the bundle states (NOT verified)")
     for c in r.claims or ("Nothing can be read from this bundle.",):
         _para(pdf, f"- {c}", 9)
-    if r.verified:
-        _heading(pdf, "By whom")
-        for s in r.signers:
-            _para(pdf, f"Identity {s.name}", 10, "B")
-            _facts(pdf, [Fact(f"index {e.index}: {e.event}", e.key, True) for e in s.events])
-        _para(pdf, f"Key status. {r.key_status}", 9)
-    _heading(pdf, "When it was logged")
-    _para(pdf, "The log's order is what the indexes prove; times are each signer's own claim, not checked by the log.",
-          8.5)
-    _facts(pdf, [Fact(f"index {v.index}: {v.title}", f"{v.role}; signed by {v.signer_name or 'key'} {v.signer_key}; "
-                                                     f"time stated by the signer {v.signer_time} (signer's claim)")
-                 for v in r.records])
-    if r.tree_size is not None:
-        _para(pdf, f"All are proved included in the checkpoint of {r.tree_size} entries, root {r.root}.", 9)
     if r.lineage is not None:
         _heading(pdf, "The lineage")
         _para(pdf, "Arrows point from a record to the record it descends from. Solid: hash links checked; dashed: "
@@ -204,6 +190,20 @@ def render_pdf(r: CourtReport, *, when: datetime.datetime | None = None) -> byte
         draw_graph(pdf, r.lineage)
     if r.comparisons:
         _comparisons(pdf, r)
+    if r.verified:
+        _heading(pdf, "By whom")
+        for s in r.signers:
+            _para(pdf, f"Identity {s.name}", 10, "B")
+            _facts(pdf, [Fact(f"index {e.index}: {e.event}", e.key, True) for e in s.events])
+        _para(pdf, f"Key status. {r.key_status}", 9)
+    _heading(pdf, "When it was logged" if r.verified else "Where the bundle says it was logged (NOT verified)")
+    _para(pdf, "The log's order is what the indexes prove; times are each signer's own claim, not checked by the log.",
+          8.5)
+    _facts(pdf, [Fact(f"index {v.index}: {v.title}", f"{v.role}; signed by {v.signer_name or 'key'} {v.signer_key}; "
+                                                     f"time stated by the signer {v.signer_time} (signer's claim)")
+                 for v in r.records])
+    if r.tree_size is not None:
+        _para(pdf, f"All are proved included in the checkpoint of {r.tree_size} entries, root {r.root}.", 9)
     _heading(pdf, "Witnesses")
     if not r.witnesses:
         _para(pdf, "Not examined: verification stopped before the checkpoint was accepted.", 9)

@@ -76,7 +76,7 @@ def test_lineage_svg_draws_the_path_and_the_claim(story: Story) -> None:
 
 def test_compare_evidence_shows_verdict_p_value_and_shared_tensors(story: Story) -> None:
     html = render_html(_court(story))
-    part = html[html.index('<section id="comparisons">'):html.index('<section id="witnesses">')]
+    part = html[html.index('<section id="comparisons">'):html.index('<section id="signers">')]
     assert 'id="verdict-0">related<' in part and "3.2e-12" in part
     assert "3 of 4 informative tensors of A, in 3 of 4 layers" in part and "auditor-c" in part
     bare = render_html(_court(story, evidence=False))
@@ -111,6 +111,9 @@ def test_cli_writes_both_and_exits_as_verify(story: Story, tmp_path: Path) -> No
             "--attestation", str(f["attestation"]), "--evidence", str(f["evidence"])]
     assert main(args) == 0
     assert html.read_text().count("<svg") == 1 and pdf.read_bytes().startswith(b"%PDF-")
+    commands = html.read_text()  # files named as their receiver will hold them: by name, in one folder
+    assert ("provenance verify bundle.json --log-key log.pub" in commands and "b3sum evidence.json" in commands
+            and str(tmp_path) not in commands)
     (tmp_path / "bad.json").write_bytes(tamper_leaf(story.bundle, 2))
     bad = ["report", str(tmp_path / "bad.json"), "-o", str(html), "--log-key", str(f["log_key"])]
     assert main(bad) == 1 == main(["verify", str(tmp_path / "bad.json"), "--log-key", str(f["log_key"])])
