@@ -7,7 +7,7 @@ DATA   ?= ./provenance-data
 LISTEN ?= 127.0.0.1:50051
 PROTOS := $(shell find proto -name '*.proto' | sort)
 
-.PHONY: install serve test lint typecheck proto bench bench-7b long fuzz demo clean evidence
+.PHONY: install serve test lint typecheck proto bench bench-7b long fuzz demo clean evidence screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,11 @@ fuzz: $(STAMP)
 # The registry story end to end (ledger, two labs, dataset, model family, lineage, court bundle); < 1 min.
 demo: $(STAMP)
 	$(PY) deploy/demo.py
+
+# The README's screenshots (committed PNGs under docs/img/), regenerated with Debian's headless chromium:
+# the explorer's record page on a throwaway ledger (bench/screenshots.py, a few seconds).
+screenshots: $(STAMP)
+	$(PY) -m bench.screenshots
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis

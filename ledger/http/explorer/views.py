@@ -210,7 +210,7 @@ def fields(reader: RegistryReader, signed: SignedRecord) -> list[Field]:
                 out.append(Field("evidence", s.evidence.text(), mono=True))
         case _:
             assert_never(s)
-    return out
+    return [f for f in out if f.value]  # an empty optional field (run, format, license) is not shown
 
 
 def about(reader: RegistryReader, rid: bytes) -> tuple[list[Claimed], bool]:
