@@ -122,6 +122,8 @@ def trusted_key_and_advance(c: LogClient, note: bytes, pinned: str | None, state
     from client.core.checkpoint import SignedCheckpoint
 
     info = c.log_info()
+    if pinned is None:
+        trust.check_served_key(info.origin, info.verifier_key, str(path))
     verifier = audit.choose_verifier(info.origin, info.verifier_key, pinned, trust.trusted(info.origin))
     signed = SignedCheckpoint.open(note, verifier)
     sizes = trust.proof_needed(signed)

@@ -265,6 +265,8 @@ def _audit(args: argparse.Namespace) -> int:
         verifier = audit.choose_verifier(info.origin, info.verifier_key, _pinned_key(args.log_key), previous)
         note = c.checkpoint()
         try:
+            if args.log_key is None:
+                trust.check_served_key(info.origin, info.verifier_key, str(path))
             signed = SignedCheckpoint.open(note, verifier)
             rebuilt = audit.TreeRebuilder([previous.size] if previous else [])
             if not (previous and signed.checkpoint.size < previous.size):  # a rollback fails in advance()

@@ -24,7 +24,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="the log's store if not DATA/log.rocksdb: postgresql://USER[:PASSWORD]@HOST:PORT/DB "
                         "(the key and origin files stay in --data; docs/operations.md)")
     p.add_argument("--listen", default=DEFAULT_SERVER, metavar="HOST:PORT")
-    p.add_argument("--origin", default=None, help="log name (default: the data dir's, or localhost/provenance-ledger)")
+    p.add_argument("--origin", default=None,
+                   help="log name (default: the data dir's, else the --key's name, else a unique "
+                        "HOST/provenance-ledger/HEX kept in DATA/origin)")
     p.add_argument("--key", type=Path, default=None, metavar="FILE", help="signing key (default DATA/log.key)")
     p.add_argument("--max-entry-bytes", type=_size_arg, default=None, metavar="N")
     p.add_argument("--max-batch-entries", type=_size_arg, default=None, metavar="N")

@@ -45,6 +45,12 @@ class TrustState:
     def trusted(self, origin: str) -> AuditState | None:
         return self.logs.get(origin)
 
+    def check_served_key(self, origin: str, served_key: str, where: str = "the trust state") -> None:
+        """Raise :class:`KeyChangedError` if ``origin`` is known with a key other than ``served_key``."""
+        old = self.logs.get(origin)
+        if old is not None and old.verifier_key != served_key:
+            raise key_changed(origin, old.verifier_key, served_key, where)
+
     def proof_needed(self, signed: SignedCheckpoint) -> tuple[int, int] | None:
         """The ``(old_size, new_size)`` consistency proof :meth:`advance` needs for ``signed``, if any."""
         old = self.logs.get(signed.checkpoint.origin)
@@ -65,9 +71,7 @@ class TrustState:
         cp = signed.checkpoint
         old = self.logs.get(cp.origin)
         if old is not None and old.verifier_key != verifier.text():
-            raise SignatureError(
-                f"log {cp.origin!r} was trusted with key {old.verifier_key!r}, now asked to use {verifier.text()!r}"
-            )
+            raise key_changed(cp.origin, old.verifier_key, verifier.text())
 
         def fail(why: str) -> InconsistencyError:
             assert old is not None
@@ -91,6 +95,27 @@ class TrustState:
         logs = dict(self.logs)
         logs[cp.origin] = AuditState(cp.origin, verifier.text(), cp.size, cp.root, signed.note)
         return TrustState(logs), signed
+
+
+class KeyChangedError(SignatureError):
+    """A log known by its origin now comes with another key: a key rotation, or another log of the same name."""
+
+
+def key_changed(origin: str, trusted_key: str, new_key: str, where: str = "the trust state") -> KeyChangedError:
+    """The error for a known ``origin`` presented with ``new_key`` instead of ``trusted_key``, in plain words.
+
+    ``where`` names the state that remembers the log (the CLI passes its file). The text says
+    what happened and the two ways out; it never decides which one it is.
+    """
+    return KeyChangedError(
+        f"the log {origin!r} is known in {where} with the key {trusted_key}, but it now comes with the key "
+        f"{new_key}. Either its operator rotated the key: get the new key from them out of band (not from this "
+        f"server), check it is {new_key}, remove the entry for {origin!r} from {where} and run the command again "
+        f"with --log-key set to it; or this is a different log that reuses the name {origin!r} (for instance a "
+        "second development server with the same origin): then it is not the log you knew; give each log its "
+        "own origin (provenance serve --origin, or no --origin on a fresh data dir for a unique one) or keep "
+        "its trust state apart (PROVENANCE_STATE_DIR)."
+    )
 
 
 def evidence_text(err: InconsistencyError) -> str:

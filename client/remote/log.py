@@ -67,9 +67,15 @@ class LogClient(GrpcClient):
 
     # -- the RPCs -----------------------------------------------------------------------------------
 
-    def add_entries(self, entries: Sequence[bytes], *, wait_for_checkpoint: bool = False) -> AddResult:
-        """Append ``entries`` (one batch); with ``wait_for_checkpoint`` also a checkpoint and proofs."""
-        req = pb.AddEntriesRequest(entries=entries, wait_for_checkpoint=wait_for_checkpoint)
+    def add_entries(self, entries: Sequence[bytes], *, wait_for_checkpoint: bool = False,
+                    wait_for_cosignatures: bool = False) -> AddResult:
+        """Append ``entries`` (one batch); with ``wait_for_checkpoint`` also a checkpoint and proofs.
+
+        ``wait_for_cosignatures``: the checkpoint is the first covering the entries that the server's
+        witness policy quorum cosigned (its note carries the cosignature lines); the server must have one.
+        """
+        req = pb.AddEntriesRequest(entries=entries, wait_for_checkpoint=wait_for_checkpoint,
+                                   wait_for_cosignatures=wait_for_cosignatures)
         resp = self._unary("AddEntries", req, pb.AddEntriesResponse)
         added = tuple(
             AddedEntry(e.index, e.leaf_hash, e.duplicate, tuple(e.inclusion_proof)) for e in resp.entries
@@ -79,6 +85,12 @@ class LogClient(GrpcClient):
     def checkpoint(self) -> bytes:
         """The latest signed checkpoint note, byte for byte (unverified)."""
         return self._unary("GetCheckpoint", pb.GetCheckpointRequest(), pb.GetCheckpointResponse).checkpoint.note
+
+    def checkpoints(self) -> tuple[bytes, bytes | None]:
+        """The latest signed checkpoint note and the server's cosigned one (None: no witness policy or no
+        cosignature yet), byte for byte (unverified). The cosigned note may be of a smaller tree."""
+        r = self._unary("GetCheckpoint", pb.GetCheckpointRequest(), pb.GetCheckpointResponse)
+        return r.checkpoint.note, (r.cosigned.note if r.HasField("cosigned") else None)
 
     def log_info(self) -> LogInfo:
         r = self._unary("GetLogInfo", pb.GetLogInfoRequest(), pb.GetLogInfoResponse)

@@ -77,6 +77,7 @@ class ServerConfig:
     metrics_listen: str | None = None  # HOST:PORT of /metrics (Prometheus); None = no endpoint
     http_listen: str | None = None  # HOST:PORT of the HTTP read edge (tiles, explorer; ledger/http/); None = none
     tiles_dir: Path | None = None  # the tlog-tiles files are written here as the log grows (ledger/http/tiles_dir.py)
+    witness_policy: Path | None = None  # C2SP/Sigsum policy: the witnesses to push checkpoints to (None: none)
     log_format: str = "text"  # "text" or "json" (one object per line)
     log_level: str = "INFO"
 
@@ -134,9 +135,9 @@ class ServerConfig:
             host, sep, port = self.http_listen.rpartition(":")
             if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
                 raise InvalidInputError(f"HTTP address {self.http_listen!r} is not HOST:PORT")
-        if self.log_format not in LOG_FORMATS:
         if self.store is not None:
             StoreSpec.parse(self.store)  # raises InvalidInputError naming the accepted schemes
+        if self.log_format not in LOG_FORMATS:
             raise InvalidInputError(f"log format {self.log_format!r} is not one of {', '.join(LOG_FORMATS)}")
         if self.log_level.upper() not in LOG_LEVELS:
             raise InvalidInputError(f"log level {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
@@ -162,13 +163,13 @@ class ServerConfig:
         return self.key_path if self.key_path is not None else self.data_dir / KEY_FILE
 
     @property
-    @property
     def store_spec(self) -> StoreSpec:
         """The store to open: ``--store`` parsed, else the RocksDB directory ``DATA/log.rocksdb``."""
         if self.store is None:
             return StoreSpec.directory(self.data_dir / STORE_DIR, cache_bytes=self.store_cache_bytes)
         return StoreSpec.parse(self.store, cache_bytes=self.store_cache_bytes)
 
+    @property
     def store_path(self) -> Path:
         """The RocksDB directory of a directory store (``DATA/log.rocksdb`` unless ``--store`` names another)."""
         spec = self.store_spec

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from client.errors import InvalidInputError, ProvenanceError
-from ledger.app.config import DEFAULT_ORIGIN, KEY_HISTORY_FILE, ORIGIN_FILE, PUBLIC_KEY_FILE, ServerConfig
+from ledger.app.config import KEY_FILE, KEY_HISTORY_FILE, ORIGIN_FILE, PUBLIC_KEY_FILE, STORE_DIR, ServerConfig
 from ledger.app.logjson import capture_native_stderr
 from ledger.app.logjson import configure_logging as _configure
 from ledger.errors import KeyFileError
@@ -35,11 +35,14 @@ from ledger.log.progress import WatchedLog
 _log = logging.getLogger(__name__)
 
 
-def resolve_origin(data_dir: Path, requested: str | None, new_log: bool = False) -> str:
+def resolve_origin(data_dir: Path, requested: str | None, new_log: bool = False,
+                   key_path: Path | None = None) -> str:
     """The log's origin: the one stored in ``data_dir``, which ``requested`` (if given) must equal.
 
-    On first start (or with ``new_log``) it is ``requested`` or the default; :func:`run` writes it
-    to ``DATA/origin`` once the log has opened (see ``ledger/app/continuity.py``).
+    On first start (or with ``new_log``) it is ``requested``, else the name of an existing signing key
+    (``key_path`` or ``DATA/log.key``), else a unique ``<host>/provenance-ledger/<hex>``
+    (``ledger/app/origins.py``); :func:`run` writes it to ``DATA/origin`` once the log has opened
+    (see ``ledger/app/continuity.py``).
     """
     path = data_dir / ORIGIN_FILE
     if path.exists() and not (new_log and requested is not None):
@@ -49,7 +52,14 @@ def resolve_origin(data_dir: Path, requested: str | None, new_log: bool = False)
                 f"data dir {data_dir} holds the log {stored!r}; refusing to serve it as {requested!r}"
             )
         return stored
-    origin = requested or (path.read_text(encoding="utf-8").strip() if path.exists() else DEFAULT_ORIGIN)
+    if requested:
+        origin = requested
+    elif path.exists():
+        origin = path.read_text(encoding="utf-8").strip()
+    else:
+        from ledger.app.origins import default_origin
+
+        origin = default_origin(data_dir, key_path or data_dir / KEY_FILE, data_dir / STORE_DIR)
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     return origin
 
@@ -130,7 +140,7 @@ def build_config(
     return ServerConfig(
         data_dir=data_dir,
         listen=listen,
-        origin=resolve_origin(data_dir, origin, bool(options.get("new_log"))),
+        origin=resolve_origin(data_dir, origin, bool(options.get("new_log")), key_path),
         key_path=key_path,
         **options,
     )

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from client._pb.provenance.ledger.v1 import ledger_pb2 as pb
 from client.errors import InvalidInputError, OutOfRangeError, ProvenanceError, UnavailableError
 from ledger.app.config import ServerConfig
+from ledger.errors import WaitTimeoutError
 from ledger.grpc.bridge import LoopBridge
 from ledger.grpc.handlers import Method, ServerStream, Unary
 from ledger.log.progress import ProgressWatch, track
@@ -40,6 +41,13 @@ class SignedCheckpointLike(Protocol):
 
     @property
     def note(self) -> bytes: ...
+
+
+class CosignedSource(Protocol):
+    """Witness cosigning beside the log (``ledger.log.witnessing.Witnessing``), when serve has a witness policy."""
+
+    def cosigned(self) -> SignedCheckpointLike | None: ...
+    def wait_for_cosigned(self, size: int) -> Future[Any]: ...
 
 
 class LogLike(Protocol):
@@ -72,9 +80,11 @@ class LogService:
     name = SERVICE_NAME
 
     def __init__(self, log: LogLike, config: ServerConfig, verifier_key: str,
-                 watch: ProgressWatch | None = None) -> None:
-        """``watch`` counts this service's writes (the server's health reads it); None: a fresh one."""
+                 watch: ProgressWatch | None = None, witnessing: CosignedSource | None = None) -> None:
+        """``watch`` counts this service's writes (the server's health reads it); None: a fresh one.
+        ``witnessing``: the cosigned checkpoint for GetCheckpoint and AddEntries' wait_for_cosignatures."""
         self._log = log
+        self._witnessing = witnessing
         self._watch = watch if watch is not None else ProgressWatch()
         self._config = config
         self._info = pb.GetLogInfoResponse(
@@ -123,6 +133,8 @@ class LogService:
         if self._draining:
             raise UnavailableError("the server is draining; retry against another instance")
         entries = list(req.entries)
+        if req.wait_for_cosignatures and self._witnessing is None:
+            raise InvalidInputError("wait_for_cosignatures: this log has no witness policy (serve --witness-policy)")
         results = await self._bridge().wait(track(self._watch, self._log.submit, entries))
         for result in results:
             if isinstance(result, ProvenanceError):
@@ -147,10 +159,32 @@ class LogService:
             for added, proof in zip(resp.entries, proofs, strict=True):
                 added.inclusion_proof.extend(proof)
             resp.checkpoint.note = signed.note
+        if req.wait_for_cosignatures and results:
+            await self._wait_cosigned(resp, max(a.index for a in results) + 1)
         return resp
 
+    async def _wait_cosigned(self, resp: pb.AddEntriesResponse, needed: int) -> None:
+        """Fill ``resp`` with the first quorum-cosigned checkpoint of at least ``needed`` leaves and the proofs."""
+        assert self._witnessing is not None
+        fut = self._witnessing.wait_for_cosigned(needed)
+        try:
+            signed = await asyncio.wait_for(asyncio.wrap_future(fut), self._config.checkpoint_wait_seconds)
+        except TimeoutError:
+            fut.cancel()
+            raise WaitTimeoutError(f"no checkpoint of size >= {needed} met the witness quorum within "
+                                   f"{self._config.checkpoint_wait_seconds} s (the entries are durable)") from None
+        proofs = self._log.inclusion_proofs([a.index for a in resp.entries], signed.checkpoint.size)
+        for added, proof in zip(resp.entries, proofs, strict=True):
+            del added.inclusion_proof[:]
+            added.inclusion_proof.extend(proof)
+        resp.checkpoint.note = signed.note
+
     async def get_checkpoint(self, req: pb.GetCheckpointRequest) -> pb.GetCheckpointResponse:
-        return pb.GetCheckpointResponse(checkpoint=pb.SignedCheckpoint(note=self._log.latest().note))
+        resp = pb.GetCheckpointResponse(checkpoint=pb.SignedCheckpoint(note=self._log.latest().note))
+        cosigned = self._witnessing.cosigned() if self._witnessing is not None else None
+        if cosigned is not None:
+            resp.cosigned.note = cosigned.note
+        return resp
 
     async def get_log_info(self, req: pb.GetLogInfoRequest) -> pb.GetLogInfoResponse:
         return self._info

@@ -18,7 +18,7 @@ from ledger.app.config import ServerConfig
 from ledger.grpc.handlers import Service, generic_handler
 from ledger.grpc.health import HEALTH_SERVICE_NAME, HealthReporter
 from ledger.grpc.limits import PeerRateLimit, TokenBuckets, grpc_server_options
-from ledger.grpc.log_service import LogLike, LogService
+from ledger.grpc.log_service import CosignedSource, LogLike, LogService
 from ledger.grpc.metrics import MetricsEndpoint, ServerMetrics
 from ledger.grpc.reflection import reflection_handler
 from ledger.grpc.tls import TlsMaterial, load_tls
@@ -36,8 +36,10 @@ class LedgerServer:
     """
 
     def __init__(self, log: LogLike, config: ServerConfig, verifier_key: str, extra: Sequence[Service] = (),
-                 metrics: ServerMetrics | None = None, tls: TlsMaterial | None = None) -> None:
+                 metrics: ServerMetrics | None = None, tls: TlsMaterial | None = None,
+                 witnessing: CosignedSource | None = None) -> None:
         """``extra``: more services to host (the registry), built by the same wrapper as the log's.
+        ``witnessing``: the witness cosigning beside the log (serve --witness-policy), or None.
 
         ``log`` may already be a :class:`~ledger.log.progress.WatchedLog` (the entry point wraps it
         so that the registry's writes are watched too); otherwise a fresh watch counts this server's writes.
@@ -58,7 +60,7 @@ class LedgerServer:
         if config.rate_limit_per_second > 0:
             buckets = TokenBuckets(config.rate_limit_per_second, config.rate_burst, time.monotonic)
             self.limit = PeerRateLimit(buckets, self.metrics.rate_limited.inc)
-        self.service = LogService(log, config, verifier_key, watch)
+        self.service = LogService(log, config, verifier_key, watch, witnessing)
         self._services: tuple[Service, ...] = (self.service, *extra)
         names = tuple(s.name for s in self._services)
         self.health = HealthReporter(log, watch, ("", *names), config, self.metrics)

@@ -236,7 +236,7 @@ def test_serve_and_cli_over_mtls(pki: Pki, tmp_path: Path) -> None:
         out = subprocess.run([*base, "checkpoint", "--server", srv.address, *tls_flags],
                              capture_output=True, timeout=30)
         assert out.returncode == 0, out.stderr
-        assert out.stdout.startswith(b"localhost/provenance-ledger\n")
+        assert out.stdout.startswith((srv.data_dir / "origin").read_bytes())  # the origin line, kept in DATA/origin
         refused = subprocess.run([*base, "checkpoint", "--server", srv.address, "--tls-ca", str(ca)],
                                  capture_output=True, timeout=30)
         assert refused.returncode != 0

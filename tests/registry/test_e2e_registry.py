@@ -137,5 +137,6 @@ def test_forked_or_shrunken_log_is_refused_with_evidence(tmp_path: Path, capsys:
         err = cli(capsys, "prove", first2, "-o", str(tmp_path / "b2.json"), "--server", two.address, code=1)
     assert "SECURITY:" in err
     assert ("two different roots" if shape == "fork" else "shrank from size 3 to 1") in err
-    assert err.count("— localhost/provenance-ledger") == 2  # both signed checkpoints are printed
+    origin = (tmp_path / "one" / "origin").read_text().strip()  # the second server took it from the key's name
+    assert err.count(f"— {origin}") == 2  # both signed checkpoints are printed
     assert not (tmp_path / "b2.json").exists()

@@ -25,12 +25,14 @@ class InclusionProof(_message.Message):
     def __init__(self, index: _Optional[int] = ..., tree_size: _Optional[int] = ..., leaf_hash: _Optional[bytes] = ..., hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class AddEntriesRequest(_message.Message):
-    __slots__ = ("entries", "wait_for_checkpoint")
+    __slots__ = ("entries", "wait_for_checkpoint", "wait_for_cosignatures")
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     WAIT_FOR_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FOR_COSIGNATURES_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedScalarFieldContainer[bytes]
     wait_for_checkpoint: bool
-    def __init__(self, entries: _Optional[_Iterable[bytes]] = ..., wait_for_checkpoint: _Optional[bool] = ...) -> None: ...
+    wait_for_cosignatures: bool
+    def __init__(self, entries: _Optional[_Iterable[bytes]] = ..., wait_for_checkpoint: _Optional[bool] = ..., wait_for_cosignatures: _Optional[bool] = ...) -> None: ...
 
 class AddedEntry(_message.Message):
     __slots__ = ("index", "leaf_hash", "duplicate", "inclusion_proof")
@@ -57,10 +59,12 @@ class GetCheckpointRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetCheckpointResponse(_message.Message):
-    __slots__ = ("checkpoint",)
+    __slots__ = ("checkpoint", "cosigned")
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    COSIGNED_FIELD_NUMBER: _ClassVar[int]
     checkpoint: SignedCheckpoint
-    def __init__(self, checkpoint: _Optional[_Union[SignedCheckpoint, _Mapping]] = ...) -> None: ...
+    cosigned: SignedCheckpoint
+    def __init__(self, checkpoint: _Optional[_Union[SignedCheckpoint, _Mapping]] = ..., cosigned: _Optional[_Union[SignedCheckpoint, _Mapping]] = ...) -> None: ...
 
 class GetEntriesRequest(_message.Message):
     __slots__ = ("start", "end")

@@ -1,0 +1,102 @@
+"""``provenance serve --witness-policy``: the cosigned checkpoint over gRPC and the CLI, waited adds, restarts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from client.core.checkpoint import SignedCheckpoint
+from client.core.note import Signer
+from client.core.witness_policy import WitnessPolicy
+from client.errors import InvalidInputError
+from client.remote import LogClient
+from tests.references import REPO
+from tests.servers import ServerProcess
+from tests.witnessing.conftest import WitnessPool, policy_text
+
+
+class Witnessed:
+    """A serve process with a witness policy naming the pool's two witnesses at quorum 2."""
+
+    def __init__(self, root: Path, pool: WitnessPool) -> None:
+        self.signer: Signer = pool.signer()
+        key = root / "log.key"
+        key.write_text(self.signer.private_text() + "\n")
+        key.chmod(0o600)
+        self.policy_path = root / "policy.txt"
+        self.policy_path.write_text(policy_text(self.signer.verifier().text(), pool.pair))
+        self.policy = WitnessPolicy.parse(self.policy_path.read_text())
+        self.server = ServerProcess(root / "data", ["--key", str(key), "--origin", self.signer.name,
+                                                    "--witness-policy", str(self.policy_path)])
+        self.server.start()
+
+    def client(self) -> LogClient:
+        return self.server.client()
+
+
+@pytest.fixture(scope="module")
+def witnessed(witness_pool: WitnessPool, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Witnessed]:
+    w = Witnessed(tmp_path_factory.mktemp("witnessed-serve"), witness_pool)
+    yield w
+    w.server.kill()
+
+
+def test_waited_add_returns_a_quorum_cosigned_checkpoint(witnessed: Witnessed) -> None:
+    with witnessed.client() as c:
+        got = c.add_entries([b"first", b"second"], wait_for_cosignatures=True)
+        assert got.checkpoint is not None
+        cp = SignedCheckpoint.open(got.checkpoint, witnessed.signer.verifier()).checkpoint
+        assert cp.size >= 2
+        assert witnessed.policy.evaluate(got.checkpoint).satisfied
+        from client.core.merkle import verify_inclusion
+
+        for e in got.entries:
+            verify_inclusion(e.index, cp.size, e.leaf_hash, list(e.inclusion_proof), cp.root)
+        latest, cosigned = c.checkpoints()
+    assert cosigned is not None and witnessed.policy.evaluate(cosigned).satisfied
+    SignedCheckpoint.open(latest, witnessed.signer.verifier())
+
+
+def test_provenance_checkpoint_prints_the_cosigned_note(witnessed: Witnessed) -> None:
+    with witnessed.client() as c:
+        c.add_entries([b"third"], wait_for_cosignatures=True)
+    out = subprocess.run([sys.executable, "-m", "client.cli", "checkpoint", "--server", witnessed.server.address],
+                         capture_output=True, cwd=REPO, check=True).stdout
+    result = witnessed.policy.evaluate(out)
+    assert result.satisfied and result.verified == ("w0", "w1")
+    latest = subprocess.run([sys.executable, "-m", "client.cli", "checkpoint", "--latest", "--server",
+                             witnessed.server.address], capture_output=True, cwd=REPO, check=True).stdout
+    assert witnessed.policy.evaluate(latest).verified == ()
+
+
+def test_restart_serves_the_saved_cosigned_checkpoint(witnessed: Witnessed) -> None:
+    with witnessed.client() as c:
+        c.add_entries([b"before restart"], wait_for_cosignatures=True)
+        _, before = c.checkpoints()
+    assert (witnessed.server.data_dir / "cosigned-checkpoint").read_bytes() == before
+    assert witnessed.server.stop() == 0
+    witnessed.server.restart()
+    with witnessed.client() as c:
+        _, after = c.checkpoints()
+    assert after == before
+
+
+def test_wait_for_cosignatures_without_a_policy_is_refused() -> None:
+    from ledger.log import Log, LogConfig
+    from ledger.storage.memory import MemoryStorage
+    from tests.inproc import serving
+
+    signer = Signer.generate("test.example/unwitnessed")
+    lg = Log.open(MemoryStorage(), signer, LogConfig(origin=signer.name))
+    try:
+        with serving(lg, signer.verifier().text(), origin=signer.name) as (address, _), LogClient(address) as c:
+            with pytest.raises(InvalidInputError, match="no witness policy"):
+                c.add_entries([b"x"], wait_for_cosignatures=True)
+            assert c.checkpoints()[1] is None
+            assert c.log_info().origin == signer.name
+    finally:
+        lg.close()
