@@ -60,8 +60,11 @@ def _size_arg(text: str) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser("checkpoint", help="print the latest signed checkpoint exactly as signed")
+    p = subparsers.add_parser("checkpoint", help="print the checkpoint exactly as signed: the newest one the "
+                              "server's witnesses cosigned, with their lines, else the latest the log signed")
     add_server_args(p)
+    p.add_argument("--latest", action="store_true",
+                   help="print the latest checkpoint the log signed, even when witnesses have not cosigned it yet")
     p.set_defaults(func=_checkpoint)
 
     p = subparsers.add_parser("log-key", help="print the log's verifier key")
@@ -78,6 +81,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = sub.add_parser("append", help="append each file's bytes as one entry")
     add_server_args(p)
     p.add_argument("--wait", action="store_true", help="wait for a checkpoint; print it and each inclusion proof")
+    p.add_argument("--cosigned", action="store_true",
+                   help="with --wait: wait for a checkpoint the server's witness quorum cosigned")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.set_defaults(func=_append)
 
@@ -113,7 +118,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _checkpoint(args: argparse.Namespace) -> int:
     with ledger_client(args) as c:
-        note: bytes = c.checkpoint()
+        latest, cosigned = c.checkpoints()
+    note = latest if args.latest or cosigned is None else cosigned
     sys.stdout.buffer.write(note)
     sys.stdout.flush()
     return 0
@@ -213,7 +219,8 @@ def _append(args: argparse.Namespace) -> int:
         info = c.log_info()
         verifier = Verifier.from_text(info.verifier_key)
         for batch in _batches(args.files, max(1, info.max_batch_entries), APPEND_BATCH_BYTES):
-            result = c.add_entries([b for _, b in batch], wait_for_checkpoint=args.wait)
+            result = c.add_entries([b for _, b in batch], wait_for_checkpoint=args.wait,
+                                   wait_for_cosignatures=args.wait and args.cosigned)
             cp = open_checkpoint(result.checkpoint, verifier) if args.wait and result.checkpoint else None
             for (path, blob), added in zip(batch, result.entries, strict=True):
                 if added.leaf_hash != merkle.leaf_hash(blob):

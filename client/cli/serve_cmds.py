@@ -96,6 +96,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     g.add_argument("--tiles-dir", type=Path, default=None, metavar="DIR",
                    help="write the C2SP tlog-tiles files (checkpoint, tiles, entry bundles) into DIR as the log "
                         "grows, for any web server or CDN to serve (docs/operations.md, 'Tiles')")
+    g.add_argument("--witness-policy", type=Path, default=None, metavar="FILE",
+                   help="push each checkpoint to the witnesses this C2SP/Sigsum policy names and serve the "
+                        "newest checkpoint its quorum cosigned (docs/guarantees.md, 'Witnesses')")
     g.add_argument("--log-format", choices=("text", "json"), default=None, help="json: one object per line")
     g.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), default=None)
     p.set_defaults(func=_serve)
@@ -133,11 +136,11 @@ def _serve(args: argparse.Namespace) -> int:
             ("verify_processes", args.verify_processes),
             ("hash_cache_bytes", args.hash_cache_bytes),
             ("store_cache_bytes", args.store_cache_bytes),
+            ("store", args.store),
             ("max_concurrent_streams", args.max_concurrent_streams),
             ("checkpoint_wait_seconds", args.checkpoint_wait_seconds),
             ("max_stream_seconds", args.max_stream_seconds),
             ("rate_limit_per_second", args.rate_limit),
-            ("store", args.store),
             ("rate_limit_burst", args.rate_burst),
             ("keepalive_time_seconds", args.keepalive_seconds),
             ("min_client_ping_interval_seconds", args.min_ping_interval),
@@ -152,6 +155,7 @@ def _serve(args: argparse.Namespace) -> int:
              else args.metrics_listen),
             ("http_listen", args.http),
             ("tiles_dir", args.tiles_dir),
+            ("witness_policy", args.witness_policy),
             ("log_format", args.log_format),
             ("log_level", args.log_level),
             ("rotate_key", args.rotate_key or None),

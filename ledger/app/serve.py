@@ -155,6 +155,9 @@ def run(config: ServerConfig) -> int:
 
     # Every file check that can fail does so before anything is created or opened.
     tls = load_tls(config.tls_cert, config.tls_key, config.client_ca) if config.tls_cert and config.tls_key else None
+    from ledger.app import witnesses
+
+    policy = witnesses.load_policy(config.witness_policy, config.origin) if config.witness_policy else None
     continuity.check_store_present(config)
     if config.new_log:
         continuity.retire_old_log(config.data_dir)
@@ -196,9 +199,12 @@ def run(config: ServerConfig) -> int:
         service = RegistryService(registry, log, verifier_key, ManifestLimits.from_config(config))
         http = _start_http(config, log, registry, verifier_key)
         tiles = _start_tiles_dir(config, log, signer.verifier())
+        cosigning = witnesses.start_witnessing(policy, config.data_dir, log, signer.verifier()) if policy else None
         try:
-            return asyncio.run(_serve(watched, config, verifier_key, [service], metrics, storage, tls))
+            return asyncio.run(_serve(watched, config, verifier_key, [service], metrics, storage, tls, cosigning))
         finally:
+            if cosigning is not None:
+                cosigning.close()
             if http is not None:
                 http.stop()
             if tiles is not None:
@@ -251,8 +257,9 @@ def _start_scrub(config: ServerConfig, storage: Any, on_damage: Callable[[str], 
 
 
 async def _serve(log: Any, config: ServerConfig, verifier_key: str, extra: Sequence[Any] = (),
-                 metrics: ServerMetrics | None = None, storage: Any = None, tls: TlsMaterial | None = None) -> int:
-    server = LedgerServer(log, config, verifier_key, extra, metrics=metrics, tls=tls)
+                 metrics: ServerMetrics | None = None, storage: Any = None, tls: TlsMaterial | None = None,
+                 witnessing: Any = None) -> int:
+    server = LedgerServer(log, config, verifier_key, extra, metrics=metrics, tls=tls, witnessing=witnessing)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
