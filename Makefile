@@ -66,9 +66,15 @@ demo: $(STAMP)
 	$(PY) deploy/demo.py
 
 # The README's screenshots (committed PNGs under docs/img/), regenerated with Debian's headless chromium:
-# the explorer's record page on a throwaway ledger (bench/screenshots.py, a few seconds).
+# the explorer's record page on a throwaway ledger (bench/screenshots.py, a few seconds), and the court
+# report (docs/img/report.png) of a fresh demo run's bundle, written in SHOTS (about 15 s).
+SHOTS ?= /tmp/provenance-screenshots
 screenshots: $(STAMP)
 	$(PY) -m bench.screenshots
+	rm -rf $(SHOTS) && $(PY) deploy/demo.py $(SHOTS) < /dev/null > $(SHOTS).log || { cat $(SHOTS).log; exit 1; }
+	$(PY) -c 'import sys; from pathlib import Path; from bench.screenshots import chromium_screenshot; \
+	  chromium_screenshot(Path(sys.argv[1]).resolve().as_uri(), Path(sys.argv[2]).resolve(), (1000, 1750))' \
+	  $(SHOTS)/report.html docs/img/report.png
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis
