@@ -47,6 +47,7 @@ __all__ = [
     "sign_cosignature",
     "split_signatures",
     "verify_cosignature",
+    "weak_key_problem",
 ]
 
 ALG_COSIGNATURE_V1 = 0x04
@@ -62,6 +63,27 @@ COSIGNATURE_SIZE = _TIMESTAMP_SIZE + _SIG_SIZE
 """Bytes after the key ID in a cosignature/v1 line: timestamp and signature."""
 
 _HEADER = b"cosignature/v1\n"
+
+_P = 2**255 - 19
+# y-coordinates of the eight points of small order on edwards25519: the identity (1), order 2 (p - 1),
+# order 4 (0), and the two of the four order-8 points (tests/witness/test_cosignature.py recomputes them
+# all by doubling). Under such a "public key" anyone can forge a signature of any message (for the
+# identity, R = identity and S = 0 verify), and Ed25519 verifiers, ours included, accept those.
+_SMALL_ORDER_Y = frozenset((
+    1, _P - 1, 0,
+    0x05FC536D880238B13933C6D305ACDFD5F098EFF289F4C345B027B2C28F95E826,
+    0x7A03AC9277FDC74EC6CC392CFA53202A0F67100D760B3CBA4FD84D3D706A17C7,
+))
+
+
+def weak_key_problem(public_key: bytes) -> str | None:
+    """Why a 32-byte Ed25519 public key must not be trusted (non-canonical, or of small order), or None."""
+    y = int.from_bytes(public_key, "little") & ((1 << 255) - 1)
+    if y >= _P:
+        return "is not a canonical Ed25519 point encoding"
+    if y in _SMALL_ORDER_Y:
+        return "is a point of small order (anyone could forge its signatures)"
+    return None
 _SIG_PREFIX = "\u2014 "  # em dash, space
 
 
@@ -85,8 +107,8 @@ def cosigner_key_id(name: str, public_key: bytes) -> bytes:
 class CosignerKey:
     """A witness's Ed25519 cosignature/v1 public key with its name.
 
-    Validated when constructed: a valid key name and a 32-byte Ed25519 public key
-    (raises :class:`FormatError` otherwise). ``key_id`` is derived, never given.
+    Validated when constructed: a valid key name and a 32-byte Ed25519 public key, canonical
+    and not of small order (raises :class:`FormatError` otherwise). ``key_id`` is derived, never given.
     """
 
     name: str
@@ -101,6 +123,9 @@ class CosignerKey:
             Ed25519PublicKey.from_public_bytes(self.public_key)
         except ValueError as e:
             raise FormatError(f"cosigner {self.name}: invalid Ed25519 public key") from e
+        problem = weak_key_problem(self.public_key)
+        if problem is not None:
+            raise FormatError(f"cosigner {self.name}: the public key {problem}")
         object.__setattr__(self, "key_id", cosigner_key_id(self.name, self.public_key))
 
     @classmethod

@@ -160,3 +160,80 @@ def test_signer_refuses_bad_seed_and_does_not_show_it() -> None:
     with pytest.raises(InvalidInputError):
         WitnessSigner("w", bytes(31))
     assert SEED.hex() not in repr(WitnessSigner("w", SEED))
+
+
+# -- weak keys ---------------------------------------------------------------------------------
+
+_P = 2**255 - 19
+_D = -121665 * pow(121666, -1, _P) % _P
+
+
+def _decompress(enc: bytes) -> tuple[int, int] | None:
+    """Naive edwards25519 point decoding (RFC 8032 5.1.3), for the test only."""
+    y = int.from_bytes(enc, "little") & ((1 << 255) - 1)
+    sign = enc[31] >> 7
+    if y >= _P:
+        return None
+    x2 = (y * y - 1) * pow(_D * y * y + 1, -1, _P) % _P
+    x = pow(x2, (_P + 3) // 8, _P)
+    if (x * x - x2) % _P:
+        x = x * pow(2, (_P - 1) // 4, _P) % _P
+    if (x * x - x2) % _P:
+        return None
+    if x == 0 and sign:
+        return (0, y)  # -0: decoders differ; still the same (small-order) point
+    if x & 1 != sign:
+        x = _P - x
+    return (x, y)
+
+
+def _add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    (x1, y1), (x2, y2) = a, b
+    t = _D * x1 * x2 * y1 * y2
+    return ((x1 * y2 + y1 * x2) * pow(1 + t, -1, _P) % _P, (y1 * y2 + x1 * x2) * pow(1 - t, -1, _P) % _P)
+
+
+def _small_order_encodings() -> set[bytes]:
+    """Every encoding (both sign bits) of a point P with 8P = identity, found by trying the y of each candidate."""
+    found = set()
+    # Small-order points satisfy 8P = 0; enumerate them from the order-8 y values the code lists plus 0, 1, -1,
+    # and check each by doubling three times, so a wrong constant in the code fails here.
+    from client.core import cosignature
+
+    for y in cosignature._SMALL_ORDER_Y:
+        for sign in (0, 1):
+            enc = (y | sign << 255).to_bytes(32, "little")
+            pt = _decompress(enc)
+            assert pt is not None, hex(y)
+            q = pt
+            for _ in range(3):
+                q = _add(q, q)
+            assert q == (0, 1), f"{hex(y)} is not of small order"
+            found.add(enc)
+    return found
+
+
+def test_small_order_keys_are_refused() -> None:
+    encodings = _small_order_encodings()
+    assert len(encodings) == 10
+    for enc in encodings:
+        with pytest.raises(FormatError, match="small order"):
+            CosignerKey("w", enc)
+    # The identity key would let anyone "cosign" anything: R = identity, S = 0.
+    ident = (1).to_bytes(32, "little")
+    with pytest.raises(FormatError, match="small order"):
+        CosignerKey.from_text("w+" + hashlib.sha256(b"w\n\x04" + ident).digest()[:4].hex() + "+"
+                              + base64.b64encode(b"\x04" + ident).decode())
+    with pytest.raises(FormatError, match="canonical"):
+        CosignerKey("w", (_P + 1).to_bytes(32, "little"))
+
+
+def test_the_listed_order_8_points_double_to_order_4_points() -> None:
+    # The four order-8 points are the two y values with both signs: their doubles are the order-4 points (y = 0).
+    from client.core import cosignature
+
+    order8 = [y for y in cosignature._SMALL_ORDER_Y if y not in (0, 1, _P - 1)]
+    assert len(order8) == 2
+    for y in order8:
+        pt = _decompress(y.to_bytes(32, "little"))
+        assert pt is not None and _add(pt, pt)[1] == 0
