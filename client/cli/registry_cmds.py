@@ -85,7 +85,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     p = subparsers.add_parser("attest", help="sign a claim about records")
     p.add_argument("subject", metavar="SUBJECT_REF")
-    p.add_argument("claim", choices=sorted(_values(Claim)))
+    p.add_argument("claim", choices=sorted(_values(Claim) - {Claim.OMS_SIGNATURE.value}),
+                   help="(an oms-signature is recorded by `register oms`, which carries the OMS document)")
     p.add_argument("object", metavar="OBJECT", help="a record REF, or a manifest digest for weights-match-manifest")
     p.add_argument("--evidence", default=None, metavar="ALG:HEX")
     p.add_argument("--summary", default="")
