@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from client.cli._registry_common import read_log_key
+from client.cli.registry_query_cmds import _supplied_entry
 from client.errors import InvalidInputError, VerificationError
 
 
@@ -68,13 +69,14 @@ def _report(args: argparse.Namespace) -> int:
     data = _read(args.bundle, "bundle")
     attached = [_read(p, "attestation bundle") for p in args.attestation]
     evidence = [_read(p, "evidence file") for p in args.evidence]
-    entry = _read(args.entry, "--entry") if args.entry is not None else None
+    is_tlog_proof = data.startswith(HEADER.encode() + b"\n")
+    entry = _supplied_entry(args.entry, data) if is_tlog_proof else None  # as verify: a usage error without one
     # The commands the report prints name the files as whoever receives them will: by name, in one folder.
     key_arg = Path(args.log_key).name if Path(args.log_key).is_file() else args.log_key
     src = Sources(args.bundle.name, key_arg, key, args.accept_unproven_key_status,
                   tuple((p.name, None) for p in args.attestation), None if args.entry is None else args.entry.name)
     try:
-        if data.startswith(HEADER.encode() + b"\n"):
+        if is_tlog_proof:
             report = verify_tlog_proof(data, key, entry)
         else:
             report = verify_bundle(data, key, accept_unproven_key_status=args.accept_unproven_key_status)

@@ -14,6 +14,7 @@ import hashlib
 from typing import assert_never
 
 from client.core.bundle.format import Bundle, parse
+from client.core.bundle.tlog_proof import parse_tlog_proof
 from client.core.bundle.verify import BundleReport, VerifiedRecord, describe_id
 from client.core.note import Verifier, split_signatures
 from client.core.records import SignedRecord, parse_entry
@@ -166,21 +167,40 @@ def _note_text(note: bytes) -> str:
     return "\n".join(safe_text(line) for line in note.decode("utf-8", "replace").split("\n"))
 
 
-def _digests(bundle: Bundle | None, report: BundleReport | None, comparisons: tuple[ComparisonView, ...],
-             sha: str) -> tuple[Fact, ...]:
-    out = [Fact("bundle file (SHA-256)", sha, True)]
+def _proofs(data: bytes) -> tuple[list[tuple[int, tuple[bytes, ...]]], bytes | None]:
+    """(index, inclusion proof) of each record in ``data``, a bundle or a tlog-proof, and its key-status
+    note; nothing when the bytes parse as neither (a failed report)."""
+    try:
+        b = parse(data)
+        return [(r.index, r.inclusion_proof) for r in b.records], b.key_status
+    except ProvenanceError:
+        pass
+    try:
+        p = parse_tlog_proof(data)
+    except ProvenanceError:
+        return [], None
+    return [(p.index, p.proof)], None
+
+
+def _digests(data: bytes, bundle: Bundle | None, report: BundleReport | None,
+             comparisons: tuple[ComparisonView, ...]) -> tuple[Fact, ...]:
+    out = [Fact("bundle file (SHA-256)", hashlib.sha256(data).hexdigest(), True)]
     if report is not None:
         out += [Fact("log key", report.log_key, True),
                 Fact("checkpoint root (base64)", base64.b64encode(report.root).decode(), True),
                 Fact("checkpoint root (hex)", report.root.hex(), True)]
     if bundle is not None:
-        if bundle.key_status is not None:
-            out.append(Fact("key-status note (SHA-256)", hashlib.sha256(bundle.key_status).hexdigest(), True))
-        for i, r in enumerate(bundle.records):
-            out.append(Fact(f"records[{i}] id (index {r.index})", r.id.hex(), True))
-            out += [Fact(f"records[{i}] inclusion proof [{j}]", h.hex(), True) for j, h in enumerate(r.inclusion_proof)]
+        out += [Fact(f"records[{i}] id (index {r.index}), as the bundle states it", r.id.hex(), True)
+                for i, r in enumerate(bundle.records)]
+    proofs, key_status = _proofs(data)
+    if key_status is not None:
+        out.append(Fact("key-status note (SHA-256)", hashlib.sha256(key_status).hexdigest(), True))
+    for i, (index, hashes) in enumerate(proofs):
+        out += [Fact(f"records[{i}] (index {index}) inclusion proof [{j}]", h.hex(), True)
+                for j, h in enumerate(hashes)]
     if report is not None:
         for v in report.records:
+            out.append(Fact(f"records[{v.position}] id (index {v.index})", v.signed.id.hex(), True))
             out += [Fact(f"records[{v.position}] {f.label}", f.value, True) for f in
                     _fields(v.signed.record.statement, {}) if f.mono]
             out.append(Fact(f"records[{v.position}] signer key", key_text(v.signed.record.signer), True))
@@ -215,7 +235,7 @@ def verified_report(data: bytes, report: BundleReport, sources: Sources, *,
         claims=tuple(v.sentence for v in views if v.role != "identity"), records=views, signers=_signers(report),
         key_status=_key_status(report), witnesses=wits, lineage=_graph(report, labels, comparisons),
         comparisons=comparisons, checks=checks(report, comparisons), commands=commands(sources),
-        warnings=tuple(warnings), digests=_digests(parse(data), report, comparisons, hashlib.sha256(data).hexdigest()),
+        warnings=tuple(warnings), digests=_digests(data, None, report, comparisons),
     )
 
 
@@ -266,5 +286,5 @@ def failed_report(data: bytes, error: VerificationError, sources: Sources) -> Co
         claims=tuple(f"(NOT verified) {v.sentence}" for v in views), records=tuple(views), signers=(),
         key_status="Not checked: verification stopped before it.", witnesses=(), lineage=None, comparisons=(),
         checks=failed_checks(part, message), commands=commands(sources), warnings=(f"NOT VERIFIED: {message}",),
-        digests=_digests(bundle, None, (), sha),
+        digests=_digests(data, bundle, None, ()),
     )

@@ -166,3 +166,21 @@ def test_pdf_of_a_failed_bundle_and_of_hostile_names(story: Story, hostile: Stor
 
 def test_latin_escapes_what_the_core_fonts_cannot_hold() -> None:
     assert latin("Zürich — 模型 \U0001f600") == "Zürich - \\u6a21\\u578b \\U0001f600"
+
+
+def test_tlog_proof_reports_and_needs_its_entry_as_verify_does(story: Story, tmp_path: Path) -> None:
+    from client.core.bundle import format_tlog_proof, parse
+    from client.core.bundle.tlog_proof import TlogProof
+
+    f = story.write(tmp_path)
+    r = parse(story.bundle).records[0]
+    note = parse(story.bundle).checkpoint
+    (tmp_path / "p.txt").write_bytes(format_tlog_proof(TlogProof(r.leaf, r.index, r.inclusion_proof, note)))
+    html = tmp_path / "p.html"
+    assert main(["report", str(tmp_path / "p.txt"), "-o", str(html), "--log-key", str(f["log_key"])]) == 0
+    text = html.read_text()
+    assert _first_lines(text)[0].startswith("VERIFIED") and r.inclusion_proof[0].hex() in text
+    assert "Not proved: this form carries no identity records" in text
+    (tmp_path / "bare.txt").write_bytes(format_tlog_proof(TlogProof(None, r.index, r.inclusion_proof, note)))
+    bare = ["report", str(tmp_path / "bare.txt"), "-o", str(html), "--log-key", str(f["log_key"])]
+    assert main(bare) == 2 == main(["verify", str(tmp_path / "bare.txt"), "--log-key", str(f["log_key"])])
