@@ -19,6 +19,7 @@ from client.exit_codes import exit_code_for
 # One module per command group; each has register(subparsers).
 COMMAND_MODULES: tuple[str, ...] = (
     "client.cli.serve_cmds",
+    "client.cli.db_cmds",
     "client.cli.log_cmds",
     "client.cli.hash_cmd",
     "client.cli.compare_cmd",
