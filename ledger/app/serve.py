@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import platform
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -150,7 +151,7 @@ def run(config: ServerConfig) -> int:
     """Open the log and serve until SIGTERM/SIGINT; returns the process exit code."""
     from ledger.app import continuity
     from ledger.app.keys import load_or_create_signer
-    from ledger.log import Log, LogConfig
+    from ledger.log import LogConfig
     from ledger.storage.open import open_storage
 
     # Every file check that can fail does so before anything is created or opened.
@@ -182,8 +183,7 @@ def run(config: ServerConfig) -> int:
     storage = open_storage(config.store_spec)  # --store SPEC (PostgreSQL), else RocksDB in DATA
     try:
         continuity.check_store_holds_log(config, storage.read_head() is not None)
-        log = Log.open(TimedStorage(storage, metrics), signer, log_config,
-                       hook=registry.hook)
+        log = _open_log(config, TimedStorage(storage, metrics), signer, log_config, registry.hook)
     except BaseException:
         storage.close()
         registry.close()
@@ -214,6 +214,21 @@ def run(config: ServerConfig) -> int:
             scrubber.stop()
         log.close(drain=True)
         registry.close()
+
+
+def _open_log(config: ServerConfig, storage: Any, signer: Any, log_config: Any, hook: Any) -> Any:
+    """The log over ``storage``: on PostgreSQL a cluster frontend (``ledger/cluster``: any number of
+    ``serve`` processes may share the database; one signs at a time), else :class:`ledger.log.Log`."""
+    spec = config.store_spec
+    if spec.dsn is not None:
+        from ledger.cluster.config import ClusterConfig
+        from ledger.cluster.log import ClusterLog
+
+        holder = f"{platform.node()} {config.listen}"  # who holds the signer role, in signer_lease
+        return ClusterLog.open(storage, ClusterConfig(spec.dsn, holder=holder), signer, log_config, hook)
+    from ledger.log import Log
+
+    return Log.open(storage, signer, log_config, hook=hook)
 
 
 def _start_http(config: ServerConfig, log: Any, registry: Any, verifier_key: str) -> Any:

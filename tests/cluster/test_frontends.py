@@ -68,7 +68,7 @@ class Load:
         self.fronts = fronts
         self.acked: dict[bytes, int] = {}
         self.notes: set[bytes] = set()
-        self.failures = 0
+        self.failures: dict[int, int] = {f.port: 0 for f in fronts}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._write, args=(f, w), daemon=True)
@@ -86,7 +86,7 @@ class Load:
 
     def _write(self, front: ServerProcess, writer: int) -> None:
         n = 0
-        with LogClient(front.address, timeout=5) as client:
+        with LogClient(front.address, timeout=20) as client:
             while not self._stop.is_set():
                 batch = [f"{front.port}/{writer}/{n}/{i}".encode() for i in range(20)]
                 n += 1
@@ -94,7 +94,7 @@ class Load:
                     res = client.add_entries(batch, wait_for_checkpoint=n % 3 == 0)
                 except ProvenanceError:
                     with self._lock:
-                        self.failures += 1
+                        self.failures[front.port] += 1
                     time.sleep(0.05)
                     continue
                 with self._lock:
@@ -108,11 +108,19 @@ class Load:
             return len(self.acked)
 
 
-def _signer_address(dsn: str) -> str:
+def _lease(dsn: str) -> tuple[str, int]:
+    """Who holds the signer role (``host listen-address``) and at which epoch."""
     with psycopg.connect(dsn) as conn:
-        row = conn.execute("SELECT holder FROM signer_lease").fetchone()
+        row = conn.execute("SELECT holder, epoch FROM signer_lease").fetchone()
     assert row is not None
-    return str(row[0])
+    return str(row[0]), int(row[1])
+
+
+def _signed_since(dsn: str, epoch: int) -> int | None:
+    """The largest checkpoint a signer of a later epoch than ``epoch`` committed, if any."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT max(size) FROM checkpoints WHERE epoch > %s", (epoch,)).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
 
 
 @pytest.fixture
@@ -138,27 +146,30 @@ def test_sigkill_of_the_signer_under_load(frontends: list[ServerProcess], pg_dsn
         deadline = time.monotonic() + 20
         while load.size() < 2000 and time.monotonic() < deadline:
             time.sleep(0.05)
-        holder = _signer_address(pg_dsn)
-        victim = next(f for f in frontends if f.address == holder)
+        holder, epoch = _lease(pg_dsn)
+        victim = next(f for f in frontends if holder.endswith(" " + f.address))
         survivor = next(f for f in frontends if f is not victim)
         with LogClient(survivor.address, timeout=5) as c:
             load.notes.add(c.checkpoint())
         victim.kill()  # SIGKILL, under load
         killed_at = time.monotonic()
+        # Taken over: the survivor holds the lease at a later epoch and serves a checkpoint it signed.
         with LogClient(survivor.address, timeout=5) as c:
-            before = open_checkpoint(c.checkpoint(), verifier, ORIGIN).size
             while True:
+                signed = _signed_since(pg_dsn, epoch)
                 note = c.checkpoint()
                 load.notes.add(note)
-                if open_checkpoint(note, verifier, ORIGIN).size > before:
+                if signed is not None and open_checkpoint(note, verifier, ORIGIN).size >= signed:
                     break
-                assert time.monotonic() - killed_at < 10, f"no new checkpoint within 10 s of the kill:\n" \
+                assert time.monotonic() - killed_at < 10, f"no new signer within 10 s of the kill:\n" \
                                                           f"{survivor.log_text()[-3000:]}"
                 time.sleep(0.05)
         took_over = time.monotonic() - killed_at
+        assert _lease(pg_dsn)[0].endswith(" " + survivor.address)
         time.sleep(1.0)  # more writes through the survivor alone
     assert took_over < 10
     assert load.size() > 2000
+    assert load.failures[survivor.port] == 0, "the survivor's writers waited out the takeover without an error"
 
     with LogClient(survivor.address, timeout=10) as c:
         final_note = c.checkpoint()
