@@ -47,7 +47,7 @@ def _resolve(reg: Any, text: str) -> bytes:
 def card_parents(reg: Any, args: Any) -> tuple[list[tuple[bytes, str]], dict[str, str]]:
     """The ``(parent id, relation)`` edges the card names, and the metadata of any unresolved claim."""
     from client.cli.oms_cmds import read_bounded
-    from client.core.records.hf_card import read_card
+    from client.core.records.hf_card import FROM_HF, read_card
 
     raw = read_bounded(args.model_card, MAX_CARD, "model card")
     try:
@@ -76,14 +76,8 @@ def card_parents(reg: Any, args: Any) -> tuple[list[tuple[bytes, str]], dict[str
     if unresolved:
         meta[META_BASE] = json.dumps(unresolved, ensure_ascii=False)
         if card.relation_stated:
-            meta[META_RELATION] = next(k for k, v in _from_hf().items() if v is card.relation)
+            meta[META_RELATION] = next(k for k, v in FROM_HF.items() if v is card.relation)
     return parents, meta
-
-
-def _from_hf() -> dict[str, Any]:
-    from client.core.records.hf_card import FROM_HF
-
-    return dict(FROM_HF)
 
 
 def card_text(reg: Any, rid: bytes) -> str:

@@ -363,10 +363,9 @@ class Attestation:
         _check_text("summary", self.summary, MAX_TEXT, oneline=False)
         if self.claim.object_is_record and self.object == self.subject:
             raise InvalidInputError("an attestation cannot relate a record to itself")
-        if (self.claim is Claim.OMS_SIGNATURE) != (self.oms is not None):
-            raise InvalidInputError("an oms-signature attestation, and only one, carries an OMS document")
-        if self.oms is not None and not isinstance(self.oms, OmsAttachment):
-            raise InvalidInputError("attestation oms must be an OmsAttachment")
+        oms_claim = self.claim is Claim.OMS_SIGNATURE
+        if oms_claim != (self.oms is not None) or not isinstance(self.oms, OmsAttachment | None):
+            raise InvalidInputError("an oms-signature attestation, and only one, carries an OmsAttachment")
 
     def references(self) -> list[tuple[str, bytes]]:
         refs = [("attestation subject", self.subject)]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from client.core.manifest.oms_in import OmsDocument, parse_document
 from client.core.manifest.oms_verify import OmsSigner, verify_signature
+from client.core.records.display import safe_text
 from client.core.records.model import Attestation, Claim, DigestAlgorithm
 from client.errors import InvalidInputError
 
@@ -33,9 +34,10 @@ class OmsCheck:
     signer: OmsSigner
 
     def summary(self) -> str:
+        """One line; the signer-chosen texts in it (model name, certificate subject) are escaped."""
         st = self.document.statement
-        return (f"OMS v1.0 signature of model {st.model_name!r} (sha256:{st.root.hex()}, {len(st.resources)} "
-                f"files, {st.hash_type}) by {self.signer.describe()}")
+        return safe_text(f"OMS v1.0 signature of model '{st.model_name}' (sha256:{st.root.hex()}, "
+                         f"{len(st.resources)} files, {st.hash_type}) by {self.signer.describe()}")
 
 
 def check_oms_attestation(att: Attestation) -> OmsCheck:
