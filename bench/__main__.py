@@ -12,7 +12,7 @@ import sys
 
 from bench.machine import describe
 
-BENCHMARKS: tuple[str, ...] = ("log", "hash", "registry", "compare")
+BENCHMARKS: tuple[str, ...] = ("log", "hash", "registry", "compare", "tiles", "pg")
 
 
 def main(argv: list[str] | None = None) -> int:
