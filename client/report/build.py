@@ -260,7 +260,7 @@ def _key_status(report: BundleReport) -> str:
 def failed_report(data: bytes, error: VerificationError, sources: Sources) -> CourtReport:
     """The report of bundle bytes ``data`` that failed verification with ``error`` (its part named first)."""
     part = getattr(error, "part", "bundle")
-    message = safe_text(str(error))
+    message = safe_text(str(error).removeprefix(f"{part}: "))  # the part is named once, before it
     bundle: Bundle | None
     try:
         bundle = parse(data)
@@ -285,6 +285,7 @@ def failed_report(data: bytes, error: VerificationError, sources: Sources) -> Co
         tree_size=None, root=None, checkpoint_note=_note_text(bundle.checkpoint) if bundle else "",
         claims=tuple(f"(NOT verified) {v.sentence}" for v in views), records=tuple(views), signers=(),
         key_status="Not checked: verification stopped before it.", witnesses=(), lineage=None, comparisons=(),
-        checks=failed_checks(part, message), commands=commands(sources), warnings=(f"NOT VERIFIED: {message}",),
+        checks=failed_checks(part, message), commands=commands(sources),
+        warnings=(f"NOT VERIFIED: {safe_text(part)}: {message}",),
         digests=_digests(data, bundle, None, ()),
     )
