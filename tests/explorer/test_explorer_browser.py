@@ -177,3 +177,6 @@ def test_search_from_the_front_page(explorer: Explorer) -> None:
     assert "chat-q is not a quantization of chat" in d.find_element(By.ID, "claims").text
     d.get(f"{explorer.url}/log")
     assert "the log's own signature" in d.find_element(By.TAG_NAME, "body").text
+    origin = d.find_element(By.CSS_SELECTOR, "main p span.mono").text
+    d.find_element(By.CSS_SELECTOR, "a[href='/checkpoint']").click()  # the tiles' checkpoint, on the same port
+    assert d.find_element(By.TAG_NAME, "body").text.startswith(origin + "\n")
