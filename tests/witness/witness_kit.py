@@ -91,20 +91,30 @@ class WitnessProcess:
         self.vkey = ""
 
     def start(self) -> WitnessProcess:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "client.cli", "witness", "serve", "--key", str(self.key), "--data", str(self.data),
-             "--listen", "127.0.0.1:0"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        log_fd = self._log_file()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "client.cli", "witness", "serve", "--key", str(self.key), "--data",
+                 str(self.data), "--listen", "127.0.0.1:0"], cwd=REPO, stdout=subprocess.PIPE, stderr=log_fd,
+                text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        finally:
+            os.close(log_fd)
         assert self.proc.stdout is not None
         deadline = time.monotonic() + 30
         line = self.proc.stdout.readline()
         m = re.fullmatch(r"witness (\S+) listening on (\S+)\n", line)
         if m is None or time.monotonic() > deadline:
             self.proc.kill()
-            err = self.proc.stderr.read() if self.proc.stderr else ""
-            raise AssertionError(f"witness did not start: {line!r} {err}")
+            raise AssertionError(f"witness did not start: {line!r} {self.log_path.read_text(errors='replace')}")
         self.vkey, self.url = m.group(1), f"http://{m.group(2)}"
         return self
+
+    @property
+    def log_path(self) -> Path:
+        return self.data.parent / "witness.log"
+
+    def _log_file(self) -> int:
+        return os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
     def add(self, body: bytes) -> tuple[int, bytes, str]:
         return post(self.url + "/add-checkpoint", body)
@@ -113,15 +123,13 @@ class WitnessProcess:
         assert self.proc is not None
         self.proc.terminate()
         code = self.proc.wait(timeout=20)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         return code
 
     def kill(self) -> None:
         assert self.proc is not None
         self.proc.kill()
         self.proc.wait(timeout=20)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
