@@ -141,13 +141,22 @@ def test_verify_in_this_browser(explorer: Explorer) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     d = explorer.driver
-    d.get(f"{explorer.url}/record/{explorer.ids['base']}")
-    button = d.find_element(By.ID, "verify-button")
-    assert button.is_displayed()
-    button.click()
-    WebDriverWait(d, 10).until(ec.text_to_be_present_in_element((By.ID, "verify-result"), "erified"))
-    result = d.find_element(By.ID, "verify-result").text
-    assert result.startswith("Verified in this browser: record "), result
+    d.get(explorer.url + "/")
+    pages = list(dict.fromkeys(a.get_attribute("href") for a in d.find_elements(By.CSS_SELECTOR, "table.records a")
+                               if "/record/" in (a.get_attribute("href") or "")))
+    size = int(d.find_element(By.CSS_SELECTOR, "section.checkpoint p").text.split(":")[1].split()[0])
+    assert len(pages) == size
+    # Newest first: the last leaf, its neighbour, one in the middle, the second and the first (proofs of
+    # different shapes: the right edge, a full left subtree, leaf 0).
+    for page in [pages[i] for i in sorted({0, 1, size // 2, size - 2, size - 1})]:
+        d.get(page)
+        button = d.find_element(By.ID, "verify-button")
+        assert button.is_displayed()
+        button.click()
+        WebDriverWait(d, 10).until(ec.text_to_be_present_in_element((By.ID, "verify-result"), "erified"))
+        result = d.find_element(By.ID, "verify-result").text
+        index = d.find_element(By.ID, "log-index").text
+        assert result.startswith(f"Verified in this browser: record {index} is in the tree of size {size} "), result
     assert _console_errors(d) == []
     # The same log key name and id over another public key: the checkpoint's signature must not verify.
     key = d.find_element(By.ID, "verify").get_attribute("data-key")
