@@ -223,14 +223,15 @@ def verified_report(data: bytes, report: BundleReport, sources: Sources, *,
         warnings.insert(0, f"key status unproven: {report.key_status_warning}")
     warnings += report.key_notes
     lead = (f"Every signature, inclusion proof and lineage link in this bundle checks out against the public key "
-            f"of the log {report.origin}. It proves that {_who(subject)} signed the {_title_of(subject)} and "
-            f"that the log recorded it at index {subject.index} of a tree of {report.tree_size} entries.")
+            f"of the log {safe_text(report.origin)}. It proves that {_who(subject)} signed the "
+            f"{_title_of(subject)} and that the log recorded it at index {subject.index} of a tree of "
+            f"{report.tree_size} entries.")
     if report.key_status_warning is not None:
         lead += " The signers' key status is UNPROVEN (see the warnings)."
     return CourtReport(
         verified=True, title=f"VERIFIED: {_title_of(subject)}", lead=lead, failure_part=None,
         bundle_name=safe_text(sources.bundle), bundle_sha256=hashlib.sha256(data).hexdigest(),
-        origin=report.origin, log_key=report.log_key, tree_size=report.tree_size,
+        origin=safe_text(report.origin), log_key=safe_text(report.log_key), tree_size=report.tree_size,
         root=base64.b64encode(report.root).decode(), checkpoint_note=_note_text(report.checkpoint_note),
         claims=tuple(v.sentence for v in views if v.role != "identity"), records=views, signers=_signers(report),
         key_status=_key_status(report), witnesses=wits, lineage=_graph(report, labels, comparisons),
