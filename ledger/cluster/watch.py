@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 import psycopg
@@ -95,6 +96,17 @@ class CheckpointWatch:
         self.refused = None
         self._publisher.announce(signed)
 
+    def _wait_signed(self, conn: sql.Conn) -> None:
+        """Until a checkpoint NOTIFY or ``poll_seconds``; each sequencing NOTIFY meanwhile wakes the signer."""
+        deadline = time.monotonic() + self._config.poll_seconds
+        while (left := deadline - time.monotonic()) > 0 and not self._stop.is_set():
+            got = list(conn.notifies(timeout=left, stop_after=1))
+            if not got:
+                return
+            if got[0].channel == sql.SIGNED:
+                return
+            self.sequenced.set()
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
@@ -104,9 +116,7 @@ class CheckpointWatch:
                 self.connected = True
                 while not self._stop.is_set():
                     self.poll_once(conn)
-                    for n in conn.notifies(timeout=self._config.poll_seconds, stop_after=1):
-                        if n.channel == sql.SEQUENCED:
-                            self.sequenced.set()
+                    self._wait_signed(conn)
             except (psycopg.Error, ProvenanceError) as err:
                 if not self._stop.is_set():
                     log.warning("checkpoint watch lost the database; reconnecting: %s", type(err).__name__)

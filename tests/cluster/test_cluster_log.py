@@ -13,12 +13,14 @@ import pytest
 
 from client.core.merkle import leaf_hash, verify_consistency, verify_inclusion
 from client.core.note import Signer
+from client.errors import UnavailableError
 from ledger.cluster import sql
 from ledger.cluster.config import ClusterConfig
 from ledger.cluster.log import ClusterLog
 from ledger.log.config import LogConfig
 from ledger.log.hook import Appended
 from ledger.storage.postgres import PostgresStorage
+from tests.pg import PgCluster
 
 ORIGIN = "example.test/cluster"
 
@@ -112,5 +114,31 @@ def test_a_signer_whose_lease_moved_on_commits_nothing(pg_dsn: str, key: Signer)
         a.add([b"fenced"], timeout=20)
         assert a._role.epoch > epoch + 1
         assert a.latest().checkpoint.size == 1
+    finally:
+        a.close()
+
+
+def test_a_database_restart_is_waited_out_with_unavailable(pg_cluster: PgCluster, pg_dsn: str, key: Signer) -> None:
+    a = _open(pg_dsn, key, "a")
+    try:
+        a.add([b"before"], timeout=20)
+        pg_cluster.stop()  # immediate: in-flight sessions are cut, the signer's lock with them
+        try:
+            with pytest.raises(UnavailableError):
+                a.add([b"during"], timeout=20)
+            _wait(lambda: not a.health())
+        finally:
+            pg_cluster.start()
+        deadline = time.monotonic() + 30
+        while True:  # what a client does on UNAVAILABLE: retry (a duplicate keeps its index)
+            try:
+                results = a.add([b"during", b"after"], timeout=20)
+                break
+            except UnavailableError:
+                assert time.monotonic() < deadline, "the frontend did not resume after the restart"
+                time.sleep(0.2)
+        assert [r.index for r in results if isinstance(r, Appended)] == [1, 2]
+        assert a.latest().checkpoint.size == 3
+        _wait(a.health)
     finally:
         a.close()
