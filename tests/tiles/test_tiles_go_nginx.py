@@ -1,11 +1,11 @@
 """Acceptance (issue 13): Go's tlog tile reader verifies inclusion and consistency from the tiles of a
 log of 100,000 entries, served by Debian's nginx from a tiles directory.
 
-The log is built in process (``ledger.log.Log``, big batches) with the ``--tiles-dir`` writer
-(``ledger/http/tiles_dir.py``, what ``provenance serve --tiles-dir`` starts) following it as it
-grows; nginx serves the directory with the configuration of docs/operations.md ("Tiles"); the
-Go program ``tests/interop/gocheck/tiles`` (golang.org/x/mod/sumdb/tlog and note only) fetches
-the checkpoint, verifies its signature, and checks records and older trees through
+The log is built in process (``ledger.log.Log`` on RocksDB in a data directory, big batches);
+then ``provenance serve --tiles-dir DIR`` opens that data directory and writes DIR; nginx serves
+DIR with the configuration of docs/operations.md ("Tiles"); the Go program
+``tests/interop/gocheck/tiles`` (golang.org/x/mod/sumdb/tlog and note only) fetches the
+checkpoint, verifies its signature, and checks records and older trees through
 ``tlog.TileHashReader``, mapping Go's tile names (``tile/8/L/N``) to C2SP's (``tile/L/N``).
 """
 
@@ -15,24 +15,22 @@ import base64
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from references import require_go_sumdb, require_nginx
-from tiles_kit import fetch, nginx_serving
+from servers import ServerProcess
+from tiles_kit import fetch, nginx_serving, wait_for
 
 from client.core.checkpoint import SignedCheckpoint
-from client.core.note import Signer
-from ledger.http.tiles_dir import TilesDirWriter
+from ledger.app.keys import load_or_create_signer
 from ledger.log import Log, LogConfig
-from ledger.storage.memory import MemoryStorage
+from ledger.storage.open import StoreSpec, open_storage
 
 pytestmark = pytest.mark.interop
 
 ORIGIN = "example.com/tiles-go"
-SIGNER = Signer.from_seed(ORIGIN, b"\x0d" * 32)
 SIZE = 100_000
 GO_SRC = Path(__file__).resolve().parents[1] / "interop/gocheck/tiles"
 
@@ -54,12 +52,17 @@ def go_tiles(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiles_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, list[SignedCheckpoint]]]:
-    """DIR of a 100,000-entry log, and checkpoints signed along the way (odd sizes among them)."""
-    root = tmp_path_factory.mktemp("tiles")
-    log = Log.open(MemoryStorage(), SIGNER, LogConfig(ORIGIN))
-    writer = TilesDirWriter(log, root, SIGNER.verifier())
-    writer.start()
+def tiles_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, list[SignedCheckpoint]]:
+    """DIR written by ``provenance serve --tiles-dir`` for a 100,000-entry log, its key, and checkpoints along the way.
+
+    The log is built in process in a data directory (RocksDB, big batches: fast); the server then
+    opens that data directory and its tiles-dir writer catches DIR up, as at any start.
+    """
+    base = tmp_path_factory.mktemp("tiles")
+    data, root = base / "data", base / "tiles"
+    data.mkdir(mode=0o700)
+    signer = load_or_create_signer(data / "log.key", ORIGIN)
+    log = Log.open(open_storage(StoreSpec.directory(data / "log.rocksdb")), signer, LogConfig(ORIGIN))
     seen: list[SignedCheckpoint] = []
     try:
         start = 0
@@ -71,22 +74,27 @@ def tiles_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
             start += n
             seen.append(log.latest())
         assert log.size == SIZE
-        assert writer.flush(60) and writer.written_size == SIZE
-        writer.stop()
-        yield root, seen
     finally:
-        writer.stop()
         log.close()
+    srv = ServerProcess(data, ["--origin", ORIGIN, "--tiles-dir", str(root)])
+    srv.start()
+    try:
+        wait_for(lambda: (root / "checkpoint").exists()
+                 and int((root / "checkpoint").read_bytes().split(b"\n")[1]) == SIZE, 60, "serve --tiles-dir")
+        assert srv.stop() == 0
+    finally:
+        srv.kill()
+    return root, signer.verifier().text(), seen
 
 
-def test_go_verifies_a_100k_log_served_by_nginx(go_tiles: Path, tiles_dir: tuple[Path, list[SignedCheckpoint]],
+def test_go_verifies_a_100k_log_served_by_nginx(go_tiles: Path, tiles_dir: tuple[Path, str, list[SignedCheckpoint]],
                                                  tmp_path: Path) -> None:
     nginx = require_nginx()
-    root, seen = tiles_dir
+    root, vkey, seen = tiles_dir
     indices = [0, 1, 255, 256, 257, 65535, 65536, 99_840, 99_999, 12_345]
     old = [cp.checkpoint for cp in seen[:-1]] + [seen[-1].checkpoint]
     with nginx_serving(nginx, root, tmp_path / "nginx") as base:
-        request = {"base": base, "vkey": SIGNER.verifier().text(), "indices": indices,
+        request = {"base": base, "vkey": vkey, "indices": indices,
                    "old": [{"size": cp.size, "root": base64.b64encode(cp.root).decode()} for cp in old]}
         done = subprocess.run([str(go_tiles)], input=json.dumps(request).encode(), capture_output=True,
                               check=False, timeout=120)
@@ -119,11 +127,11 @@ def test_go_verifies_a_100k_log_served_by_nginx(go_tiles: Path, tiles_dir: tuple
     (3 * 32 + 5, "a sibling on the proof path"),
     (2 * 32 + 5, "the record's own leaf hash"),
 ])
-def test_go_refuses_a_tampered_tile(go_tiles: Path, tiles_dir: tuple[Path, list[SignedCheckpoint]],
+def test_go_refuses_a_tampered_tile(go_tiles: Path, tiles_dir: tuple[Path, str, list[SignedCheckpoint]],
                                     tmp_path: Path, flip: int, why: str) -> None:
     """The same reader fails on a directory with one flipped byte in a leaf hash of tile 200: the test can fail."""
     nginx = require_nginx()
-    root, _ = tiles_dir
+    root, vkey, _ = tiles_dir
     bad = tmp_path / "bad"
     subprocess.run(["cp", "-a", str(root), str(bad)], check=True)
     tile = bad / "tile/0/200"
@@ -131,7 +139,7 @@ def test_go_refuses_a_tampered_tile(go_tiles: Path, tiles_dir: tuple[Path, list[
     data[flip] ^= 1
     tile.write_bytes(bytes(data))
     with nginx_serving(nginx, bad, tmp_path / "nginx") as base:
-        request = {"base": base, "vkey": SIGNER.verifier().text(), "indices": [200 * 256 + 2, 5], "old": []}
+        request = {"base": base, "vkey": vkey, "indices": [200 * 256 + 2, 5], "old": []}
         done = subprocess.run([str(go_tiles)], input=json.dumps(request).encode(), capture_output=True,
                               check=False, timeout=120)
     assert done.returncode == 0, done.stderr.decode()
