@@ -8,13 +8,16 @@ import os
 import stat
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from client.cli._connect import add_server_args
 from client.core.records import Kind, RecordSigner
 from client.errors import FormatError, InvalidInputError, NotFoundError, ProvenanceError
 from client.remote import LogClient
 from client.remote.registry import RegistryClient
+
+if TYPE_CHECKING:
+    from client.core.witness_policy import WitnessPolicy
 
 
 def add_common(p: argparse.ArgumentParser, *, key: bool = False) -> None:
@@ -107,11 +110,51 @@ def read_log_key(value: str) -> str:
     return text
 
 
-def trusted_key_and_advance(c: LogClient, note: bytes, pinned: str | None, state: Path | None) -> str:
+def add_policy_arg(p: argparse.ArgumentParser) -> None:
+    """``--policy FILE``: the witness policy checkpoints must meet (C2SP/Sigsum text)."""
+    p.add_argument("--policy", type=Path, default=None, metavar="FILE",
+                   help="witness policy (C2SP/Sigsum: log, witness, group, quorum lines): refuse a checkpoint "
+                        "below its quorum, naming the missing witnesses (docs/guarantees.md, 'Witnesses')")
+
+
+def read_policy(path: Path | None) -> WitnessPolicy | None:
+    """The policy in ``path`` (None: none given); a usage error (exit 2) naming ``--policy`` when it is not one."""
+    if path is None:
+        return None
+    from client.core.witness_policy import WitnessPolicy
+
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise InvalidInputError(f"--policy: cannot read {path}: {err}") from err
+    try:
+        return WitnessPolicy.parse(data)
+    except FormatError as err:
+        raise InvalidInputError(f"--policy {path}: {err}") from err
+
+
+def policy_log_key(policy: WitnessPolicy | None, origin: str) -> str | None:
+    """The key ``policy`` lists for the log ``origin``, if it lists it (it then pins the log key)."""
+    for entry in policy.logs if policy is not None else ():
+        if entry.origin == origin:
+            return entry.verifier.text()
+    return None
+
+
+def pick_checkpoint(c: LogClient, policy: WitnessPolicy | None) -> bytes:
+    """The checkpoint to check: with a policy the server's cosigned one (else its latest, which then fails the
+    quorum naming every witness missing), without one the latest."""
+    latest, cosigned = c.checkpoints()
+    return cosigned if policy is not None and cosigned is not None else latest
+
+
+def trusted_key_and_advance(c: LogClient, note: bytes, pinned: str | None, state: Path | None,
+                            policy: WitnessPolicy | None = None) -> str:
     """Trust ``note`` (a checkpoint the server of ``c`` just gave us) per the client trust state, and keep it.
 
-    The log key is the pinned one, else the one remembered for the log, else the server's (first use).
-    A checkpoint inconsistent with the last one trusted raises InconsistencyError with the evidence.
+    The log key is the pinned one, else the one ``policy`` lists, else the one remembered for the log,
+    else the server's (first use). A checkpoint inconsistent with the last one trusted raises
+    InconsistencyError with the evidence; with ``policy``, one below its quorum WitnessQuorumError.
     """
     from client.cli.log_cmds import state_path
     from client.core import audit
@@ -122,13 +165,14 @@ def trusted_key_and_advance(c: LogClient, note: bytes, pinned: str | None, state
     from client.core.checkpoint import SignedCheckpoint
 
     info = c.log_info()
+    pinned = pinned or policy_log_key(policy, info.origin)
     if pinned is None:
         trust.check_served_key(info.origin, info.verifier_key, str(path))
     verifier = audit.choose_verifier(info.origin, info.verifier_key, pinned, trust.trusted(info.origin))
     signed = SignedCheckpoint.open(note, verifier)
-    sizes = trust.proof_needed(signed)
+    sizes = trust.proof_needed(signed, witnessed=policy is not None)
     proof = list(c.consistency_proof(*sizes).hashes) if sizes else []
-    trust, _ = trust.advance(verifier, note, proof)
+    trust, _ = trust.advance(verifier, note, proof, policy)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(trust.to_text(), encoding="utf-8")

@@ -110,6 +110,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_server_args(p)
     p.add_argument("--log-key", default=None, metavar="KEY|FILE", help="pin the log key (default: trust on first use)")
     p.add_argument("--state", type=Path, default=None, metavar="FILE", help="state file (default under the config dir)")
+    p.add_argument("--policy", type=Path, default=None, metavar="FILE",
+                   help="witness policy: audit the newest cosigned checkpoint and refuse it below the quorum")
     p.set_defaults(func=_audit)
 
 
@@ -259,18 +261,22 @@ def _pinned_key(value: str | None) -> str | None:
 
 
 def _audit(args: argparse.Namespace) -> int:
+    from client.cli._registry_common import pick_checkpoint, policy_log_key, read_policy
     from client.core import audit
     from client.core.checkpoint import SignedCheckpoint
     from client.core.trust import TrustState
+    from client.core.witnessed import WitnessQuorumError
     from client.errors import InconsistencyError
 
+    policy = read_policy(args.policy)
     path = state_path(args.state)
     trust = TrustState.from_bytes(path.read_bytes()) if path.exists() else TrustState()
     with ledger_client(args) as c:
         info = c.log_info()
         previous = trust.trusted(info.origin)
-        verifier = audit.choose_verifier(info.origin, info.verifier_key, _pinned_key(args.log_key), previous)
-        note = c.checkpoint()
+        pinned = _pinned_key(args.log_key) or policy_log_key(policy, info.origin)
+        verifier = audit.choose_verifier(info.origin, info.verifier_key, pinned, previous)
+        note = pick_checkpoint(c, policy)
         try:
             if args.log_key is None:
                 trust.check_served_key(info.origin, info.verifier_key, str(path))
@@ -279,10 +285,15 @@ def _audit(args: argparse.Namespace) -> int:
             if not (previous and signed.checkpoint.size < previous.size):  # a rollback fails in advance()
                 rebuilt.add(c.iter_entries(0, signed.checkpoint.size))
                 audit.check_root(signed, rebuilt)
-            sizes = trust.proof_needed(signed)
+            sizes = trust.proof_needed(signed, witnessed=policy is not None)
             proof = list(c.consistency_proof(*sizes).hashes) if sizes else []
-            trust, _ = trust.advance(verifier, note, proof)
+            trust, _ = trust.advance(verifier, note, proof, policy)
             audit.check_old_root(previous, signed, rebuilt)
+        except WitnessQuorumError as err:
+            _print_json({"ok": False, "error": str(err), "missing_witnesses": list(err.report.missing),
+                         "bad_witnesses": list(err.report.bad), "checkpoint": note.decode("utf-8", "replace")})
+            sys.stderr.write(f"provenance audit: {err}\n")
+            return 1
         except InconsistencyError as err:
             _print_evidence(str(err), old_note=err.old_note, new_note=err.new_note, proof=err.proof)
             return 1
@@ -300,15 +311,19 @@ def _audit(args: argparse.Namespace) -> int:
     tmp.write_text(trust.to_text(), encoding="utf-8")
     os.replace(tmp, path)
     cp = signed.checkpoint
-    _print_json(
-        {
-            "ok": True,
-            "origin": cp.origin,
-            "tree_size": cp.size,
-            "root": _b64(cp.root),
-            "previous_size": previous.size if previous else None,
-        }
-    )
+    out: dict[str, Any] = {
+        "ok": True,
+        "origin": cp.origin,
+        "tree_size": cp.size,
+        "root": _b64(cp.root),
+        "previous_size": previous.size if previous else None,
+    }
+    if policy is not None:
+        from client.core.witnessed import check_signatures
+
+        sig = check_signatures(note, verifier, policy)
+        out["witnessed_by"] = [w.name for w in sig.witnesses if w.status == "verified"]
+    _print_json(out)
     return 0
 
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from client.cli._connect import ledger_client, registry_client
 from client.cli._registry_common import (
     add_common,
+    add_policy_arg,
     fail_json,
+    pick_checkpoint,
+    policy_log_key,
     print_json,
     read_log_key,
+    read_policy,
     resolve_ref,
     trusted_key_and_advance,
 )
@@ -22,12 +26,16 @@ from client.core.trust import evidence_text
 from client.errors import InconsistencyError, InvalidInputError, VerificationError
 from client.remote.registry import RemoteRecord
 
+if TYPE_CHECKING:
+    from client.core.witness_policy import WitnessPolicy
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("show", help="show a record (REF: id, @INDEX or NAME@VERSION), proved in the log")
     p.add_argument("ref")
     p.add_argument("--log-key", default=None, metavar="KEY|FILE", help="pin the log key (default: trust state)")
     p.add_argument("--state", type=Path, default=None, metavar="FILE", help="trust state file")
+    add_policy_arg(p)
     add_common(p)
     p.set_defaults(func=_show)
 
@@ -58,12 +66,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="with --format tlog-proof: also write the record's entry bytes to FILE")
     p.add_argument("--log-key", default=None, metavar="KEY|FILE", help="pin the log key (default: trust state)")
     p.add_argument("--state", type=Path, default=None, metavar="FILE", help="trust state file")
+    add_policy_arg(p)
     add_common(p)
     p.set_defaults(func=_prove)
 
     p = subparsers.add_parser("verify", help="verify a proof bundle offline")
     p.add_argument("bundle", type=Path)
-    p.add_argument("--log-key", required=True, metavar="KEY|FILE", help="the log's verifier key")
+    p.add_argument("--log-key", default=None, metavar="KEY|FILE",
+                   help="the log's verifier key (required unless --policy lists the log)")
+    add_policy_arg(p)
     p.add_argument("--entry", type=Path, default=None, metavar="FILE",
                    help="a tlog-proof's entry bytes, for a proof without an 'extra' line (prove --entry-out)")
     p.add_argument("--json", action="store_true")
@@ -90,13 +101,14 @@ def _show(args: argparse.Namespace) -> int:
         signer = reg.identity(key=r.signed.record.signer)
         about = reg.about(r.id)
     try:
-        size = _prove_included(args, r)
+        size, witnessed = _prove_included(args, r)
     except InconsistencyError as err:
         sys.stderr.write(evidence_text(err))
         return 1
     if args.json:
         obj = _record_obj(r)
         obj["included_in_tree_size"] = size
+        obj["witnessed_by"] = witnessed
         obj["signer"] = {"name": signer.name, "status": signer.status}
         obj["about"] = [_record_obj(a) for a in about]
         print_json(obj)
@@ -106,25 +118,36 @@ def _show(args: argparse.Namespace) -> int:
     print(f"  id {r.id.hex()}")
     print(f"  signed by {signer.name!r} (key {signer.status}); signature verified")
     print(f"  proved included in the log's checkpoint of size {size} (consistent with the one trusted before)")
+    if witnessed is not None:
+        print(f"  that checkpoint meets the witness policy: cosigned by {', '.join(witnessed) or 'no one needed'}")
     for a in about:
         print(f"  claim at index {a.index}: {describe(a.signed.record.statement)}")
     return 0
 
 
-def _prove_included(args: argparse.Namespace, r: RemoteRecord) -> int:
-    """Trust the latest checkpoint (consistency-checked) and verify the record's inclusion in it."""
+def _prove_included(args: argparse.Namespace, r: RemoteRecord) -> tuple[int, list[str] | None]:
+    """Trust the latest checkpoint (consistency-checked; with --policy the cosigned one, which must meet it)
+    and verify the record's inclusion in it. Returns its size and, with a policy, the witnesses that cosigned."""
     from client.core.checkpoint import open_checkpoint
     from client.core.merkle import verify_inclusion
     from client.core.note import Verifier
+    from client.core.witnessed import check_signatures
 
+    policy = read_policy(args.policy)
     with ledger_client(args) as c:
-        note = c.checkpoint()
+        note = pick_checkpoint(c, policy)
         pinned = read_log_key(args.log_key) if args.log_key else None
-        key = trusted_key_and_advance(c, note, pinned, args.state)
+        key = trusted_key_and_advance(c, note, pinned, args.state, policy)
         cp = open_checkpoint(note, Verifier.from_text(key))
+        if r.index >= cp.size:
+            raise VerificationError(f"the record at index {r.index} is not yet in the newest checkpoint the "
+                                    f"witnesses cosigned (size {cp.size}); try again shortly")
         proof = c.inclusion_proof(index=r.index, tree_size=cp.size)
     verify_inclusion(r.index, cp.size, r.id, list(proof.hashes), cp.root)
-    return cp.size
+    if policy is None:
+        return cp.size, None
+    sig = check_signatures(note, Verifier.from_text(key), policy)
+    return cp.size, [w.name for w in sig.witnesses if w.status == "verified"]
 
 
 def _lineage(args: argparse.Namespace) -> int:
@@ -204,15 +227,16 @@ def _prove(args: argparse.Namespace) -> int:
         data = reg.prove(rid, ancestor)
     bundle = parse(data)
     pinned = read_log_key(args.log_key) if args.log_key else None
+    policy = read_policy(args.policy)
     try:
         with ledger_client(args) as c:
-            key = trusted_key_and_advance(c, bundle.checkpoint, pinned, args.state)
+            key = trusted_key_and_advance(c, bundle.checkpoint, pinned, args.state, policy)
     except InconsistencyError as err:
         sys.stderr.write(evidence_text(err))
         return 1
     # Never hand out a bundle that does not verify; one without key status (a store indexed before
     # key-status notes) is handed out with a warning, and `verify` refuses it unless told to accept it.
-    report = verify_bundle(data, key, accept_unproven_key_status=True)
+    report = verify_bundle(data, key, accept_unproven_key_status=True, policy=policy)
     if report.key_status_warning is not None:
         print(f"warning: {report.key_status_warning}", file=sys.stderr)
     if args.format == "tlog-proof":
@@ -253,25 +277,61 @@ def _supplied_entry(path: Path | None, data: bytes) -> bytes | None:
 
 def _verify(args: argparse.Namespace) -> int:
     from client.core.bundle import report_json, report_text, verify_bundle, verify_tlog_proof
+    from client.core.bundle.report import signatures_json, witness_lines
     from client.core.bundle.tlog_proof import HEADER
+    from client.core.bundle.verify import BundleQuorumError
 
-    key = read_log_key(args.log_key)
+    policy = read_policy(args.policy)
     try:
         data = args.bundle.read_bytes()
     except OSError as err:
         raise InvalidInputError(f"cannot read {args.bundle}: {err}") from err
+    key = _verify_key(args.log_key, policy, data)
     try:
         if data.startswith(HEADER.encode() + b"\n"):
-            report = verify_tlog_proof(data, key, _supplied_entry(args.entry, data))
+            report = verify_tlog_proof(data, key, _supplied_entry(args.entry, data), policy=policy)
         else:
-            report = verify_bundle(data, key, accept_unproven_key_status=args.accept_unproven_key_status)
+            report = verify_bundle(data, key, accept_unproven_key_status=args.accept_unproven_key_status,
+                                   policy=policy)
     except VerificationError as err:
+        sig = err.report if isinstance(err, BundleQuorumError) else None
         if args.json:
-            print_json(fail_json(err))
+            print_json(fail_json(err) | ({"witnesses": signatures_json(sig)} if sig is not None else {}))
         print(f"NOT VERIFIED: {err}", file=sys.stderr)
+        if sig is not None:
+            print("\n".join(witness_lines(sig)).lstrip("\n"), file=sys.stderr)
         return 1
     if args.json:
         print_json(report_json(report))
     else:
         print(report_text(report), end="")
     return 0
+
+
+def _verify_key(log_key: str | None, policy: WitnessPolicy | None, data: bytes) -> str:
+    """``--log-key``, else the key ``--policy`` lists for the bundle's log; a usage error when neither gives one."""
+    if log_key is not None:
+        return read_log_key(log_key)
+    origin = _claimed_origin(data)
+    key = policy_log_key(policy, origin) if origin is not None else None
+    if key is None:
+        why = "the policy does not list this bundle's log" if policy is not None else "no --policy either"
+        raise InvalidInputError(f"give --log-key (or a --policy that lists the log): {why}")
+    return key
+
+
+def _claimed_origin(data: bytes) -> str | None:
+    """The origin a bundle or tlog-proof says its checkpoint is of (unchecked: only to pick a key to check with)."""
+    import json
+
+    from client.core.bundle.tlog_proof import HEADER, parse_tlog_proof
+    from client.errors import FormatError
+
+    try:
+        if data.startswith(HEADER.encode() + b"\n"):
+            return parse_tlog_proof(data).checkpoint.split(b"\n", 1)[0].decode()
+        obj = json.loads(data)
+        origin = obj.get("origin") if isinstance(obj, dict) else None
+        return origin if isinstance(origin, str) else None
+    except (FormatError, ValueError, UnicodeDecodeError):
+        return None

@@ -21,6 +21,8 @@ from client.core.audit import AuditState, format_states, parse_state_bytes, pars
 from client.core.checkpoint import SignedCheckpoint
 from client.core.merkle import verify_consistency
 from client.core.note import Verifier
+from client.core.witness_policy import WitnessPolicy
+from client.core.witnessed import check_signatures, require_quorum
 from client.errors import InconsistencyError, ProofError, SignatureError
 
 
@@ -51,14 +53,21 @@ class TrustState:
         if old is not None and old.verifier_key != served_key:
             raise key_changed(origin, old.verifier_key, served_key, where)
 
-    def proof_needed(self, signed: SignedCheckpoint) -> tuple[int, int] | None:
-        """The ``(old_size, new_size)`` consistency proof :meth:`advance` needs for ``signed``, if any."""
-        old = self.logs.get(signed.checkpoint.origin)
-        if old is None or old.size == 0 or signed.checkpoint.size <= old.size:
-            return None
-        return old.size, signed.checkpoint.size
+    def proof_needed(self, signed: SignedCheckpoint, witnessed: bool = False) -> tuple[int, int] | None:
+        """The ``(old_size, new_size)`` consistency proof :meth:`advance` needs for ``signed``, if any.
 
-    def advance(self, verifier: Verifier, note: bytes, proof: list[bytes]) -> tuple[TrustState, SignedCheckpoint]:
+        ``witnessed`` (advance with a policy): a cosigned checkpoint smaller than the trusted one needs
+        the proof from its size to the trusted size."""
+        old = self.logs.get(signed.checkpoint.origin)
+        size = signed.checkpoint.size
+        if old is None or old.size == 0 or size == old.size:
+            return None
+        if size < old.size:
+            return (size, old.size) if witnessed and size > 0 else None
+        return old.size, size
+
+    def advance(self, verifier: Verifier, note: bytes, proof: list[bytes],
+                policy: WitnessPolicy | None = None) -> tuple[TrustState, SignedCheckpoint]:
         """Trust the checkpoint ``note`` if it is signed by ``verifier`` and consistent with the last one.
 
         ``proof`` is the consistency proof from the trusted size to the new size (empty when
@@ -66,8 +75,15 @@ class TrustState:
         the trusted one is a rollback, a different root at the same size a fork: both raise
         :class:`InconsistencyError` with both notes and the proof. A key that differs from
         the one remembered for this log raises :class:`SignatureError`.
+
+        With a witness ``policy`` the note must also meet it (:func:`client.core.witnessed.require_quorum`,
+        :class:`WitnessQuorumError` naming the missing witnesses), and a checkpoint smaller than the
+        trusted one is accepted, not kept, when ``proof`` proves it a prefix of the trusted one (witnesses
+        cosign a little behind the log); the state keeps the larger one.
         """
         signed = SignedCheckpoint.open(note, verifier)
+        if policy is not None:
+            require_quorum(check_signatures(note, verifier, policy))
         cp = signed.checkpoint
         old = self.logs.get(cp.origin)
         if old is not None and old.verifier_key != verifier.text():
@@ -78,6 +94,14 @@ class TrustState:
             return InconsistencyError(why, old_note=old.note, new_note=signed.note, proof=list(proof))
 
         if old is not None and old.size > 0:
+            if cp.size < old.size and policy is not None:
+                try:
+                    if cp.size > 0:
+                        verify_consistency(cp.size, old.size, proof, cp.root, old.root)
+                except ProofError as err:
+                    raise fail(f"the cosigned checkpoint of size {cp.size} is not a prefix of the trusted "
+                               f"size {old.size}: {err}") from err
+                return self, signed
             if cp.size < old.size:
                 raise fail(f"log {cp.origin!r} shrank from size {old.size} to {cp.size} (rollback)")
             if cp.size == old.size:
@@ -91,7 +115,7 @@ class TrustState:
                         f"checkpoint of size {cp.size} is not consistent with the trusted size {old.size}: {err}"
                     ) from err
         if old is not None and cp.size <= old.size:
-            return self, SignedCheckpoint.open(old.note, verifier)
+            return self, signed if policy is not None else SignedCheckpoint.open(old.note, verifier)
         logs = dict(self.logs)
         logs[cp.origin] = AuditState(cp.origin, verifier.text(), cp.size, cp.root, signed.note)
         return TrustState(logs), signed

@@ -196,10 +196,11 @@ def run(config: ServerConfig) -> int:
         scrubber = _start_scrub(config, storage, log.report_damage)
         watched = WatchedLog(log)  # the registry's writes count for the stuck-sequencer health check too
         registry.attach(watched)
-        service = RegistryService(registry, log, verifier_key, ManifestLimits.from_config(config))
+        cosigning = witnesses.start_witnessing(policy, config.data_dir, log, signer.verifier()) if policy else None
+        service = RegistryService(registry, log, verifier_key, ManifestLimits.from_config(config),
+                                  witnessing=cosigning)
         http = _start_http(config, log, registry, verifier_key)
         tiles = _start_tiles_dir(config, log, signer.verifier())
-        cosigning = witnesses.start_witnessing(policy, config.data_dir, log, signer.verifier()) if policy else None
         try:
             return asyncio.run(_serve(watched, config, verifier_key, [service], metrics, storage, tls, cosigning))
         finally:

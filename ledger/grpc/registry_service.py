@@ -18,6 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from client._pb.provenance.registry.v1 import registry_pb2 as pb
@@ -40,6 +41,7 @@ from ledger.registry.registry import Registry, Submission
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RegistryService"].full_name
 DEFAULT_LIMIT = 1000
 MAX_REGISTER = 1024  # records per Register call
+COSIGNED_WAIT_SECONDS = 5.0  # Prove waits this long for the witnesses' quorum to cover a bundle's records
 SEND_PART_BYTES = 1 << 20  # GetManifestParts: bytes of manifest per part (less when the send limit is lower)
 
 _log = logging.getLogger(__name__)
@@ -81,7 +83,10 @@ class RegistryService:
     name = SERVICE_NAME
 
     def __init__(self, registry: Registry, log: Any, log_key: str, limits: ManifestLimits | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, witnessing: Any = None) -> None:
+        """``witnessing`` (serve --witness-policy): bundles are proved against its quorum-cosigned checkpoint
+        once that covers every record of the bundle (see :meth:`_cosigned_bundle`), else against the latest."""
+        self._witnessing = witnessing
         self._registry = registry
         self._log = log
         self._log_key = log_key
@@ -304,7 +309,23 @@ class RegistryService:
     def _prove(self, req: pb.ProveRequest) -> pb.ProveResponse:
         lineage_to = _id(req.lineage_to, "lineage_to") if req.lineage_to else None
         bundle = build_bundle(self._registry.reader, self._log, self._log_key, _id(req.id), lineage_to)
+        if self._witnessing is not None:
+            bundle = self._cosigned_bundle(bundle, _id(req.id), lineage_to)
         return pb.ProveResponse(bundle=to_bytes(bundle))
+
+    def _cosigned_bundle(self, latest: Any, subject: bytes, lineage_to: bytes | None) -> Any:
+        """The bundle proved against the witnesses' quorum checkpoint once it covers every record (waiting up to
+        :data:`COSIGNED_WAIT_SECONDS` for it), else ``latest`` (proved against the log's latest checkpoint)."""
+        need = max(r.index for r in latest.records) + 1
+        fut = self._witnessing.wait_for_cosigned(need)
+        try:
+            cosigned = fut.result(COSIGNED_WAIT_SECONDS)
+        except (FutureTimeout, ProvenanceError):
+            fut.cancel()
+            _log.warning("bundle proved against the latest checkpoint: no checkpoint covering index %d met the "
+                         "witness quorum within %.0f s", need - 1, COSIGNED_WAIT_SECONDS)
+            return latest
+        return build_bundle(self._registry.reader, self._log, self._log_key, subject, lineage_to, at=cosigned)
 
     def matcher(self) -> Matcher:
         """The registry's matcher, created on first use (its fingerprint index loads on the first match)."""

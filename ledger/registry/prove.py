@@ -54,10 +54,12 @@ def identity_events(reader: RegistryReader, path: list[LoggedRecord], size: int)
 
 
 def build_bundle(reader: RegistryReader, log_: _ProofLog, log_key: str, subject: bytes,
-                 lineage_to: bytes | None = None) -> Bundle:
-    """A bundle proving ``subject`` (and its path to ``lineage_to``) against the log's latest checkpoint,
-    with the log's key-status note for its signers when the store indexed every identity event by name."""
-    signed = log_.latest()
+                 lineage_to: bytes | None = None, at: Any = None) -> Bundle:
+    """A bundle proving ``subject`` (and its path to ``lineage_to``) against the log's latest checkpoint (or
+    ``at``, a signed checkpoint of this log: the witnesses' cosigned one), with the log's key-status note for
+    its signers when the store indexed every identity event by name. A record beyond ``at`` raises
+    OutOfRangeError."""
+    signed = log_.latest() if at is None else at
     cp = signed.checkpoint
     key_status: bytes | None = None
     if reader.identity_events_complete():

@@ -20,8 +20,10 @@ import pytest
 
 from client.core.cosignature import CosignerKey
 from client.core.note import Signer
+from client.core.witness_policy import WitnessPolicy
+from client.remote import LogClient
 from tests.references import REPO, require_aics_witness
-from tests.servers import free_port
+from tests.servers import ServerProcess, free_port
 
 START_TIMEOUT = 15.0
 
@@ -186,3 +188,30 @@ def policy_text(log_vkey: str, ws: list[WitnessProcess], quorum: str = "all") ->
     lines += [f"witness w{i} {w.vkey} {w.url}" for i, w in enumerate(ws)]
     lines += [f"group g {quorum} " + " ".join(f"w{i}" for i in range(len(ws))), "quorum g"]
     return "\n".join(lines) + "\n"
+
+
+class Witnessed:
+    """A serve process with a witness policy naming the pool's two witnesses at quorum 2."""
+
+    def __init__(self, root: Path, pool: WitnessPool) -> None:
+        self.signer: Signer = pool.signer()
+        key = root / "log.key"
+        key.write_text(self.signer.private_text() + "\n")
+        key.chmod(0o600)
+        self.policy_path = root / "policy.txt"
+        self.policy_path.write_text(policy_text(self.signer.verifier().text(), pool.pair))
+        self.policy = WitnessPolicy.parse(self.policy_path.read_text())
+        self.server = ServerProcess(root / "data", ["--key", str(key), "--origin", self.signer.name,
+                                                    "--witness-policy", str(self.policy_path)])
+        self.server.start()
+
+    def client(self) -> LogClient:
+        return self.server.client()
+
+
+@pytest.fixture(scope="session")
+def witnessed(witness_pool: WitnessPool, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Witnessed]:
+    """A ``provenance serve --witness-policy`` process (quorum: both witnesses of the pool), for the session."""
+    w = Witnessed(tmp_path_factory.mktemp("witnessed-serve"), witness_pool)
+    yield w
+    w.server.kill()

@@ -4,45 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from client.core.checkpoint import SignedCheckpoint
 from client.core.note import Signer
-from client.core.witness_policy import WitnessPolicy
 from client.errors import InvalidInputError
 from client.remote import LogClient
 from tests.references import REPO
-from tests.servers import ServerProcess
-from tests.witnessing.conftest import WitnessPool, policy_text
-
-
-class Witnessed:
-    """A serve process with a witness policy naming the pool's two witnesses at quorum 2."""
-
-    def __init__(self, root: Path, pool: WitnessPool) -> None:
-        self.signer: Signer = pool.signer()
-        key = root / "log.key"
-        key.write_text(self.signer.private_text() + "\n")
-        key.chmod(0o600)
-        self.policy_path = root / "policy.txt"
-        self.policy_path.write_text(policy_text(self.signer.verifier().text(), pool.pair))
-        self.policy = WitnessPolicy.parse(self.policy_path.read_text())
-        self.server = ServerProcess(root / "data", ["--key", str(key), "--origin", self.signer.name,
-                                                    "--witness-policy", str(self.policy_path)])
-        self.server.start()
-
-    def client(self) -> LogClient:
-        return self.server.client()
-
-
-@pytest.fixture(scope="module")
-def witnessed(witness_pool: WitnessPool, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Witnessed]:
-    w = Witnessed(tmp_path_factory.mktemp("witnessed-serve"), witness_pool)
-    yield w
-    w.server.kill()
+from tests.witnessing.conftest import Witnessed
 
 
 def test_waited_add_returns_a_quorum_cosigned_checkpoint(witnessed: Witnessed) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from client.core.bundle.verify import BundleReport, describe_id
 from client.core.records.jsonform import describe, record_json
 from client.core.records.signing import key_text
+from client.core.witnessed import BAD, MISSING, VERIFIED, SignatureReport, verified_note
 
 
 def _when(ts: int) -> str:
@@ -18,18 +19,62 @@ def _when(ts: int) -> str:
         return f"unix time {ts}"
 
 
+def witness_lines(sig: SignatureReport | None) -> list[str]:
+    """The checkpoint's witnesses (under a policy) and its unverified signature lines, for the text report."""
+    if sig is None:
+        return []
+    out: list[str] = []
+    if sig.quorum is not None:
+        met = "met" if sig.satisfied else "NOT met"
+        out += ["", f"Witnesses (the policy's quorum {sig.quorum!r}: {met}):"]
+        for w in sig.witnesses:
+            if w.status == VERIFIED:
+                state = f"cosigned this checkpoint at {_when(w.timestamp or 0)}: checks out"
+            elif w.status == BAD:
+                state = "its cosignature line does NOT verify"
+            elif w.status == MISSING:
+                state = "MISSING (no cosignature; the quorum counts it)"
+            else:
+                state = "no cosignature (the quorum does not need it)"
+            out.append(f"  - {w.name} ({w.key}): {state}")
+        if sig.quorum != "none":
+            out.append("  The witnesses' timestamps say how recent this checkpoint was when they saw it.")
+    if sig.unverified:
+        why = ("not counted and not shown as a witness" if sig.quorum is not None else
+               "not counted and not shown as a witness; give --policy FILE to check the witnesses you rely on")
+        out += ["", "Signature lines that verify under no key given:"]
+        out += [f"  - {line}: {why}" for line in sig.unverified_text()]
+    return out
+
+
+def signatures_json(sig: SignatureReport | None) -> dict[str, Any]:
+    """The witnesses part of the JSON report."""
+    if sig is None:
+        return {"policy_quorum": None, "quorum_met": None, "witnesses": [], "unverified_signature_lines": []}
+    return {"policy_quorum": sig.quorum, "quorum_met": sig.satisfied,
+            "witnesses": [{"name": w.name, "key": w.key, "status": w.status, "timestamp": w.timestamp}
+                          for w in sig.witnesses],
+            "unverified_signature_lines": [{"name": s.name, "key_id": s.key_id.hex(), "verified": False}
+                                           for s in sig.unverified]}
+
+
 def report_text(report: BundleReport) -> str:
     """What the bundle proves, for a reader who is not a cryptographer."""
     labels = {r.signed.id: describe_id(report, r.signed.id) for r in report.records}
     headline = "VERIFIED: every signature, inclusion proof and lineage link in this bundle checks out."
     if report.key_status_warning is not None:
         headline = headline[:-1] + ", but the signers' key status is UNPROVEN (see the warning at the end)."
+    sig = report.signatures
+    if sig is not None and sig.unverified and sig.quorum is None:
+        headline += (f" Its checkpoint also carries {len(sig.unverified)} signature line(s) under no known key: "
+                     "NOT verified (see below).")
     out = [
         headline,
         "",
         f"Log: {report.origin} (key {report.log_key})",
         f"Checkpoint: the log signed a tree of {report.tree_size} entries with root "
         f"{base64.b64encode(report.root).decode()}; every record below is proved to be in that tree.",
+        *witness_lines(sig),
         "",
         "Records:",
     ]
@@ -67,7 +112,8 @@ def report_json(report: BundleReport) -> dict[str, Any]:
         "verified": True,
         "log": {"origin": report.origin, "key": report.log_key},
         "checkpoint": {"size": report.tree_size, "root": base64.b64encode(report.root).decode(),
-                       "note": report.checkpoint_note.decode()},
+                       "note": _verified_note(report).decode()},
+        "witnesses": signatures_json(report.signatures),
         "subject": report.subject.hex(),
         "lineage_to": None if report.lineage_to is None else report.lineage_to.hex(),
         "path": [{"child": x.child.hex(), "parent": x.parent.hex(), "relation": x.relation} for x in report.path],
@@ -82,3 +128,9 @@ def report_json(report: BundleReport) -> dict[str, Any]:
                        "as_of_tree_size": report.tree_size if report.key_status_proved else None,
                        "warning": report.key_status_warning},
     }
+
+
+def _verified_note(report: BundleReport) -> bytes:
+    """The checkpoint note without lines under no known key (those are listed apart, as unverified)."""
+    return report.checkpoint_note if report.signatures is None else verified_note(report.checkpoint_note,
+                                                                                 report.signatures)

@@ -27,6 +27,8 @@ from client.core.records.lineage import lineage_edges
 from client.core.records.model import Identity
 from client.core.records.oms_claim import check_oms_attestation
 from client.core.records.signing import key_text
+from client.core.witness_policy import WitnessPolicy
+from client.core.witnessed import SignatureReport, WitnessQuorumError, check_signatures, require_quorum
 from client.errors import FormatError, ProvenanceError, VerificationError
 
 
@@ -75,6 +77,15 @@ class BundleReport:
     key_status_proved: bool = False  # the log's key-status note covers every identity record
     key_status_warning: str | None = None  # set when a bundle without that note was accepted
     oms_notes: list[str] = field(default_factory=list)  # each oms-signature attestation's rechecked signature
+    signatures: SignatureReport | None = None  # the checkpoint's witness and other signature lines
+
+
+class BundleQuorumError(BundleVerificationError):
+    """The bundle's checkpoint does not meet the witness policy; ``report`` lists each witness and line."""
+
+    def __init__(self, message: str, report: SignatureReport) -> None:
+        super().__init__("checkpoint", message)
+        self.report = report
 
 
 def parent_links(signed: SignedRecord) -> dict[bytes, str]:
@@ -92,18 +103,22 @@ UNPROVEN_KEY_STATUS = (
 )
 
 
-def verify_bundle(data: bytes, log_key: str, *, accept_unproven_key_status: bool = False) -> BundleReport:
+def verify_bundle(data: bytes, log_key: str, *, accept_unproven_key_status: bool = False,
+                  policy: WitnessPolicy | None = None) -> BundleReport:
     """Verify bundle bytes with the log's verifier key text; return the report or raise naming the part.
 
     A bundle without the log's key-status note is refused (part ``key_status``) unless
     ``accept_unproven_key_status``; then the report carries :data:`UNPROVEN_KEY_STATUS` as a warning.
+    With a witness ``policy`` the checkpoint must meet it (:func:`client.core.witnessed.require_quorum`;
+    :class:`BundleQuorumError` otherwise); with or without one, the report accounts for every signature
+    line of the checkpoint (``report.signatures``).
     """
     try:
         bundle = parse(data)
     except FormatError as err:
         part = getattr(err, "part", "bundle")
         raise BundleVerificationError(part, str(err).removeprefix(f"{part}: ")) from err
-    return verify_parsed(bundle, log_key, accept_unproven_key_status=accept_unproven_key_status)
+    return verify_parsed(bundle, log_key, accept_unproven_key_status=accept_unproven_key_status, policy=policy)
 
 
 def _fail(part: str, err: ProvenanceError | str) -> BundleVerificationError:
@@ -119,7 +134,7 @@ def _inclusion_error(index: int, size: int, leaf: bytes, proof: tuple[bytes, ...
 
 
 def verify_parsed(bundle: Bundle, log_key: str, *, require_identities: bool = True,
-                  accept_unproven_key_status: bool = False) -> BundleReport:
+                  accept_unproven_key_status: bool = False, policy: WitnessPolicy | None = None) -> BundleReport:
     try:
         verifier = Verifier.from_text(log_key.strip())
     except ProvenanceError as err:
@@ -134,6 +149,13 @@ def verify_parsed(bundle: Bundle, log_key: str, *, require_identities: bool = Tr
         raise BundleVerificationError("origin", f"is {bundle.origin!r}, but the checkpoint is of log {cp.origin!r}")
     report = BundleReport(cp.origin, verifier.text(), cp.size, cp.root, bundle.checkpoint, bundle.subject,
                           bundle.lineage_to)
+    try:
+        report.signatures = check_signatures(bundle.checkpoint, verifier, policy)
+        require_quorum(report.signatures)
+    except WitnessQuorumError as err:
+        raise BundleQuorumError(str(err), err.report) from err
+    except ProvenanceError as err:
+        raise _fail("checkpoint", err) from err
     signed_at: list[SignedRecord] = []
     seen: set[bytes] = set()
     for i, r in enumerate(bundle.records):
@@ -267,12 +289,14 @@ def describe_id(report: BundleReport, rid: bytes) -> str:
     return short(rid)
 
 
-def verify_tlog_proof(data: bytes, log_key: str, entry: bytes | None = None) -> BundleReport:
+def verify_tlog_proof(data: bytes, log_key: str, entry: bytes | None = None,
+                      policy: WitnessPolicy | None = None) -> BundleReport:
     """Verify a C2SP tlog-proof of one record (see :mod:`client.core.bundle.tlog_proof`).
 
     ``entry``: the record's entry bytes, supplied apart; needed when the proof has no ``extra`` line
     (the hash-only form), and when both are there they must be equal. Either way the inclusion proof
     authenticates the entry. The signer's identity is not part of this form: the report names the key only.
+    ``policy``: as for :func:`verify_bundle`, on the proof's checkpoint.
     """
     from client.core.bundle.format import BundleRecord
     from client.core.bundle.tlog_proof import parse_tlog_proof
@@ -291,4 +315,4 @@ def verify_tlog_proof(data: bytes, log_key: str, entry: bytes | None = None) -> 
     rid = record_id(leaf)
     origin = p.checkpoint.split(b"\n", 1)[0].decode("utf-8", "replace")  # checked against the signed checkpoint
     bundle = Bundle(log_key.strip(), origin, p.checkpoint, rid, None, (BundleRecord(rid, p.index, leaf, p.proof),))
-    return verify_parsed(bundle, log_key, require_identities=False)
+    return verify_parsed(bundle, log_key, require_identities=False, policy=policy)
