@@ -36,10 +36,10 @@ import psycopg
 from client.core.checkpoint import SignedCheckpoint
 from client.core.merkle import EMPTY_ROOT
 from client.core.note import Signer
-from client.errors import InvalidInputError, ProvenanceError
+from client.errors import FormatError, InvalidInputError, ProvenanceError, VerificationError
 from ledger.cluster import sql
 from ledger.cluster.config import ClusterConfig
-from ledger.errors import CorruptStorageError
+from ledger.errors import CorruptStorageError, KeyFileError
 from ledger.log.edge import RightEdge, load_edge
 from ledger.log.integrity import stored_root
 from ledger.log.publisher import sign_head
@@ -142,7 +142,12 @@ class SignerRole:
             edge = load_edge(_UpTo(conn, head.size), head, reader)
             row = sql.latest_checkpoint(conn)
             if row is not None:
-                size, root, _ = row
+                size, root, note = row
+                try:  # never sign with a key other than the one the log's checkpoints are signed by
+                    SignedCheckpoint.open(note, self._signer.verifier(), self._origin)
+                except (VerificationError, FormatError) as err:
+                    raise KeyFileError(f"the log's checkpoint of size {size} is not signed by this frontend's "
+                                       f"key: {err}") from None
                 if size > head.size:
                     raise CorruptStorageError(f"a checkpoint of size {size} was signed but the stored tree head "
                                               f"is at {head.size}: signed entries are lost")

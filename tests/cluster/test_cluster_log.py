@@ -11,12 +11,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from client.core.checkpoint import open_checkpoint
 from client.core.merkle import leaf_hash, verify_consistency, verify_inclusion
 from client.core.note import Signer
 from client.errors import UnavailableError
 from ledger.cluster import sql
 from ledger.cluster.config import ClusterConfig
 from ledger.cluster.log import ClusterLog
+from ledger.errors import KeyFileError
 from ledger.log.config import LogConfig
 from ledger.log.hook import Appended
 from ledger.storage.postgres import PostgresStorage
@@ -142,3 +144,18 @@ def test_a_database_restart_is_waited_out_with_unavailable(pg_cluster: PgCluster
         _wait(a.health)
     finally:
         a.close()
+
+
+def test_a_frontend_with_another_key_refuses_to_join_and_signs_nothing(pg_dsn: str, key: Signer) -> None:
+    a = _open(pg_dsn, key, "a")
+    a.add([b"x"], timeout=20)
+    a.close()  # the signer lock is free: the intruder's signer role gets it first
+    other = sql.connect(pg_dsn)
+    with other.transaction():  # an entry sequenced, waiting to be signed
+        start = sql.lock_coordinator(other)
+        sql.append_sequenced(other, start, [b"y"], [leaf_hash(b"y")], ())
+    with pytest.raises(KeyFileError):
+        _open(pg_dsn, Signer.generate(ORIGIN), "intruder")
+    notes = [bytes(r[0]) for r in other.execute("SELECT note FROM checkpoints").fetchall()]
+    other.close()
+    assert notes and all(open_checkpoint(n, key.verifier(), ORIGIN).size <= 1 for n in notes)
