@@ -298,3 +298,103 @@ def test_every_test_named_in_the_guarantees_exists() -> None:
         source = (REPO / file).read_text(encoding="utf-8")
         pattern = rf"def {name.rstrip('*')}" + (r"\w*\(" if name.endswith("*") else r"\(")
         assert re.search(pattern, source), f"docs/guarantees.md names {file}::{name}, which does not exist"
+
+
+# ------------------------------------------------------------------ PostgreSQL with two frontends (issue 14)
+
+PG_DSN_PREFIX = "postgresql://provenance@"
+
+
+def _no_password(dsn: str) -> None:
+    from psycopg.conninfo import conninfo_to_dict
+
+    assert "password" not in conninfo_to_dict(dsn), "the DSN names no password (libpq reads PGPASSWORD)"
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def test_compose_postgres_runs_two_frontends_on_one_database_and_one_key() -> None:
+    compose = _docs(DEPLOY / "compose" / "compose.postgres.yaml")[0]
+    services = compose["services"]
+    pg = services["postgres"]
+    assert pg["image"].split(":")[1].split(".")[0] >= "15"
+    assert any(v.endswith(":/var/lib/postgresql/data") and v.split(":")[0] in compose["volumes"] for v in pg["volumes"])
+    assert "pg_isready" in pg["healthcheck"]["test"]
+    migrate = services["migrate"]
+    assert migrate["entrypoint"][:3] == ["provenance", "db", "migrate"]
+    migrate_flags = vars(build_parser().parse_args(["db", "migrate", *migrate["command"]]))
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+    fronts = [s for name, s in services.items() if name.startswith("ledger-")]
+    assert len(fronts) == 2
+    stores, keys, origins, host_ports = set(), set(), set(), []
+    for svc in fronts:
+        context = (DEPLOY / "compose" / svc["build"]["context"]).resolve()
+        assert context == REPO and (context / svc["build"]["dockerfile"]).is_file()
+        flags = _serve_flags(svc["command"])
+        stores.add(flags["store"])
+        keys.add(str(flags["key"]))
+        origins.add(flags["origin"])
+        assert svc["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        assert "PGPASSWORD" in svc["environment"]
+        assert str(flags["key"]) == f"/run/secrets/{svc['secrets'][0]}" and svc["secrets"][0] in compose["secrets"]
+        assert svc["read_only"] is True and svc["cap_drop"] == ["ALL"] and svc["user"].split(":")[0] != "0"
+        assert int(svc["stop_grace_period"].rstrip("s")) > DRAIN
+        host_ports += [p.rsplit(":", 2)[1] for p in svc["ports"]]
+        assert all(p.startswith("127.0.0.1:") for p in svc["ports"]), "loopback only"
+    (store,) = stores
+    assert store == migrate_flags["store"] and store.startswith(PG_DSN_PREFIX + "postgres:5432/")
+    _no_password(store)
+    assert len(keys) == 1 and len(origins) == 1, "every frontend: one store, one key, one origin"
+    assert len(set(host_ports)) == len(host_ports)
+
+
+@pytest.fixture(scope="module")
+def k8s_pg() -> dict[tuple[str, str], dict[str, Any]]:
+    root = DEPLOY / "kubernetes" / "postgres"
+    objects: dict[tuple[str, str], dict[str, Any]] = {}
+    for name in _docs(root / "kustomization.yaml")[0]["resources"]:
+        for doc in _docs(root / name):
+            objects[(doc["kind"], doc["metadata"]["name"])] = doc
+    return objects
+
+
+def test_kubernetes_postgres_runs_two_frontends_with_the_key_from_a_secret(
+        k8s_pg: dict[tuple[str, str], dict[str, Any]]) -> None:
+    pg = k8s_pg[("StatefulSet", "provenance-postgres")]
+    (db,) = pg["spec"]["template"]["spec"]["containers"]
+    assert db["image"] == "postgres:15"
+    assert {c["metadata"]["name"] for c in pg["spec"]["volumeClaimTemplates"]} == {
+        m["name"] for m in db["volumeMounts"] if m["mountPath"].startswith("/var/lib/postgresql")}
+    pg_svc = k8s_pg[("Service", "provenance-postgres")]
+    assert _matches(pg_svc["spec"]["selector"], pg["spec"]["template"]["metadata"]["labels"])
+    front = k8s_pg[("Deployment", "provenance-ledger-frontend")]
+    assert front["spec"]["replicas"] == 2
+    pod = front["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    flags = _serve_flags(container["args"])
+    assert flags["store"].startswith(f"{PG_DSN_PREFIX}{pg_svc['metadata']['name']}:5432/")
+    _no_password(flags["store"])
+    assert _env(container)["PGPASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "provenance-postgres"
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    key_dir = str(Path(str(flags["key"])).parent)
+    (key_mount,) = [m for m in mounts.values() if m["mountPath"] == key_dir]
+    secret = volumes[key_mount["name"]]["secret"]
+    assert key_mount["readOnly"] is True and secret["defaultMode"] & 0o077 == 0, "a key no one else can read"
+    (data_mount,) = [m for m in mounts.values() if m["mountPath"] == str(flags["data"])]
+    assert "emptyDir" in volumes[data_mount["name"]], "a frontend keeps no state of its own"
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert container["readinessProbe"]["grpc"]["service"] == SERVICE_NAME
+    svc = k8s_pg[("Service", "provenance-ledger-frontend")]
+    assert _matches(svc["spec"]["selector"], pod["metadata"]["labels"])
+    pdb = k8s_pg[("PodDisruptionBudget", "provenance-ledger-frontend")]
+    assert pdb["spec"]["minAvailable"] == 1
+    assert _matches(pdb["spec"]["selector"]["matchLabels"], pod["metadata"]["labels"])
+    job = k8s_pg[("Job", "provenance-ledger-migrate")]
+    (migrate,) = job["spec"]["template"]["spec"]["containers"]
+    assert migrate["command"] == ["provenance", "db", "migrate"]
+    assert vars(build_parser().parse_args(["db", "migrate", *migrate["args"]]))["store"] == flags["store"]
