@@ -128,10 +128,14 @@ class PgCluster:
         os.kill(pid, 9)
         self.running = False
         deadline = time.monotonic() + 30
-        while _children_alive(self.data):  # the backends notice and exit; a start needs them gone
+        while _alive(pid) or _children_alive(self.data):  # the backends notice and exit; a start needs them gone
             if time.monotonic() > deadline:
                 raise RuntimeError("PostgreSQL backends did not exit after the postmaster was killed")
             time.sleep(0.05)
+        # The dead postmaster may stay a zombie (nobody reaps a daemon's child in a container), which the
+        # next start would take for a running server: its lock files go, as an operator would remove them.
+        for stale in (pid_file, self.root / f".s.PGSQL.{self.port}.lock", self.root / f".s.PGSQL.{self.port}"):
+            stale.unlink(missing_ok=True)
 
     def restart(self, down_seconds: float = 0.0) -> None:
         """Stop immediately, stay down ``down_seconds``, start again (the "database restart" of issue 14)."""
@@ -177,6 +181,15 @@ class PgCluster:
             return
         with self.admin() as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
 
 
 def _children_alive(data: Path) -> bool:
