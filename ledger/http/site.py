@@ -25,6 +25,7 @@ class Site:
     registry: Any  # ledger.registry.queries.RegistryReader, or None for a bare log
     verifier_key: str
     origin: str
+    witnessing: Any = None  # ledger.log.witnessing.Witnessing under --witness-policy: its cosigned() checkpoint
 
 
 def build_router(site: Site, modules: tuple[str, ...] = ROUTE_MODULES) -> Router:

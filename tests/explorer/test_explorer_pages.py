@@ -191,7 +191,7 @@ def test_log_page_names_the_log_key_and_lists_cosignatures(st: Story) -> None:
     body = ok(st, "/log")
     assert st.env.log_key in body
     assert "the log's own signature" in body
-    assert "cosignature" not in body.split("<h2>The signed note</h2>")[0].split("</thead>")[1]
+    assert re.findall(r'<tr class="sig-(\w+)">', body) == ["log"]
 
     class Cosigned:
         """The same log, its latest note carrying a witness's signature line too."""
@@ -257,3 +257,42 @@ def test_unknown_and_malformed_records() -> None:
 def test_static_files(st: Story) -> None:
     assert "verify" in ok(st, "/static/verify.js", "text/javascript; charset=utf-8")
     assert "body" in ok(st, "/static/explorer.css", "text/css; charset=utf-8")
+
+
+def test_log_page_shows_the_cosigned_checkpoint_under_the_witness_policy(st: Story) -> None:
+    from client.core.cosignature import WitnessSigner
+    from client.core.witness_policy import WitnessPolicy
+
+    w0, w1 = WitnessSigner("witness.example/w0", b"\x01" * 32), WitnessSigner("witness.example/w1", b"\x02" * 32)
+    policy = WitnessPolicy.parse(f"log {st.env.log_key}\nwitness w0 {w0.key().text()}\nwitness w1 {w1.key().text()}\n"
+                                 "group both all w0 w1\nquorum both\n")
+    latest = st.env.log.latest()
+    stranger = sign_note(latest.checkpoint.to_text(), [Signer.generate("stranger.example")]).split(b"\n\n")[-1]
+    note = latest.note + w0.cosign(latest.checkpoint.to_text().encode(), 1_800_000_000).encode() + stranger
+
+    class Witnessing:
+        def __init__(self, cosigned: SignedCheckpoint | None) -> None:
+            self.policy, self._cosigned = policy, cosigned
+
+        def cosigned(self) -> SignedCheckpoint | None:
+            return self._cosigned
+
+    def page(witnessing: Witnessing, target: str) -> str:
+        site = Site(st.env.log, st.env.registry.reader, st.env.log_key, "example.com/registry-test", witnessing)
+        resp = Router(routes(site)).dispatch(Request.from_target("GET", target))
+        assert resp.status == 200
+        return resp.body.decode()
+
+    body = page(Witnessing(SignedCheckpoint(latest.checkpoint, note)), "/log")
+    rows = re.findall(r'<tr class="witness-(\w+)"><td class="mono">(\w+)</td><td>(.*?)</td><td>(.*?)</td></tr>', body)
+    assert rows == [("cosigned", "w0", "verifies under the policy's key", "2027-01-15 08:00:00 UTC"),
+                    ("missing", "w1", "none", "")]
+    assert "is <strong class=\"bad\">not met</strong>" in body
+    assert "Lines under no key of the policy: stranger.example." in body
+    assert f"size <strong>{latest.checkpoint.size}</strong>" in body
+    assert "1 of 2 witnesses, quorum not met" in page(Witnessing(SignedCheckpoint(latest.checkpoint, note)), "/")
+    forged = note + w1.cosign(b"another checkpoint\n1\n" + b"A" * 43 + b"=\n", 1_800_000_000).encode()
+    body = page(Witnessing(SignedCheckpoint(latest.checkpoint, forged)), "/log")
+    assert '<tr class="witness-bad"><td class="mono">w1</td><td><strong class="bad">does not verify</strong>' in body
+    assert "no checkpoint has been cosigned yet" in page(Witnessing(None), "/log")
+    assert "runs without a witness policy" in ok(st, "/log")

@@ -40,6 +40,7 @@ class Explorer:
         self.reader = site.registry
         self.verifier_key = site.verifier_key
         self.origin = site.origin
+        self.witnessing = site.witnessing
 
     def _page(self, template: str, **context: Any) -> Response:
         return page(template, origin=self.origin, size=self.log.size, **context)
@@ -52,6 +53,7 @@ class Explorer:
         older = before - PAGE if before > PAGE else None
         newer = min(before + PAGE, size) if before < size else None
         return self._page("index.html", checkpoint=signers.checkpoint(self.log, self.verifier_key),
+                          witnessed=signers.witnessed(self.witnessing, self.verifier_key),
                           records=records, older=older, newer=newer)
 
     def search(self, req: Request, m: re.Match[str]) -> Response:
@@ -95,7 +97,8 @@ class Explorer:
                           more=len(recs) > PAGE * 4)
 
     def log_page(self, req: Request, m: re.Match[str]) -> Response:
-        return self._page("log.html", checkpoint=signers.checkpoint(self.log, self.verifier_key))
+        return self._page("log.html", checkpoint=signers.checkpoint(self.log, self.verifier_key),
+                          witnessed=signers.witnessed(self.witnessing, self.verifier_key))
 
     def static_file(self, req: Request, m: re.Match[str]) -> Response:
         return static(_static_file(m["name"]), _STATIC[m["name"]])

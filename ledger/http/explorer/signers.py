@@ -4,8 +4,9 @@ An identity's history is every identity event of its name (register, rotate, rev
 registry's per-name postings when the store has them all, else the chain of events that
 established the key asked about (:meth:`RegistryReader.identity_chain`). The checkpoint's
 signature lines are shown as the latest note carries them: the log's own line is checked against
-the log key here; other lines (witness cosignatures) are listed by name and key id, unchecked,
-since the server holds no witness keys.
+the log key here; other lines are listed by name and key id. Under a witness policy
+(``serve --witness-policy``) the newest cosigned checkpoint is shown too, each policy witness with
+what its line says under the policy (:meth:`WitnessPolicy.evaluate`).
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def history(reader: RegistryReader, key: bytes) -> History:
 class SignatureLine:
     name: str
     key_id_hex: str
-    role: str  # "log" (checked against the log key) or "cosignature" (listed, not checked here)
+    role: str  # "log" (checked against the log key) or "cosignature" (listed; see Witnessed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,3 +115,50 @@ def checkpoint(log: Any, verifier_key: str) -> CheckpointView:
     lines += [SignatureLine(s.name, s.key_id.hex(), "cosignature") for s in opened.unverified]
     return CheckpointView(cp.checkpoint.origin, cp.checkpoint.size, cp.checkpoint.root.hex(),
                           cp.note.decode("utf-8", "replace"), verifier_key, tuple(lines))
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessRow:
+    """One witness of the policy and what the cosigned note holds of it."""
+
+    name: str
+    status: str  # "cosigned" (its line verifies), "bad" (a line that does not), "missing" (counted, no line)
+    time: str | None  # the witness's cosignature timestamp, for "cosigned"
+
+
+@dataclass(frozen=True, slots=True)
+class Witnessed:
+    """The newest cosigned checkpoint under the server's witness policy (``size`` None: none yet)."""
+
+    size: int | None
+    root_hex: str
+    note: str
+    quorum: str
+    satisfied: bool
+    witnesses: tuple[WitnessRow, ...]
+    unknown: tuple[str, ...]  # key names of lines under no key of the policy
+
+
+def witnessed(witnessing: Any, log_key: str) -> Witnessed | None:
+    """What ``witnessing`` (a :class:`ledger.log.witnessing.Witnessing`, or None) has cosigned; the log's
+    own line (``log_key``'s name) is not counted among the lines under no key of the policy."""
+    if witnessing is None:
+        return None
+    policy = witnessing.policy
+    cp = witnessing.cosigned()
+    if cp is None:
+        none = tuple(WitnessRow(w.name, "missing", None) for w in policy.witnesses)
+        return Witnessed(None, "", "", policy.quorum, False, none, ())
+    result = policy.evaluate(cp.note)
+    times = dict(result.timestamps)
+    rows: list[WitnessRow] = []
+    for w in policy.witnesses:
+        if w.name in result.verified:
+            rows.append(WitnessRow(w.name, "cosigned", when(times[w.name]) if w.name in times else None))
+        elif w.name in result.bad:
+            rows.append(WitnessRow(w.name, "bad", None))
+        else:
+            rows.append(WitnessRow(w.name, "missing", None))
+    return Witnessed(cp.checkpoint.size, cp.checkpoint.root.hex(), cp.note.decode("utf-8", "replace"),
+                     policy.quorum, result.satisfied, tuple(rows),
+                     tuple(sig.name for sig in result.unknown_lines if sig.name != Verifier.from_text(log_key).name))
