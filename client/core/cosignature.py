@@ -33,6 +33,7 @@ from client.core.note import (
     encode_base64,
     split_signatures,
     valid_name,
+    weak_key_problem,
 )
 from client.errors import FormatError, InvalidInputError, SignatureError
 
@@ -64,26 +65,6 @@ COSIGNATURE_SIZE = _TIMESTAMP_SIZE + _SIG_SIZE
 
 _HEADER = b"cosignature/v1\n"
 
-_P = 2**255 - 19
-# y-coordinates of the eight points of small order on edwards25519: the identity (1), order 2 (p - 1),
-# order 4 (0), and the two of the four order-8 points (tests/witness/test_cosignature.py recomputes them
-# all by doubling). Under such a "public key" anyone can forge a signature of any message (for the
-# identity, R = identity and S = 0 verify), and Ed25519 verifiers, ours included, accept those.
-_SMALL_ORDER_Y = frozenset((
-    1, _P - 1, 0,
-    0x05FC536D880238B13933C6D305ACDFD5F098EFF289F4C345B027B2C28F95E826,
-    0x7A03AC9277FDC74EC6CC392CFA53202A0F67100D760B3CBA4FD84D3D706A17C7,
-))
-
-
-def weak_key_problem(public_key: bytes) -> str | None:
-    """Why a 32-byte Ed25519 public key must not be trusted (non-canonical, or of small order), or None."""
-    y = int.from_bytes(public_key, "little") & ((1 << 255) - 1)
-    if y >= _P:
-        return "is not a canonical Ed25519 point encoding"
-    if y in _SMALL_ORDER_Y:
-        return "is a point of small order (anyone could forge its signatures)"
-    return None
 _SIG_PREFIX = "\u2014 "  # em dash, space
 
 

@@ -460,3 +460,15 @@ def test_sign_refuses_bad_signer_lists() -> None:
 def test_texts_with_blank_lines_and_dashes_round_trip() -> None:
     for text in ["\n", "\n\n", "a\n\nb\n", "a\n\n\n", "\u2014 not a signature\n", "\u2014 x AAAA\n\n"]:
         assert open_note(sign_note(text, [log_signer()]), [log_signer().verifier()]).text == text
+
+
+def test_small_order_and_non_canonical_log_keys_are_refused() -> None:
+    """Under a small-order "public key" anyone forges signatures (R = identity, S = 0): never trust one."""
+    from client.core.note import Verifier
+
+    identity = (1).to_bytes(32, "little")
+    with pytest.raises(FormatError, match="small order"):
+        Verifier("log.example/a", identity)
+    non_canonical = ((1 << 255) - 19 + 1).to_bytes(32, "little")  # y = p + 1: not reduced
+    with pytest.raises(FormatError, match="canonical"):
+        Verifier("log.example/a", non_canonical)

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from client.core import note
 from client.core.checkpoint import Checkpoint, sign_checkpoint
 from client.core.cosignature import (
     CosignerKey,
@@ -198,9 +199,8 @@ def _small_order_encodings() -> set[bytes]:
     found = set()
     # Small-order points satisfy 8P = 0; enumerate them from the order-8 y values the code lists plus 0, 1, -1,
     # and check each by doubling three times, so a wrong constant in the code fails here.
-    from client.core import cosignature
 
-    for y in cosignature._SMALL_ORDER_Y:
+    for y in note._SMALL_ORDER_Y:
         for sign in (0, 1):
             enc = (y | sign << 255).to_bytes(32, "little")
             pt = _decompress(enc)
@@ -230,9 +230,8 @@ def test_small_order_keys_are_refused() -> None:
 
 def test_the_listed_order_8_points_double_to_order_4_points() -> None:
     # The four order-8 points are the two y values with both signs: their doubles are the order-4 points (y = 0).
-    from client.core import cosignature
 
-    order8 = [y for y in cosignature._SMALL_ORDER_Y if y not in (0, 1, _P - 1)]
+    order8 = [y for y in note._SMALL_ORDER_Y if y not in (0, 1, _P - 1)]
     assert len(order8) == 2
     for y in order8:
         pt = _decompress(y.to_bytes(32, "little"))
