@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from client.cli._registry_common import read_log_key
-from client.cli.registry_query_cmds import _supplied_entry
+from client.cli._registry_common import add_policy_arg, read_policy
+from client.cli.registry_query_cmds import _supplied_entry, _verify_key
 from client.errors import InvalidInputError, VerificationError
 
 
@@ -27,7 +27,9 @@ def register(sub: Any) -> None:
     p.add_argument("bundle", type=Path)
     p.add_argument("-o", "--output", type=Path, default=None, metavar="FILE", help="the HTML report")
     p.add_argument("--pdf", type=Path, default=None, metavar="FILE", help="the PDF report")
-    p.add_argument("--log-key", required=True, metavar="KEY|FILE", help="the log's verifier key")
+    p.add_argument("--log-key", default=None, metavar="KEY|FILE",
+                   help="the log's verifier key (required unless --policy lists the log)")
+    add_policy_arg(p)
     p.add_argument("--accept-unproven-key-status", action="store_true",
                    help="as verify: accept a bundle without the log's key-status note (the report warns)")
     p.add_argument("--entry", type=Path, default=None, metavar="FILE",
@@ -36,8 +38,6 @@ def register(sub: Any) -> None:
                    help="attach an attestation's proof bundle (e.g. a descent-test about a record of BUNDLE)")
     p.add_argument("--evidence", type=Path, action="append", default=[], metavar="FILE",
                    help="an attached attestation's evidence file (matched by its BLAKE3 digest)")
-    p.add_argument("--witness-key", action="append", default=[], metavar="KEY|FILE",
-                   help="a witness's note verifier key: its signature line on the checkpoint is checked")
     p.set_defaults(func=_report)
 
 
@@ -57,33 +57,37 @@ class _AttachmentError(VerificationError):
 def _report(args: argparse.Namespace) -> int:
     from client.core.bundle import verify_bundle, verify_tlog_proof
     from client.core.bundle.tlog_proof import HEADER
-    from client.core.note import Verifier
     from client.report.build import failed_report, verified_report
     from client.report.evidence import comparison_view, match_evidence
     from client.report.recheck import Sources
 
     if args.output is None and args.pdf is None:
         raise InvalidInputError("say where to write the report: -o report.html and/or --pdf report.pdf")
-    key = read_log_key(args.log_key)
-    cosigners = [Verifier.from_text(read_log_key(k)) for k in args.witness_key]
+    policy = read_policy(args.policy)
     data = _read(args.bundle, "bundle")
+    key = _verify_key(args.log_key, policy, data)  # as verify: --log-key, else the key the policy lists
     attached = [_read(p, "attestation bundle") for p in args.attestation]
     evidence = [_read(p, "evidence file") for p in args.evidence]
     is_tlog_proof = data.startswith(HEADER.encode() + b"\n")
     entry = _supplied_entry(args.entry, data) if is_tlog_proof else None  # as verify: a usage error without one
     # The commands the report prints name the files as whoever receives them will: by name, in one folder.
-    key_arg = Path(args.log_key).name if Path(args.log_key).is_file() else args.log_key
+    key_arg = args.log_key
+    if key_arg is not None and Path(key_arg).is_file():
+        key_arg = Path(key_arg).name
     src = Sources(args.bundle.name, key_arg, key, args.accept_unproven_key_status,
-                  tuple((p.name, None) for p in args.attestation), None if args.entry is None else args.entry.name)
+                  tuple((p.name, None) for p in args.attestation), None if args.entry is None else args.entry.name,
+                  None if args.policy is None else args.policy.name)
     try:
         if is_tlog_proof:
-            report = verify_tlog_proof(data, key, entry)
+            report = verify_tlog_proof(data, key, entry, policy=policy)
         else:
-            report = verify_bundle(data, key, accept_unproven_key_status=args.accept_unproven_key_status)
+            report = verify_bundle(data, key, accept_unproven_key_status=args.accept_unproven_key_status,
+                                   policy=policy)
         atts = []
         for i, raw in enumerate(attached):
             try:
-                atts.append(verify_bundle(raw, key, accept_unproven_key_status=args.accept_unproven_key_status))
+                atts.append(verify_bundle(raw, key, accept_unproven_key_status=args.accept_unproven_key_status,
+                                          policy=policy))
             except VerificationError as err:
                 raise _AttachmentError(i, err) from err
         found = match_evidence(atts, evidence)
@@ -91,7 +95,7 @@ def _report(args: argparse.Namespace) -> int:
                                                          for p, j in zip(args.attestation, found, strict=True)))
         views = tuple(comparison_view(att, None if j is None else evidence[j], report, f"attestations[{i}]")
                       for i, (att, j) in enumerate(zip(atts, found, strict=True)))
-        court = verified_report(data, report, src, comparisons=views, cosigners=cosigners)
+        court = verified_report(data, report, src, comparisons=views)
         code = 0
     except VerificationError as err:
         court = failed_report(data, err, src)

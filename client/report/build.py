@@ -10,13 +10,14 @@ and commands are in :mod:`client.report.recheck`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 from typing import assert_never
 
 from client.core.bundle.format import Bundle, parse
 from client.core.bundle.tlog_proof import parse_tlog_proof
 from client.core.bundle.verify import BundleReport, VerifiedRecord, describe_id
-from client.core.note import Verifier, split_signatures
+from client.core.note import Verifier
 from client.core.records import SignedRecord, parse_entry
 from client.core.records.display import safe_text
 from client.core.records.jsonform import describe, short
@@ -24,6 +25,7 @@ from client.core.records.lineage import lineage_edges
 from client.core.records.model import Attestation, Dataset, Dispute, Identity, ModelCheckpoint, Statement
 from client.core.records.signing import key_text
 from client.core.signer_time import signer_time
+from client.core.witnessed import SignatureReport, verified_note
 from client.errors import ProvenanceError, VerificationError
 from client.report.layout import Claimed, NodeSpec, SideLink, layout
 from client.report.model import (
@@ -37,6 +39,7 @@ from client.report.model import (
     Witness,
 )
 from client.report.recheck import Sources, checks, commands, failed_checks
+from client.report.witnesses import witness_views
 
 
 def _title(s: Statement, rid: bytes) -> str:
@@ -118,30 +121,6 @@ def _signers(report: BundleReport) -> tuple[SignerView, ...]:
     return tuple(out)
 
 
-def witnesses(note: bytes, log: Verifier, cosigners: list[Verifier]) -> tuple[tuple[Witness, ...], list[str]]:
-    """Every signature line of the checkpoint note, and a warning per cosignature that fails its key.
-
-    The log's own line was checked by the verifier; a cosigner's line is checked only against a key
-    given for it (plain Ed25519 signed-note lines; C2SP tlog-cosignature lines are not checked yet).
-    """
-    text, sigs = split_signatures(note)
-    known = {(v.name, v.key_id): v for v in cosigners}
-    out, warnings = [], []
-    for sig in sigs:
-        who = (sig.name, sig.key_id)
-        if who == (log.name, log.key_id):
-            out.append(Witness(sig.name, sig.key_id.hex(), True, "the log's own signature, verified with its key"))
-        elif who in known:
-            ok = known[who].verify(text, sig.signature)
-            out.append(Witness(sig.name, sig.key_id.hex(), ok, "verified with the witness key given" if ok else
-                               "does NOT verify with the witness key given"))
-            if not ok:
-                warnings.append(f"the checkpoint's signature line by {sig.name} does not verify with the key given")
-        else:
-            out.append(Witness(sig.name, sig.key_id.hex(), False, "not checked: no key for this signer was given"))
-    return tuple(out), warnings
-
-
 def _graph(report: BundleReport, labels: dict[bytes, str], comparisons: tuple[ComparisonView, ...]) -> Graph:
     by_id = {r.signed.id: r for r in report.records}
     chain = [report.subject] + [link.parent for link in report.path]
@@ -212,13 +191,14 @@ def _digests(data: bytes, bundle: Bundle | None, report: BundleReport | None,
 
 
 def verified_report(data: bytes, report: BundleReport, sources: Sources, *,
-                    comparisons: tuple[ComparisonView, ...] = (), cosigners: list[Verifier] | None = None
-                    ) -> CourtReport:
+                    comparisons: tuple[ComparisonView, ...] = ()) -> CourtReport:
     """The report of bundle bytes ``data`` that verified as ``report``."""
     labels = {r.signed.id: describe_id(report, r.signed.id) for r in report.records}
     subject = next(r for r in report.records if r.role == "subject")
     views = tuple(_view(r.position, r.role, r.index, r.signed, r.signer_name, labels) for r in report.records)
-    wits, warnings = witnesses(report.checkpoint_note, Verifier.from_text(report.log_key), cosigners or [])
+    log = Verifier.from_text(report.log_key)
+    wits, wit_summary = witness_views(report.checkpoint_note, log, report.signatures)
+    warnings = [f"the checkpoint's witness line by {w.name} does not verify" for w in wits if w.status == "bad"]
     if report.key_status_warning is not None:
         warnings.insert(0, f"key status unproven: {report.key_status_warning}")
     warnings += report.key_notes
@@ -232,9 +212,12 @@ def verified_report(data: bytes, report: BundleReport, sources: Sources, *,
         verified=True, title=f"VERIFIED: {_title_of(subject)}", lead=lead, failure_part=None,
         bundle_name=safe_text(sources.bundle), bundle_sha256=hashlib.sha256(data).hexdigest(),
         origin=safe_text(report.origin), log_key=safe_text(report.log_key), tree_size=report.tree_size,
-        root=base64.b64encode(report.root).decode(), checkpoint_note=_note_text(report.checkpoint_note),
+        root=base64.b64encode(report.root).decode(),
+        checkpoint_note=_note_text(report.checkpoint_note if report.signatures is None else
+                                   verified_note(report.checkpoint_note, report.signatures)),
         claims=tuple(v.sentence for v in views if v.role != "identity"), records=views, signers=_signers(report),
-        key_status=_key_status(report), witnesses=wits, lineage=_graph(report, labels, comparisons),
+        key_status=_key_status(report), witnesses=wits, witness_summary=wit_summary,
+        lineage=_graph(report, labels, comparisons),
         comparisons=comparisons, checks=checks(report, comparisons), commands=commands(sources),
         warnings=tuple(warnings), digests=_digests(data, None, report, comparisons),
     )
@@ -276,6 +259,12 @@ def failed_report(data: bytes, error: VerificationError, sources: Sources) -> Co
                 continue
             views.append(_view(i, "unverified", r.index, signed, None, {}))
     sha = hashlib.sha256(data).hexdigest()
+    wits: tuple[Witness, ...] = ()
+    summary = "Not examined: verification stopped before the checkpoint was accepted."
+    sig = getattr(error, "report", None)  # a checkpoint refused by the witness policy says which lines it had
+    if isinstance(sig, SignatureReport) and bundle is not None:
+        with contextlib.suppress(ProvenanceError):  # a key that does not parse: the lines stay unlisted
+            wits, summary = witness_views(bundle.checkpoint, Verifier.from_text(sources.log_key_text), sig)
     return CourtReport(
         verified=False, title=f"NOT VERIFIED: the proof bundle fails at {safe_text(part)}",
         lead=(f"NOT VERIFIED. This evidence does not verify against the log key given, so it proves nothing: the "
@@ -285,7 +274,8 @@ def failed_report(data: bytes, error: VerificationError, sources: Sources) -> Co
         origin=safe_text(bundle.origin) if bundle else "(unreadable)", log_key=sources.log_key_text,
         tree_size=None, root=None, checkpoint_note=_note_text(bundle.checkpoint) if bundle else "",
         claims=tuple(f"(NOT verified) {v.sentence}" for v in views), records=tuple(views), signers=(),
-        key_status="Not checked: verification stopped before it.", witnesses=(), lineage=None, comparisons=(),
+        key_status="Not checked: verification stopped before it.", witnesses=wits, witness_summary=summary,
+        lineage=None, comparisons=(),
         checks=failed_checks(part, message), commands=commands(sources),
         warnings=(f"NOT VERIFIED: {safe_text(part)}: {message}",),
         digests=_digests(data, bundle, None, ()),

@@ -59,9 +59,13 @@ class Witness:
     """One signature line of the checkpoint note: by the log's own key, or a cosigner's."""
 
     name: str
-    key_id: str  # 8 hex digits
-    verified: bool
+    key: str  # the key ID (8 hex digits), or the policy's verifier key for a witness it lists
+    status: str  # verified, bad, missing, absent (client.core.witnessed) or unverified
     note: str  # how it was (or was not) checked
+
+    @property
+    def verified(self) -> bool:
+        return self.status == "verified"
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +168,7 @@ class CourtReport:
     signers: tuple[SignerView, ...]
     key_status: str
     witnesses: tuple[Witness, ...]
+    witness_summary: str
     lineage: Graph | None
     comparisons: tuple[ComparisonView, ...]
     checks: tuple[Check, ...]

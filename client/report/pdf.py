@@ -205,10 +205,8 @@ def render_pdf(r: CourtReport, *, when: datetime.datetime | None = None) -> byte
     if r.tree_size is not None:
         _para(pdf, f"All are proved included in the checkpoint of {r.tree_size} entries, root {r.root}.", 9)
     _heading(pdf, "Witnesses")
-    if not r.witnesses:
-        _para(pdf, "Not examined: verification stopped before the checkpoint was accepted.", 9)
-    _facts(pdf, [Fact(f"{w.name} ({w.key_id})", f"{'verified' if w.verified else 'not verified'}: {w.note}")
-                 for w in r.witnesses])
+    _para(pdf, r.witness_summary, 9)
+    _facts(pdf, [Fact(f"{w.name}: {w.status}", f"{w.note} (key {w.key})") for w in r.witnesses])
     _heading(pdf, "What was checked, and how anyone can recheck it")
     for i, check in enumerate(r.checks, 1):
         _para(pdf, f"{i}. {check.what}", 9)
@@ -219,7 +217,8 @@ def render_pdf(r: CourtReport, *, when: datetime.datetime | None = None) -> byte
     _para(pdf, "The log's public key:", 9, "B")
     _para(pdf, r.log_key, 7.5, mono=True, h=3.8)
     if r.checkpoint_note:
-        _para(pdf, "The checkpoint note, verbatim" + ("" if r.verified else " (NOT verified)") + ":", 9, "B")
+        _para(pdf, "The checkpoint note" + (" with the signature lines that verified" if r.verified else
+                                            ", verbatim (NOT verified)") + ":", 9, "B")
         _para(pdf, r.checkpoint_note, 7.5, mono=True, h=3.8)
     _heading(pdf, "The records in detail")
     for v in r.records:

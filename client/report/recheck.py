@@ -20,11 +20,12 @@ class Sources:
     """The inputs as the user named them, for the commands the report prints."""
 
     bundle: str
-    log_key_arg: str  # the --log-key argument: a file name or the key text
+    log_key_arg: str | None  # the --log-key argument: a file name or the key text (None: --policy gave it)
     log_key_text: str
     accept_unproven_key_status: bool = False
     attachments: tuple[tuple[str, str | None], ...] = ()  # (attestation bundle, its evidence file or None)
     entry: str | None = None  # verify --entry, for a hash-only tlog-proof
+    policy: str | None = None  # --policy FILE, the witness policy
 
 
 def _q(text: str) -> str:
@@ -33,7 +34,8 @@ def _q(text: str) -> str:
 
 def commands(src: Sources) -> tuple[str, ...]:
     """The commands that verify the same inputs again (``provenance`` is this project's client)."""
-    key = f"--log-key {_q(src.log_key_arg)}"
+    key = " ".join(([f"--log-key {_q(src.log_key_arg)}"] if src.log_key_arg is not None else [])
+                   + ([f"--policy {_q(src.policy)}"] if src.policy is not None else []))
     verify = f"provenance verify {_q(src.bundle)} {key}"
     if src.accept_unproven_key_status:
         verify += " --accept-unproven-key-status"
@@ -84,6 +86,13 @@ def checks(report: BundleReport, comparisons: tuple[ComparisonView, ...]) -> tup
                          "identity event of these identities, and the bundle carries exactly those: none left out.",
                          "Verify the 'key_status' note's signature like the checkpoint's; compare its list of "
                          "(index, record id) with the bundle's identity records (docs/bundle.md section 4)."))
+    sig = report.signatures
+    if sig is not None and sig.quorum is not None:
+        names = ", ".join(safe_text(w.name) for w in sig.witnesses if w.status == "verified") or "none needed"
+        out.append(Check(f"The checkpoint meets the witness policy's quorum {safe_text(sig.quorum)!r}, cosigned by: "
+                         f"{names}; every signature line is under a key of the log or the policy.",
+                         "Check each witness line as a C2SP tlog-cosignature: Ed25519, by the key the policy lists, "
+                         "over 'cosignature/v1\\ntime <its timestamp>\\n' followed by the checkpoint's text."))
     for i, c in enumerate(comparisons):
         how = ("Verify the attestation's own bundle the same way"
                + ("; the evidence file's BLAKE3 must be the evidence digest it signs" if c.evidence_checked else ""))

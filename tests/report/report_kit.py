@@ -116,3 +116,18 @@ def tamper_leaf(bundle: bytes, position: int) -> bytes:
     leaf[len(leaf) // 2] ^= 1
     obj["records"][position]["leaf"] = base64.b64encode(bytes(leaf)).decode()
     return canonical(obj)
+
+
+def cosign(bundle: bytes, name: str, seed: bytes, timestamp: int = 1_765_000_000) -> tuple[bytes, str]:
+    """``bundle`` with a witness's cosignature line added to its checkpoint note, and the witness's vkey."""
+    from client.core.bundle.format import canonical
+    from client.core.cosignature import WitnessSigner
+    from client.core.note import split_signatures
+
+    obj = json.loads(bundle)
+    note = obj["checkpoint"].encode()
+    body, _ = split_signatures(note)
+    signer = WitnessSigner(name, seed)
+    line = signer.cosign(body, timestamp)
+    obj["checkpoint"] = (note + line.encode() + (b"" if line.endswith("\n") else b"\n")).decode()
+    return canonical(obj), signer.key().text()
