@@ -96,7 +96,7 @@ RULES = (
          "the court report's model, layout and checks are built from a verified bundle without I/O; only "
          "client/report/html.py (templates) and pdf.py render, and the CLI writes the files",
          ("client/report/model.py", "client/report/build.py", "client/report/evidence.py",
-          "client/report/layout.py", "client/report/recheck.py"),
+          "client/report/layout.py", "client/report/recheck.py", "client/report/witnesses.py"),
          ("grpc*", "google.protobuf", "rocksdict", "psycopg*", "jinja2", "fpdf", *STDLIB_IO, "client.remote",
           "client.cli", "client.hashing", "client.formats", "client.api", "ledger")),
     Rule("witness-shares-nothing-with-the-log",
