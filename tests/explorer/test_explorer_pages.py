@@ -102,6 +102,16 @@ def test_dispute_is_shown_on_the_disputed_record(st: Story) -> None:
     assert "lab-c" in body
 
 
+def test_claim_and_identity_pages_have_no_lineage_or_manifest(st: Story) -> None:
+    for key in ("attestation", "dispute"):
+        body = ok(st, f"/record/{st.recs[key].id.hex()}")
+        assert 'id="lineage"' not in body and 'id="manifest"' not in body and 'id="proof"' in body
+    body = ok(st, f"/record/{st.recs['attestation'].id.hex()}")
+    assert f'href="/record/{st.recs["child"].id.hex()}">chat (checkpoint 10)' in body  # the subject, named
+    assert "<th>claim</th><td>descent-test</td>" in body
+    assert 'id="lineage"' in ok(st, f"/record/{st.recs['dataset'].id.hex()}")
+
+
 def test_lineage_svg_draws_every_node_and_labels_every_edge(st: Story) -> None:
     doc = ok(st, f"/record/{st.recs['child'].id.hex()}/lineage.svg", "image/svg+xml; charset=utf-8")
     root = ET.fromstring(doc)
