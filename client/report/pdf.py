@@ -96,8 +96,9 @@ def _arrowhead(pdf: FPDF, a: tuple[float, float], b: tuple[float, float], size: 
 
 
 def draw_graph(pdf: FPDF, g: Graph) -> None:
-    """Draw ``g`` at the current position, scaled to the text width (a new page first if it does not fit)."""
-    s = min(0.3, PAGE_W / g.width)  # mm per layout unit
+    """Draw ``g`` at the current position, scaled to the text width and to one page's height (a new page
+    first if it does not fit below): a long lineage is drawn smaller, never cut across pages."""
+    s = min(0.3, PAGE_W / g.width, (pdf.h - 30) / g.height)  # mm per layout unit
     if pdf.get_y() + g.height * s > pdf.h - 16:
         pdf.add_page()
     ox, oy = 10.0, pdf.get_y() + 1

@@ -184,3 +184,20 @@ def test_tlog_proof_reports_and_needs_its_entry_as_verify_does(story: Story, tmp
     (tmp_path / "bare.txt").write_bytes(format_tlog_proof(TlogProof(None, r.index, r.inclusion_proof, note)))
     bare = ["report", str(tmp_path / "bare.txt"), "-o", str(html), "--log-key", str(f["log_key"])]
     assert main(bare) == 2 == main(["verify", str(tmp_path / "bare.txt"), "--log-key", str(f["log_key"])])
+
+
+def test_a_long_lineage_is_drawn_on_one_pdf_page() -> None:
+    from fpdf import FPDF
+
+    from client.report.layout import NodeSpec, SideLink, layout
+    from client.report.pdf import draw_graph
+
+    path = [NodeSpec(f"{i:064x}", f"model m {i}", f"index {i}", True) for i in range(60)]
+    sides = [SideLink(a.key, b, "fine-tune") for a, b in zip(path, path[1:], strict=False)]
+    g = layout(path, sides, [])
+    assert len(g.nodes) == 60 and len(g.edges) == 59 and g.height > 6000
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_y(200)  # not enough room left: a new page, then all of it on that page
+    draw_graph(pdf, g)
+    assert pdf.page_no() == 2 and pdf.get_y() <= pdf.h - 10
