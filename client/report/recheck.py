@@ -86,6 +86,12 @@ def checks(report: BundleReport, comparisons: tuple[ComparisonView, ...]) -> tup
                          "identity event of these identities, and the bundle carries exactly those: none left out.",
                          "Verify the 'key_status' note's signature like the checkpoint's; compare its list of "
                          "(index, record id) with the bundle's identity records (docs/bundle.md section 4)."))
+    for note in report.oms_notes:
+        out.append(Check("An OpenSSF Model Signing signature carried in a signed attestation verifies: "
+                         f"{safe_text(note)}.",
+                         "Check the DSSE envelope's signature over its in-toto statement with the key it names "
+                         "(model_signing verify); certificate chains and transparency-log entries are not checked "
+                         "offline (docs/manifest.md, 'OMS in')."))
     sig = report.signatures
     if sig is not None and sig.quorum is not None:
         names = ", ".join(safe_text(w.name) for w in sig.witnesses if w.status == "verified") or "none needed"

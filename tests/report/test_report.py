@@ -201,3 +201,13 @@ def test_a_long_lineage_is_drawn_on_one_pdf_page() -> None:
     pdf.set_y(200)  # not enough room left: a new page, then all of it on that page
     draw_graph(pdf, g)
     assert pdf.page_no() == 2 and pdf.get_y() <= pdf.h - 10
+
+
+def test_an_oms_signature_rechecked_by_verify_is_a_check_of_the_report(story: Story) -> None:
+    report = verify_bundle(story.bundle, story.env.log_key)
+    report.oms_notes.append("ab12: DSSE signature by <key-1> over 3 files verifies")  # as verify_parsed writes them
+    court = verified_report(story.bundle, report, Sources("bundle.json", "log.pub", story.env.log_key))
+    assert [c.what for c in court.checks if "OpenSSF Model Signing" in c.what] == [
+        "An OpenSSF Model Signing signature carried in a signed attestation verifies: ab12: DSSE signature by "
+        "<key-1> over 3 files verifies."]
+    assert "&lt;key-1&gt;" in render_html(court)
