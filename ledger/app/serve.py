@@ -199,7 +199,7 @@ def run(config: ServerConfig) -> int:
         cosigning = witnesses.start_witnessing(policy, config.data_dir, log, signer.verifier()) if policy else None
         service = RegistryService(registry, log, verifier_key, ManifestLimits.from_config(config),
                                   witnessing=cosigning)
-        http = _start_http(config, log, registry, verifier_key)
+        http = _start_http(config, log, registry, verifier_key, cosigning)
         tiles = _start_tiles_dir(config, log, signer.verifier())
         try:
             return asyncio.run(_serve(watched, config, verifier_key, [service], metrics, storage, tls, cosigning))
@@ -232,14 +232,15 @@ def _open_log(config: ServerConfig, storage: Any, signer: Any, log_config: Any, 
     return Log.open(storage, signer, log_config, hook=hook)
 
 
-def _start_http(config: ServerConfig, log: Any, registry: Any, verifier_key: str) -> Any:
+def _start_http(config: ServerConfig, log: Any, registry: Any, verifier_key: str, witnessing: Any = None) -> Any:
     """The HTTP read edge (``ledger/http/``) on ``config.http_listen``, started; None when not asked for."""
     if config.http_listen is None:
         return None
     from ledger.http.server import HttpServer
     from ledger.http.site import Site, build_router
 
-    site = Site(log=log, registry=registry.reader, verifier_key=verifier_key, origin=config.origin)
+    site = Site(log=log, registry=registry.reader, verifier_key=verifier_key, origin=config.origin,
+                witnessing=witnessing)
     server = HttpServer(config.http_listen, build_router(site))
     port = server.start()
     _log.info("serving HTTP on %s", f"{config.http_listen.rpartition(':')[0]}:{port}",
