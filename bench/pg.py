@@ -153,10 +153,11 @@ def serving(base: Path, cluster: PgCluster, quick: bool) -> None:
     load_or_create_signer(key, ORIGIN)
     common = ["--key", str(key), "--origin", ORIGIN]
     configs: dict[str, list[Frontend]] = {"RocksDB, 1 process": [Frontend(base / "rocks", common)]}
+    dsns = []
     for n in (1, 2):
-        dsn = cluster.dsn(cluster.fresh_database(migrated=False))
+        dsns.append(cluster.dsn(cluster.fresh_database(migrated=False)))
         configs[f"PostgreSQL, {n} frontend{'s' if n > 1 else ''}"] = [
-            Frontend(base / f"pg{n}-{i}", ["--store", dsn, *common]) for i in range(n)]
+            Frontend(base / f"pg{n}-{i}", ["--store", dsns[-1], *common]) for i in range(n)]
     ingest_rates: dict[str, float] = {}
     proof_rates: dict[str, list[float]] = {name: [] for name in configs}
     try:
@@ -189,6 +190,20 @@ def serving(base: Path, cluster: PgCluster, quick: bool) -> None:
     for name, rates in proof_rates.items():
         print(f"  {name:<26} {med[name]:>9,.0f} calls/s  ({med[name] / med[rocks]:.2f}x RocksDB; "
               f"rounds {', '.join(f'{r:,.0f}' for r in rates)})")
+    _table_sizes(dsns[0], size)
+
+
+def _table_sizes(dsn: str, entries: int) -> None:
+    """Bytes per entry of each table of a PostgreSQL log (heap, indexes, TOAST), after VACUUM."""
+    import psycopg
+
+    tables = ("entries", "leaf_index", "hash_groups", "aux", "checkpoints")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+        sizes = {t: conn.execute("SELECT pg_total_relation_size(%s)", (t,)).fetchone()[0] for t in tables}  # type: ignore[index]
+    total = sum(sizes.values())
+    print(f"PostgreSQL disk for {entries:,} entries of {ENTRY_BYTES} B: {total / entries:.0f} bytes/entry ("
+          + ", ".join(f"{t} {v / entries:.0f}" for t, v in sizes.items()) + ")")
 
 
 def _copy_rows(keys: np.ndarray) -> bytes:

@@ -134,7 +134,7 @@ class ClusterLog(LogReads):
 
     def _on_role(self, reader: TreeReader | None) -> None:
         self._leader_tree = reader
-        log.info("signer role %s", "taken" if reader is not None else "released", extra={"origin": self._config.holder})
+        log.info("signer role %s by %s", "taken" if reader is not None else "released", self._config.holder)
 
     def _offer(self, signed: SignedCheckpoint) -> None:
         if self._watch is not None:

@@ -177,11 +177,14 @@ class SignerRole:
             head = ext.edge.head()
             signed = sign_head(self._signer, self._origin, head)
             steps += 1
+            # Published before the commit: the row is visible to this process's watch as soon as it commits,
+            # and the watch proves it with this reader. The hashes are those of committed entries, the same
+            # whoever computes them; readers only ask about sizes up to a checkpoint already served.
+            reader.publish(ext.edge.partial_groups(), ext.full)
             with conn.transaction():
                 sql.check_lease(conn, self.epoch)
                 sql.commit_signed(conn, self.epoch, edge.size, head, ext.writes, signed.note,
                                   self._config.checkpoint_history if steps % _PRUNE_EVERY == 0 else None)
             edge = ext.edge
-            reader.publish(edge.partial_groups(), ext.full)
             self._offer(signed)
             log.debug("signed", extra={"tree_size": head.size, "epoch": self.epoch})
