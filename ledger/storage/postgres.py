@@ -45,13 +45,13 @@ _PING_AFTER_SECONDS = 1.0  # a writer idle this long is checked before a commit 
 _LOCK_HEAD = "SELECT size FROM head WHERE id FOR UPDATE"
 _COPY_ENTRIES = "COPY entries (idx, data) FROM STDIN (FORMAT BINARY)"
 _COPY_LEAVES = "COPY leaf_index (prefix, idx) FROM STDIN (FORMAT BINARY)"
-_PUT_GROUPS = ("INSERT INTO hash_groups (level, grp, data) SELECT * FROM unnest(%s::smallint[], %s::bigint[], "
-               "%s::bytea[]) ON CONFLICT (level, grp) DO UPDATE SET data = EXCLUDED.data")
-_PUT_AUX = ("INSERT INTO aux (key, value) SELECT * FROM unnest(%s::bytea[], %s::bytea[]) "
+_PUT_GROUPS = ("INSERT INTO hash_groups (level, grp, data) SELECT * FROM unnest(%b::smallint[], %b::bigint[], "
+               "%b::bytea[]) ON CONFLICT (level, grp) DO UPDATE SET data = EXCLUDED.data")
+_PUT_AUX = ("INSERT INTO aux (key, value) SELECT * FROM unnest(%b::bytea[], %b::bytea[]) "
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value")
-_PUT_META = ("INSERT INTO meta (name, value) SELECT * FROM unnest(%s::text[], %s::bytea[]) "
+_PUT_META = ("INSERT INTO meta (name, value) SELECT * FROM unnest(%b::text[], %b::bytea[]) "
              "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value")
-_SET_HEAD = "UPDATE head SET size = %s, root = %s, edge = %s WHERE id"
+_SET_HEAD = "UPDATE head SET size = %b, root = %b, edge = %b WHERE id"
 
 
 def prefix_successor(prefix: bytes) -> bytes | None:
@@ -123,7 +123,8 @@ class PostgresStorage:
 
     def _read(self, what: str, query: Any, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         self._check_open()
-        rows: list[tuple[Any, ...]] = self._pool.run(what, lambda c: c.execute(query, params).fetchall())
+        rows: list[tuple[Any, ...]] = self._pool.run(
+            what, lambda c: c.cursor(binary=True).execute(query, params).fetchall())
         return rows
 
     def read_head(self) -> TreeHead | None:
@@ -131,7 +132,7 @@ class PostgresStorage:
         return _head_from_row(rows[0] if rows else None)
 
     def read_meta(self, name: str) -> bytes | None:
-        rows = self._read("read of meta", "SELECT value FROM meta WHERE name = %s", (name,))
+        rows = self._read("read of meta", "SELECT value FROM meta WHERE name = %b", (name,))
         return bytes(rows[0][0]) if rows else None
 
     def write_meta(self, name: str, value: bytes) -> None:
@@ -146,7 +147,7 @@ class PostgresStorage:
     def record_signed(self, size: int, root: bytes) -> None:
         self._check_open()
         self._pool.run("record of the signed head", lambda c: c.execute(
-            "INSERT INTO signed_head (id, size, root) VALUES (true, %s, %s) "
+            "INSERT INTO signed_head (id, size, root) VALUES (true, %b, %b) "
             "ON CONFLICT (id) DO UPDATE SET size = EXCLUDED.size, root = EXCLUDED.root", (size, bytes(root))))
 
     def read_signed(self) -> tuple[int, bytes] | None:
@@ -159,7 +160,7 @@ class PostgresStorage:
         if start == end:
             self._check_open()
             return []
-        rows = self._read("read of entries", "SELECT data FROM entries WHERE idx >= %s AND idx < %s ORDER BY idx",
+        rows = self._read("read of entries", "SELECT data FROM entries WHERE idx >= %b AND idx < %b ORDER BY idx",
                           (start, min(end, _MAX_INDEX)))
         if len(rows) != end - start:
             head = self.read_head()
@@ -173,7 +174,7 @@ class PostgresStorage:
         if not wanted:
             self._check_open()
             return [None] * len(indices)
-        rows = self._read("read of entries", "SELECT idx, data FROM entries WHERE idx = ANY(%s::bigint[])", (wanted,))
+        rows = self._read("read of entries", "SELECT idx, data FROM entries WHERE idx = ANY(%b::bigint[])", (wanted,))
         found: dict[int, bytes] = dict(rows)
         return [found.get(i) for i in indices]
 
@@ -182,8 +183,8 @@ class PostgresStorage:
             self._check_open()
             return []
         rows = self._read("read of hash groups",
-                          "SELECT h.level, h.grp, h.data FROM hash_groups h JOIN unnest(%s::smallint[], "
-                          "%s::bigint[]) AS k(level, grp) ON h.level = k.level AND h.grp = k.grp",
+                          "SELECT h.level, h.grp, h.data FROM hash_groups h JOIN unnest(%b::smallint[], "
+                          "%b::bigint[]) AS k(level, grp) ON h.level = k.level AND h.grp = k.grp",
                           ([k[0] for k in keys], [k[1] for k in keys]))
         found = {(r[0], r[1]): r[2] for r in rows}
         return [found.get(k) for k in keys]
@@ -194,7 +195,7 @@ class PostgresStorage:
             return []
         prefixes = [bytes(h[:DEDUP_PREFIX]) for h in leaf_hashes]
         rows = self._read("read of the leaf index",
-                          "SELECT prefix, idx FROM leaf_index WHERE prefix = ANY(%s::bytea[]) ORDER BY idx",
+                          "SELECT prefix, idx FROM leaf_index WHERE prefix = ANY(%b::bytea[]) ORDER BY idx",
                           (sorted(set(prefixes)),))
         found: dict[bytes, list[int]] = {}
         for prefix, idx in rows:
@@ -205,7 +206,7 @@ class PostgresStorage:
         if not keys:
             self._check_open()
             return []
-        rows = self._read("read of aux", "SELECT key, value FROM aux WHERE key = ANY(%s::bytea[])",
+        rows = self._read("read of aux", "SELECT key, value FROM aux WHERE key = ANY(%b::bytea[])",
                           ([bytes(k) for k in keys],))
         found: dict[bytes, bytes] = dict(rows)
         return [found.get(bytes(k)) for k in keys]
@@ -218,11 +219,11 @@ class PostgresStorage:
         upper = prefix_successor(prefix)
         # A key >= a prefix of only 0xff bytes starts with it: no upper bound is needed then.
         if upper is None:
-            query, params = "SELECT key, value FROM aux WHERE key >= %s ORDER BY key", [prefix]
+            query, params = "SELECT key, value FROM aux WHERE key >= %b ORDER BY key", [prefix]
         else:
-            query, params = "SELECT key, value FROM aux WHERE key >= %s AND key < %s ORDER BY key", [prefix, upper]
+            query, params = "SELECT key, value FROM aux WHERE key >= %b AND key < %b ORDER BY key", [prefix, upper]
         if limit is not None:
-            query += " LIMIT %s"
+            query += " LIMIT %b"
             params.append(limit)  # type: ignore[arg-type]
         return [(r[0], r[1]) for r in self._read("scan of aux", query, params)]
 
