@@ -49,9 +49,12 @@ def _read(path: Path, what: str) -> bytes:
 
 
 class _AttachmentError(VerificationError):
+    """An attached attestation bundle failed; ``part`` is its part under ``attestations[i]``."""
+
     def __init__(self, i: int, err: VerificationError) -> None:
-        self.part = f"attestations[{i}]." + getattr(err, "part", "bundle")
-        super().__init__(f"attestations[{i}]: {err}")
+        inner = getattr(err, "part", "bundle")
+        self.part = f"attestations[{i}].{inner}"
+        super().__init__(f"{self.part}: {str(err).removeprefix(f'{inner}: ')}")
 
 
 def _report(args: argparse.Namespace) -> int:

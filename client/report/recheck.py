@@ -103,7 +103,8 @@ def checks(report: BundleReport, comparisons: tuple[ComparisonView, ...]) -> tup
         how = ("Verify the attestation's own bundle the same way"
                + ("; the evidence file's BLAKE3 must be the evidence digest it signs" if c.evidence_checked else ""))
         out.append(Check(f"Attachment {i + 1}: the {c.claim} attestation at index {c.index} is proved in the same "
-                         f"log (checkpoint of {c.tree_size} entries), signed by {c.attester}"
+                         f"log (its own checkpoint, of {c.tree_size} entries, signed by the same log key; that the "
+                         f"two checkpoints are consistent is what provenance audit checks), signed by {c.attester}"
                          + (", and its evidence file is the one it signs." if c.evidence_checked else "."), how + "."))
     return tuple(out)
 

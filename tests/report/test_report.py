@@ -211,3 +211,14 @@ def test_an_oms_signature_rechecked_by_verify_is_a_check_of_the_report(story: St
         "An OpenSSF Model Signing signature carried in a signed attestation verifies: ab12: DSSE signature by "
         "<key-1> over 3 files verifies."]
     assert "&lt;key-1&gt;" in render_html(court)
+
+
+def test_a_tampered_attachment_makes_the_report_not_verified_naming_it(story: Story, tmp_path: Path) -> None:
+    f = story.write(tmp_path)
+    f["attestation"].write_bytes(tamper_leaf(story.attestation_bundle, 0))
+    html = tmp_path / "r.html"
+    assert main(["report", str(f["bundle"]), "--log-key", str(f["log_key"]), "-o", str(html),
+                 "--attestation", str(f["attestation"])]) == 1
+    title, lead = _first_lines(html.read_text())
+    assert title.startswith("NOT VERIFIED") and "attestations[0].records[0]" in title
+    assert lead.count("attestations[0].records[0]") == 1
