@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import http.client
 import re
+import socket
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -90,6 +91,25 @@ def parse_outcome(status: int, content_type: str | None, body: bytes, retry_afte
     return Outcome("retry", status, detail=f"HTTP {status}: {_detail(body)}", retry_after=delay)
 
 
+def _quick_ack(conn: http.client.HTTPConnection) -> None:
+    """No Nagle delay on our request, and the answer's segments acknowledged at once (Linux TCP_QUICKACK,
+    which the kernel resets, so it is set per call).
+
+    A witness whose server writes its headers and its body in two segments, with Nagle's algorithm
+    on, holds the body until our ACK of the headers, which delayed ACK postpones by up to 40 ms:
+    aics-witness answered in ~52 ms (p50, 100 calls) without this and ~12 ms with it.
+    """
+    if conn.sock is None:
+        return
+    try:
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        quickack = getattr(socket, "TCP_QUICKACK", None)
+        if quickack is not None:
+            conn.sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)
+    except OSError:
+        pass
+
+
 class WitnessConnection:
     """One keep-alive connection to a witness's submission prefix ``url`` (http or https). Not thread-safe:
     each witness's worker owns one."""
@@ -117,8 +137,12 @@ class WitnessConnection:
                 cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
                 self._conn = cls(self._host, self._port, timeout=self._timeout)
             try:
+                if self._conn.sock is None:
+                    self._conn.connect()
+                _quick_ack(self._conn)
                 self._conn.request("POST", self._path, body=body,
                                    headers={"Content-Type": "text/plain; charset=utf-8"})
+                _quick_ack(self._conn)
                 resp = self._conn.getresponse()
                 data = resp.read(MAX_RESPONSE_BYTES + 1)
                 if len(data) > MAX_RESPONSE_BYTES or resp.will_close:
