@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from registry_kit import Lab
 
 from client.core.note import Signer
@@ -12,23 +14,35 @@ from ledger.log import Appended, Log, LogConfig
 from ledger.registry.manifests import read_manifest
 from ledger.registry.policy import Policy
 from ledger.registry.registry import Registry
+from ledger.storage import Storage
+from ledger.storage.postgres import PostgresStorage
 from ledger.storage.rocks import RocksStorage
+from tests.pg import pg_cluster, pg_dsn  # noqa: F401  (fixtures: a PostgreSQL database per test)
 
 ORIGIN = "example.com/restart"
 
 
-def _open(path: Path, signer: Signer) -> tuple[Registry, Log, RocksStorage]:
-    storage = RocksStorage.open(path)
+@pytest.fixture(params=["rocksdb", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Storage]:
+    """Opens the same store again at each call (a restart)."""
+    if request.param == "postgresql":
+        dsn = request.getfixturevalue("pg_dsn")
+        return lambda: PostgresStorage.open(dsn)
+    return lambda: RocksStorage.open(tmp_path / "db")
+
+
+def _open(where: Path | Callable[[], Storage], signer: Signer) -> tuple[Registry, Log, Storage]:
+    storage = RocksStorage.open(where) if isinstance(where, Path) else where()
     registry = Registry(Policy(), read_manifest)
     log = Log.open(storage, signer, LogConfig(ORIGIN), hook=registry.hook)
     registry.attach(log)
     return registry, log, storage
 
 
-def test_reopen_keeps_indexes(tmp_path: Path) -> None:
+def test_reopen_keeps_indexes(store: Callable[[], Storage]) -> None:
     signer = Signer.generate(ORIGIN)
     a = Lab("lab-a")
-    registry, log, storage = _open(tmp_path / "db", signer)
+    registry, log, storage = _open(store, signer)
     ds_sub, ds = a.dataset("web")
     cp_sub, cp = a.checkpoint("m", 1, datasets=((ds.id, "pretraining"),))
     assert all(isinstance(r, Appended) for r in registry.register([a.register(), ds_sub, cp_sub]))
@@ -37,7 +51,7 @@ def test_reopen_keeps_indexes(tmp_path: Path) -> None:
     registry.close()
     storage.close()
 
-    registry, log, storage = _open(tmp_path / "db", signer)
+    registry, log, storage = _open(store, signer)
     try:
         r = registry.reader
         assert r.by_name(Kind.CHECKPOINT, "m", "1").id == cp.id
