@@ -7,8 +7,8 @@ candidate indices for a leaf hash, aux values) and commits one atomic batch at a
 time. It does no Merkle math.
 
 Implementations: :class:`ledger.storage.memory.MemoryStorage` (tests, and the
-reference for the conformance suite) and :class:`ledger.storage.rocks.RocksStorage`;
-entry points open one from configuration with :func:`ledger.storage.open.open_storage`.
+reference for the conformance suite), :class:`ledger.storage.rocks.RocksStorage` and
+:class:`ledger.storage.postgres.PostgresStorage`; entry points open one from configuration with :func:`ledger.storage.open.open_storage`.
 """
 
 from __future__ import annotations
