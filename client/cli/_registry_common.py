@@ -165,10 +165,9 @@ def trusted_key_and_advance(c: LogClient, note: bytes, pinned: str | None, state
     from client.core.checkpoint import SignedCheckpoint
 
     info = c.log_info()
-    pinned = pinned or policy_log_key(policy, info.origin)
-    if pinned is None:
+    if pinned is None and policy_log_key(policy, info.origin) is None:
         trust.check_served_key(info.origin, info.verifier_key, str(path))
-    verifier = audit.choose_verifier(info.origin, info.verifier_key, pinned, trust.trusted(info.origin))
+    verifier = audit.choose_verifier(info.origin, info.verifier_key, pinned, trust.trusted(info.origin), policy)
     signed = SignedCheckpoint.open(note, verifier)
     sizes = trust.proof_needed(signed, witnessed=policy is not None)
     proof = list(c.consistency_proof(*sizes).hashes) if sizes else []

@@ -274,11 +274,11 @@ def _audit(args: argparse.Namespace) -> int:
     with ledger_client(args) as c:
         info = c.log_info()
         previous = trust.trusted(info.origin)
-        pinned = _pinned_key(args.log_key) or policy_log_key(policy, info.origin)
-        verifier = audit.choose_verifier(info.origin, info.verifier_key, pinned, previous)
+        pinned = _pinned_key(args.log_key)
+        verifier = audit.choose_verifier(info.origin, info.verifier_key, pinned, previous, policy)
         note = pick_checkpoint(c, policy)
         try:
-            if args.log_key is None:
+            if args.log_key is None and policy_log_key(policy, info.origin) is None:
                 trust.check_served_key(info.origin, info.verifier_key, str(path))
             signed = SignedCheckpoint.open(note, verifier)
             rebuilt = audit.TreeRebuilder([previous.size] if previous else [])

@@ -28,6 +28,7 @@ from client.core import jsonlimits
 from client.core.checkpoint import SignedCheckpoint
 from client.core.merkle import CompactRange, leaf_hash
 from client.core.note import Verifier
+from client.core.witness_policy import WitnessPolicy
 from client.errors import FormatError, InconsistencyError, SignatureError, VerificationError
 
 STATE_VERSION = 1
@@ -107,14 +108,18 @@ def format_states(states: Mapping[str, AuditState]) -> str:
 
 
 def choose_verifier(
-    served_origin: str, served_key: str, pinned_key: str | None, previous: AuditState | None
+    served_origin: str, served_key: str, pinned_key: str | None, previous: AuditState | None,
+    policy: WitnessPolicy | None = None,
 ) -> Verifier:
     """The key to check checkpoints with.
 
-    A pinned key wins; else the key remembered for ``served_origin``; else the key the
-    server presents (trust on first use). A remembered key that differs from the one
-    served is not an error here: the checkpoint will fail to verify, with evidence.
+    A pinned key wins; else the key a witness ``policy`` lists for ``served_origin`` (a policy names
+    its logs by key); else the key remembered for ``served_origin``; else the key the server presents
+    (trust on first use). A remembered key that differs from the one served is not an error here: the
+    checkpoint will fail to verify, with evidence.
     """
+    if pinned_key is None and policy is not None:
+        pinned_key = next((entry.verifier.text() for entry in policy.logs if entry.origin == served_origin), None)
     if pinned_key is not None:
         verifier = Verifier.from_text(pinned_key.strip())
         if verifier.name != served_origin:

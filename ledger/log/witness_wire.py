@@ -19,6 +19,7 @@ log cannot fix by retrying the same tree. :func:`format_request` and :func:`pars
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import re
 import socket
@@ -163,3 +164,11 @@ class WitnessConnection:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    def abort(self) -> None:
+        """From another thread: shut the socket down so a call blocked on it returns at once (as a retry)."""
+        conn = self._conn
+        sock = conn.sock if conn is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)

@@ -142,7 +142,10 @@ class Witnessing:
         for _, fut in waiters:
             settle(fut, UnavailableError("the log closed before a cosigned checkpoint covered the entries"))
         for w in self._workers:
-            w.join(self._config.timeout_seconds + 1.0)
+            w.abort()
+        deadline = time.monotonic() + self._config.timeout_seconds + 1.0
+        for w in self._workers:
+            w.join(max(0.0, deadline - time.monotonic()))
 
     def _restore(self, note: bytes, latest: SignedCheckpoint) -> None:
         try:
@@ -297,6 +300,10 @@ class _Worker:
     def join(self, timeout: float) -> None:
         if self._thread.is_alive():
             self._thread.join(timeout)
+
+    def abort(self) -> None:
+        """Cut a call in progress short (closing: its answer no longer matters)."""
+        self._conn.abort()
 
     def seed(self, size: int) -> None:
         """The witness cosigned ``size`` before the restart (from the saved cosigned checkpoint)."""
