@@ -8,7 +8,8 @@ time. It does no Merkle math.
 
 Implementations: :class:`ledger.storage.memory.MemoryStorage` (tests, and the
 reference for the conformance suite), :class:`ledger.storage.rocks.RocksStorage` and
-:class:`ledger.storage.postgres.PostgresStorage`; entry points open one from configuration with :func:`ledger.storage.open.open_storage`.
+:class:`ledger.storage.postgres.PostgresStorage`; entry points open one from configuration
+with :func:`ledger.storage.open.open_storage`.
 """
 
 from __future__ import annotations
