@@ -6,8 +6,10 @@ database (``tests/pg.py``); ``test_frontends.py`` runs real ``provenance serve``
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +25,7 @@ from ledger.log.config import LogConfig
 from ledger.log.hook import Appended
 from ledger.storage.postgres import PostgresStorage
 from tests.pg import PgCluster
+from tests.references import require_postgres
 
 ORIGIN = "example.test/cluster"
 
@@ -162,3 +165,32 @@ def test_a_frontend_with_another_key_refuses_to_join_and_signs_nothing(pg_dsn: s
     notes = [bytes(r[0]) for r in other.execute("SELECT note FROM checkpoints").fetchall()]
     other.close()
     assert notes and all(open_checkpoint(n, key.verifier(), ORIGIN).size <= 1 for n in notes)
+
+
+def test_pg_dump_and_pg_restore_as_docs_operations_says(pg_cluster: PgCluster, pg_dsn: str, key: Signer,
+                                                         tmp_path: Path) -> None:
+    a = _open(pg_dsn, key, "a")
+    a.add([b"one", b"two"], timeout=20)
+    signed = a.latest()
+    a.close()
+    conn = sql.connect(pg_dsn)
+    with conn.transaction():  # acknowledged by a frontend that died before anyone signed it
+        sql.append_sequenced(conn, sql.lock_coordinator(conn), [b"three"], [leaf_hash(b"three")], ())
+    conn.close()
+    dump = tmp_path / "provenance.dump"
+    bins = require_postgres()
+    subprocess.run([str(bins / "pg_dump"), "--format=custom", "--no-owner", f"--file={dump}", pg_dsn], check=True,
+                   capture_output=True, timeout=60)
+    restored = pg_cluster.fresh_database(migrated=False)
+    try:
+        subprocess.run([str(bins / "pg_restore"), "--no-owner", f"--dbname={pg_cluster.dsn(restored)}", str(dump)],
+                       check=True, capture_output=True, timeout=60)
+        b = _open(pg_cluster.dsn(restored), key, "b")
+        try:
+            _wait(lambda: b.size == 3)  # the sequenced entry was in the dump, and is signed now
+            assert b.entries(0, 3) == [b"one", b"two", b"three"]
+            assert b.root_at(2) == signed.checkpoint.root
+        finally:
+            b.close()
+    finally:
+        pg_cluster.drop_database(restored)
