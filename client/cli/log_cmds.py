@@ -112,6 +112,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--state", type=Path, default=None, metavar="FILE", help="state file (default under the config dir)")
     p.add_argument("--policy", type=Path, default=None, metavar="FILE",
                    help="witness policy: audit the newest cosigned checkpoint and refuse it below the quorum")
+    p.add_argument("--accept-key-rotation", action="store_true",
+                   help="the log was handed over to the --log-key key (got out of band): trust it if its checkpoint "
+                        "extends the last one trusted under the old key (docs/operations.md, Key rotation)")
     p.set_defaults(func=_audit)
 
 
@@ -268,6 +271,9 @@ def _audit(args: argparse.Namespace) -> int:
     from client.core.witnessed import WitnessQuorumError
     from client.errors import InconsistencyError
 
+    if args.accept_key_rotation and args.log_key is None:
+        raise InvalidInputError("--accept-key-rotation needs --log-key: the new key, as its operator published it "
+                                "(never the key this server presents)")
     policy = read_policy(args.policy)
     path = state_path(args.state)
     trust = TrustState.from_bytes(path.read_bytes()) if path.exists() else TrustState()
@@ -287,7 +293,7 @@ def _audit(args: argparse.Namespace) -> int:
                 audit.check_root(signed, rebuilt)
             sizes = trust.proof_needed(signed, witnessed=policy is not None)
             proof = list(c.consistency_proof(*sizes).hashes) if sizes else []
-            trust, _ = trust.advance(verifier, note, proof, policy)
+            trust, _ = trust.advance(verifier, note, proof, policy, accept_rotation=args.accept_key_rotation)
             audit.check_old_root(previous, signed, rebuilt)
         except WitnessQuorumError as err:
             _print_json({"ok": False, "error": str(err), "missing_witnesses": list(err.report.missing),

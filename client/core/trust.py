@@ -66,8 +66,8 @@ class TrustState:
             return (size, old.size) if witnessed and size > 0 else None
         return old.size, size
 
-    def advance(self, verifier: Verifier, note: bytes, proof: list[bytes],
-                policy: WitnessPolicy | None = None) -> tuple[TrustState, SignedCheckpoint]:
+    def advance(self, verifier: Verifier, note: bytes, proof: list[bytes], policy: WitnessPolicy | None = None,
+                accept_rotation: bool = False) -> tuple[TrustState, SignedCheckpoint]:
         """Trust the checkpoint ``note`` if it is signed by ``verifier`` and consistent with the last one.
 
         ``proof`` is the consistency proof from the trusted size to the new size (empty when
@@ -80,13 +80,18 @@ class TrustState:
         :class:`WitnessQuorumError` naming the missing witnesses), and a checkpoint smaller than the
         trusted one is accepted, not kept, when ``proof`` proves it a prefix of the trusted one (witnesses
         cosign a little behind the log); the state keeps the larger one.
+
+        ``accept_rotation``: the operator handed the log over to ``verifier``'s key (the caller got that
+        key out of band). The checkpoint is then held to the same rules against the last one trusted
+        under the old key -- no rollback, no fork, consistent by ``proof`` -- so the new key's tree
+        provably extends what the old key signed, and the state remembers the new key from then on.
         """
         signed = SignedCheckpoint.open(note, verifier)
         if policy is not None:
             require_quorum(check_signatures(note, verifier, policy))
         cp = signed.checkpoint
         old = self.logs.get(cp.origin)
-        if old is not None and old.verifier_key != verifier.text():
+        if old is not None and old.verifier_key != verifier.text() and not accept_rotation:
             raise key_changed(cp.origin, old.verifier_key, verifier.text())
 
         def fail(why: str) -> InconsistencyError:
@@ -134,8 +139,9 @@ def key_changed(origin: str, trusted_key: str, new_key: str, where: str = "the t
     return KeyChangedError(
         f"the log {origin!r} is known in {where} with the key {trusted_key}, but it now comes with the key "
         f"{new_key}. Either its operator rotated the key: get the new key from them out of band (not from this "
-        f"server), check it is {new_key}, remove the entry for {origin!r} from {where} and run the command again "
-        f"with --log-key set to it; or this is a different log that reuses the name {origin!r} (for instance a "
+        f"server), check it is {new_key}, and run `provenance audit --log-key <that key> --accept-key-rotation`, "
+        "which trusts it only if its checkpoints extend the last one trusted under the old key (a consistency "
+        f"proof); or this is a different log that reuses the name {origin!r} (for instance a "
         "second development server with the same origin): then it is not the log you knew; give each log its "
         "own origin (provenance serve --origin, or no --origin on a fresh data dir for a unique one) or keep "
         "its trust state apart (PROVENANCE_STATE_DIR)."

@@ -71,3 +71,22 @@ def test_other_key_refused() -> None:
         state.advance(VERIFIER, cp, [])
     with pytest.raises(SignatureError, match="is known in the trust state with the key"):
         state.advance(other.verifier(), cp, [])
+
+
+def test_key_rotation_is_accepted_only_when_the_new_tree_extends_the_old_one() -> None:
+    state, _ = TrustState().advance(VERIFIER, note(5), [])
+    new_signer = Signer.generate(ORIGIN)  # the key the log was handed over to, obtained out of band
+    extended = sign_checkpoint(Checkpoint(ORIGIN, 9, nm.mth(LEAVES[:9])), new_signer)
+    with pytest.raises(SignatureError, match="--accept-key-rotation"):
+        state.advance(new_signer.verifier(), extended, nm.proof(5, LEAVES[:9]))
+    rotated, cp = state.advance(new_signer.verifier(), extended, nm.proof(5, LEAVES[:9]), accept_rotation=True)
+    assert cp.checkpoint.size == 9
+    assert rotated.trusted(ORIGIN).verifier_key == new_signer.verifier().text()  # type: ignore[union-attr]
+    # A "rotation" whose tree rewrites what the old key signed is a fork, not a handover.
+    other = [nm.leaf(b"other %d" % i) for i in range(9)]
+    forked = sign_checkpoint(Checkpoint(ORIGIN, 9, nm.mth(other)), new_signer)
+    with pytest.raises(InconsistencyError, match="not consistent with the trusted size 5"):
+        state.advance(new_signer.verifier(), forked, nm.proof(5, other), accept_rotation=True)
+    shrunk = sign_checkpoint(Checkpoint(ORIGIN, 4, nm.mth(LEAVES[:4])), new_signer)
+    with pytest.raises(InconsistencyError, match="shrank"):
+        state.advance(new_signer.verifier(), shrunk, [], accept_rotation=True)

@@ -101,8 +101,10 @@ def test_backup_then_restore_and_audit(tmp_path: Path) -> None:
 
 def test_lost_key_is_refused_and_rotation_keeps_old_checkpoints_verifiable(tmp_path: Path) -> None:
     data = tmp_path / "data"
+    state = tmp_path / "audit-state.json"
     with running_server(data, ["--origin", ORIGIN]) as srv:
         old_note = _fill(srv, 10, "before")
+        assert cli("audit", "--server", srv.address, "--state", str(state)).returncode == 0  # trusts the old key
         assert srv.stop() == 0
     old_key = (data / "log.pub").read_text().strip()
     (data / "log.key").rename(tmp_path / "old.key")
@@ -124,6 +126,17 @@ def test_lost_key_is_refused_and_rotation_keeps_old_checkpoints_verifiable(tmp_p
             # The handover is provable: the new key's tree extends the old key's tree.
             proof = c.consistency_proof(old.size, new.size).hashes
             merkle.verify_consistency(old.size, new.size, list(proof), old.root, new.root)
+        # An auditor who trusted the old key re-pins only with the new key from the operator, and only
+        # because the new key's tree extends the last checkpoint it trusted under the old one.
+        refused = cli("audit", "--server", srv.address, "--state", str(state), "--log-key", new_key)
+        assert refused.returncode != 0 and "--accept-key-rotation" in refused.stderr + refused.stdout
+        unpinned = cli("audit", "--server", srv.address, "--state", str(state), "--accept-key-rotation")
+        assert unpinned.returncode == 2 and "needs --log-key" in unpinned.stderr
+        rotated = cli("audit", "--server", srv.address, "--state", str(state), "--log-key", new_key,
+                      "--accept-key-rotation")
+        assert rotated.returncode == 0, rotated.stderr
+        assert json.loads(rotated.stdout)["previous_size"] == 10 and new_key in state.read_text()
+        assert cli("audit", "--server", srv.address, "--state", str(state)).returncode == 0  # the new key is kept
         assert srv.stop() == 0
     assert (data / "log-keys").read_text().split() == [old_key, new_key]
     history = cli("log-key", "--data", str(data), "--all")
