@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ledger.errors import StorageError
 
@@ -25,6 +25,18 @@ T = TypeVar("T")
 
 CONNECT_TIMEOUT_SECONDS = 5
 APPLICATION_NAME = "provenance-ledger"
+DEFAULTS = {
+    "connect_timeout": str(CONNECT_TIMEOUT_SECONDS),
+    "application_name": APPLICATION_NAME,
+    # A server that vanished without closing the connection (host down, partition) fails a call
+    # within about 30 s instead of hanging it: keepalives on idle connections, a send deadline on busy ones.
+    "keepalives": "1",
+    "keepalives_idle": "10",
+    "keepalives_interval": "5",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "30000",  # ms
+}
+"""libpq parameters used where the DSN does not set them."""
 _DURABLE = ("SELECT set_config('synchronous_commit', 'on', false) "
             "WHERE current_setting('synchronous_commit') = 'off'")
 
@@ -54,8 +66,9 @@ def check_dsn(dsn: str) -> None:
 def connect(dsn: str, where: str) -> psycopg.Connection[Any]:
     """A new durable autocommit connection; :class:`StorageError` naming ``where`` (a redacted DSN) if none."""
     try:
-        conn = psycopg.connect(dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS,
-                               application_name=APPLICATION_NAME)
+        given = conninfo_to_dict(dsn)
+        conninfo = make_conninfo(dsn, **{k: v for k, v in DEFAULTS.items() if k not in given})
+        conn = psycopg.connect(conninfo, autocommit=True)
     except psycopg.Error as e:
         raise StorageError(f"cannot connect to PostgreSQL at {where}: {_text(e)}") from None
     try:
