@@ -135,8 +135,9 @@ class ServerConfig:
             host, sep, port = self.http_listen.rpartition(":")
             if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
                 raise InvalidInputError(f"HTTP address {self.http_listen!r} is not HOST:PORT")
-        if self.store is not None:
-            StoreSpec.parse(self.store)  # raises InvalidInputError naming the accepted schemes
+        if self.store is not None and not StoreSpec.parse(self.store).is_directory and self.backup_dir is not None:
+            raise InvalidInputError("--backup-dir writes RocksDB checkpoints; back a PostgreSQL store up with "
+                                    "pg_dump (docs/operations.md)")
         if self.log_format not in LOG_FORMATS:
             raise InvalidInputError(f"log format {self.log_format!r} is not one of {', '.join(LOG_FORMATS)}")
         if self.log_level.upper() not in LOG_LEVELS:

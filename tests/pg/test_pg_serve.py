@@ -98,3 +98,15 @@ def test_dsn_password_is_in_no_message(tmp_path: Path, pg_cluster: PgCluster, pg
     assert main(["db", "migrate", "--store", wrong]) != 0
     out, errtext = capsys.readouterr()
     assert "not-the-password-1234" not in out + errtext
+
+
+def test_serve_refuses_store_flags_that_do_not_fit_a_database(tmp_path: Path) -> None:
+    from client.errors import InvalidInputError
+
+    dsn = f"postgresql://ledger:{PASSWORD}@db.example/provenance"
+    with pytest.raises(InvalidInputError, match="pg_dump"):
+        build_config(tmp_path / "data", "127.0.0.1:0", None, None, store=dsn, backup_dir=tmp_path / "backups")
+    with pytest.raises(InvalidInputError, match="unknown store scheme"):
+        build_config(tmp_path / "data", "127.0.0.1:0", None, None, store="mysql://ledger@db/provenance")
+    config = build_config(tmp_path / "data", "127.0.0.1:0", None, None, store=dsn)
+    assert config.store_spec.dsn == dsn and not config.store_spec.is_directory
