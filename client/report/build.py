@@ -20,7 +20,7 @@ from client.core.bundle.verify import BundleReport, VerifiedRecord, describe_id
 from client.core.note import Verifier
 from client.core.records import SignedRecord, parse_entry
 from client.core.records.display import safe_text
-from client.core.records.jsonform import describe, short
+from client.core.records.jsonform import describe, object_text, short
 from client.core.records.lineage import lineage_edges
 from client.core.records.model import Attestation, Dataset, Dispute, Identity, ModelCheckpoint, Statement
 from client.core.records.signing import key_text
@@ -86,7 +86,7 @@ def _fields(s: Statement, labels: dict[bytes, str]) -> tuple[Fact, ...]:
             out += [Fact(f"metadata {safe_text(k)}", safe_text(v)) for k, v in s.metadata]
         case Attestation():
             out += [Fact("claim", s.claim.value), Fact("subject", ref(s.subject), True),
-                    Fact("object", ref(s.object) if s.claim.object_is_record else f"blake3:{s.object.hex()}", True)]
+                    Fact("object", ref(s.object) if s.claim.object_is_record else object_text(s), True)]
             if s.evidence is not None:
                 out.append(Fact("evidence", s.evidence.text(), True))
             if s.summary:

@@ -18,7 +18,7 @@ import blake3
 from client.core.bundle.verify import BundleReport, describe_id
 from client.core.jsonlimits import MAX_DEPTH, nesting_depth
 from client.core.records.display import safe_text
-from client.core.records.jsonform import short
+from client.core.records.jsonform import object_text, short
 from client.core.records.model import Attestation
 from client.core.records.signing import key_text
 from client.core.signer_time import signer_time
@@ -171,7 +171,7 @@ def comparison_view(att: BundleReport, evidence: bytes | None, bundle: BundleRep
         attestation_id=head.signed.id.hex(), subject_id=s.subject.hex(), object_id=s.object.hex(),
         index=head.index, tree_size=att.tree_size, claim=s.claim.value,
         attester=f"{who} (key {key_text(head.signed.record.signer)})", subject=label(s.subject),
-        object=label(s.object) if s.claim.object_is_record else f"manifest blake3:{s.object.hex()}",
+        object=label(s.object) if s.claim.object_is_record else object_text(s),
         summary=safe_text(s.summary), evidence_digest=None if s.evidence is None else s.evidence.text(),
         evidence_checked=evidence is not None, verdict=verdict, p_value=p_value, alpha=alpha, basis=basis,
         shared_tensors=tensors, shared_fraction=fraction, layers=layers,

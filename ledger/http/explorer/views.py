@@ -25,6 +25,7 @@ from client.core.records import (
     SignedRecord,
     key_text,
 )
+from client.core.records.jsonform import object_text
 from client.errors import FormatError, NotFoundError, ProofError
 from ledger.registry.queries import LoggedRecord, RegistryReader
 
@@ -199,7 +200,7 @@ def fields(reader: RegistryReader, signed: SignedRecord) -> list[Field]:
             if s.claim.object_is_record:
                 out.append(ref("object", s.object))
             else:
-                out.append(Field("object (manifest)", f"blake3:{s.object.hex()}", mono=True))
+                out.append(Field("object", object_text(s), mono=True))
             if s.evidence is not None:
                 out.append(Field("evidence", s.evidence.text(), mono=True))
             out += [Field("summary", line) for line in s.summary.split("\n")]
