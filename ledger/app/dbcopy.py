@@ -244,5 +244,5 @@ def migrate(store_text: str) -> tuple[list[str], int]:
     finally:
         conn.close()
     for step in applied:
-        log.info("schema migrated", extra={"store": redact(spec.dsn), "version": step.version, "name": step.name})
+        log.info("schema migrated", extra={"store": redact(spec.dsn), "version": step.version, "migration": step.name})
     return [f"{step.version:04d}_{step.name}" for step in applied], schema.CURRENT_VERSION
