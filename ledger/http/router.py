@@ -15,7 +15,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from client.errors import (
     DataLossError,
@@ -68,8 +68,14 @@ class Request:
         if len(target) > MAX_PATH or not target.startswith("/"):
             raise InvalidInputError("request target must be an absolute path of at most 4096 characters")
         parts = urlsplit(target)
+        try:
+            path = unquote(parts.path, errors="strict")
+        except UnicodeDecodeError as err:
+            raise InvalidInputError("request path is not percent-encoded UTF-8") from err
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
+            raise InvalidInputError("request path holds control characters")
         query = parse_qs(parts.query, keep_blank_values=True, max_num_fields=64)
-        return cls(method.upper(), parts.path, query, {k.lower(): v for k, v in (headers or {}).items()}, body)
+        return cls(method.upper(), path, query, {k.lower(): v for k, v in (headers or {}).items()}, body)
 
     def arg(self, name: str, default: str = "") -> str:
         """The first value of query parameter ``name``, or ``default``."""

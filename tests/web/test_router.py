@@ -31,6 +31,13 @@ def test_errors_map_to_one_status_each(kind: str, status: int, says: str) -> Non
     assert b"/secret" not in resp.body  # a damaged store's details stay in the server log
 
 
+def test_paths_are_percent_decoded_and_control_characters_refused() -> None:
+    assert Request.from_target("GET", "/signer/lab%20one%40x?q=1").path == "/signer/lab one@x"
+    for bad in ("/a%00b", "/a%0Ab", "/%ff%fe"):
+        with pytest.raises(InvalidInputError):
+            Request.from_target("GET", bad)
+
+
 def test_unknown_path_and_method() -> None:
     assert _router().dispatch(Request.from_target("GET", "/nope")).status == 404
     assert _router().dispatch(Request.from_target("POST", "/hello")).status == 405

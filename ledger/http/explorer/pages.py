@@ -11,7 +11,6 @@ import re
 from functools import cache
 from importlib import resources
 from typing import Any
-from urllib.parse import unquote
 
 from client.core.bundle.tlog_proof import TlogProof, extra_fits, format_tlog_proof
 from client.errors import InvalidInputError
@@ -87,7 +86,7 @@ class Explorer:
                         (("Cache-Control", "no-store"), ("Content-Disposition", disposition)))
 
     def signer(self, req: Request, m: re.Match[str]) -> Response:
-        ref = unquote(m["ref"])
+        ref = m["ref"]  # Request.path is already percent-decoded
         key = signers.resolve(self.reader, ref)
         recs = self.reader.by_signer(key, PAGE * 4 + 1)
         cache: dict[bytes, views.SignerView] = {}
