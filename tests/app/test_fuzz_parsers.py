@@ -582,6 +582,11 @@ def test_fuzz_stored_head_and_dedup_values() -> None:
 
 FETCHING_MODULES = ("urllib", "http.client", "requests", "httpx", "aiohttp", "ftplib", "smtplib", "socket",
                     "urllib3", "pycurl", "websocket")
+# Network clients that reach only addresses the operator configured, never a URL a user supplied: module -> why.
+OPERATOR_CONFIGURED_FETCHES = {
+    "ledger/log/witness_wire.py": "pushes checkpoints to the witnesses named by the operator's serve "
+                                  "--witness-policy file (issue 13, C2SP tlog-witness)",
+}
 
 
 def test_no_code_can_fetch_a_url() -> None:
@@ -592,7 +597,7 @@ def test_no_code_can_fetch_a_url() -> None:
     repo = Path(__file__).resolve().parents[2]
     offenders = []
     for path in sorted([*(repo / "client").rglob("*.py"), *(repo / "ledger").rglob("*.py")]):
-        if "_pb" in path.parts:
+        if "_pb" in path.parts or str(path.relative_to(repo)) in OPERATOR_CONFIGURED_FETCHES:
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
