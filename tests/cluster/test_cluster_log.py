@@ -122,6 +122,10 @@ def test_a_signer_whose_lease_moved_on_commits_nothing(pg_dsn: str, key: Signer)
         a.add([b"fenced"], timeout=20)
         assert a._role.epoch > epoch + 1
         assert a.latest().checkpoint.size == 1
+        check = sql.connect(pg_dsn)
+        rows = check.execute("SELECT size, epoch FROM checkpoints ORDER BY size").fetchall()
+        check.close()
+        assert rows[-1] == (1, a._role.epoch), "the new entry was signed at the new epoch, not the fenced one"
     finally:
         a.close()
 
