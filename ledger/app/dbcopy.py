@@ -120,6 +120,10 @@ def copy_log(src: Storage, dst: Storage, *, batch_entries: int = 1000, aux_page:
     head = src.read_head()
     if head is None or src.read_meta("origin") is None:
         raise InvalidInputError("the source store holds no log")
+    if src.read_entries_at([head.size])[0] is not None:  # their index rows are in aux: copied, they would dangle
+        raise InvalidInputError(f"the source holds entries beyond its tree head of {head.size}: sequenced by a "
+                                "cluster frontend, acknowledged, not yet signed. Start one frontend until it "
+                                "serves a checkpoint covering them, stop it, then copy")
     if dst.read_head() is not None or dst.read_meta("origin") is not None or dst.read_entries_at([0]) != [None]:
         raise InvalidInputError("the destination store is not empty: copy only into a new store")
     src_tree = TreeReader(src, 8 << 20)

@@ -16,7 +16,7 @@ import pytest
 from client.core.checkpoint import open_checkpoint
 from client.core.merkle import leaf_hash, verify_consistency, verify_inclusion
 from client.core.note import Signer
-from client.errors import UnavailableError
+from client.errors import InvalidInputError, UnavailableError
 from ledger.cluster import sql
 from ledger.cluster.config import ClusterConfig
 from ledger.cluster.log import ClusterLog
@@ -198,3 +198,23 @@ def test_pg_dump_and_pg_restore_as_docs_operations_says(pg_cluster: PgCluster, p
             b.close()
     finally:
         pg_cluster.drop_database(restored)
+
+
+def test_db_copy_out_of_a_cluster_waits_for_the_sequenced_entries_to_be_signed(pg_dsn: str, key: Signer,
+                                                                                tmp_path: Path) -> None:
+    from ledger.app import dbcopy
+
+    a = _open(pg_dsn, key, "a")
+    a.add([b"one"], timeout=20)
+    a.close()
+    conn = sql.connect(pg_dsn)
+    with conn.transaction():  # acknowledged, its frontend gone before anyone signed it
+        sql.append_sequenced(conn, sql.lock_coordinator(conn), [b"two"], [leaf_hash(b"two")], [(b"x", b"1")])
+    conn.close()
+    with pytest.raises(InvalidInputError, match="beyond its tree head"):
+        dbcopy.copy(pg_dsn, str(tmp_path / "copy1"))
+    b = _open(pg_dsn, key, "b")
+    _wait(lambda: b.size == 2)
+    b.close()
+    report = dbcopy.copy(pg_dsn, str(tmp_path / "copy2"))
+    assert report.size == 2
