@@ -24,9 +24,12 @@ and the base class's loop retries the connection while the database is down, no 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from hashlib import sha256
+
+import psycopg
 
 from client.core.checkpoint import SignedCheckpoint
 from client.core.merkle import CompactRange
@@ -43,6 +46,8 @@ from ledger.storage import Storage
 
 log = logging.getLogger(__name__)
 
+_PING_AFTER_SECONDS = 1.0  # an idle sequencing connection is checked before its next transaction
+
 
 class ClusterSequencer(Sequencer):
     """See the module docstring. ``wake`` is called after each commit (pokes this process's signer, if it is)."""
@@ -54,10 +59,20 @@ class ClusterSequencer(Sequencer):
         self._dsn = dsn
         self._wake = wake
         self._conn: sql.Conn | None = None
+        self._used = 0.0  # when the connection last ran a transaction (time.monotonic)
 
     def _connection(self) -> sql.Conn:
+        """The sequencing connection; one idle for a while is pinged first (the server may have restarted)."""
+        conn = self._conn
+        if conn is not None and not conn.closed and time.monotonic() - self._used > _PING_AFTER_SECONDS:
+            try:
+                conn.execute("SELECT 1")
+                conn.rollback()
+            except psycopg.Error:
+                conn.close()
         if self._conn is None or self._conn.closed:
             self._conn = sql.connect(self._dsn, application="provenance-sequencer")
+        self._used = time.monotonic()
         return self._conn
 
     def _integrate(self, reqs: list[_Request]) -> None:
