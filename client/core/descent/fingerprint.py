@@ -6,9 +6,9 @@ A fingerprint holds, for every tensor of a model, its name, dtype, shape and BLA
 (:mod:`client.core.descent.moments`; a weak signal of direction, never evidence of descent). It is
 what a checkpoint registration can publish, or commit to by its digest and reveal later.
 
-Encoding, version 3 (all integers and floats little-endian; this is what the digest covers)::
+Encoding, version 4 (all integers and floats little-endian; this is what the digest covers)::
 
-    "PLFP" | u16 version=3 | u16 FREQS | u32 tensor count
+    "PLFP" | u16 version=4 | u16 FREQS | u32 tensor count
     per tensor, sorted by UTF-8 name, names unique:
         u16 name length | name | u8 dtype length | dtype (ASCII, numpy name) |
         u8 ndim | ndim x u64 dims | 32-byte BLAKE3 of the tensor's little-endian bytes |
@@ -16,14 +16,18 @@ Encoding, version 3 (all integers and floats little-endian; this is what the dig
         status 1: four axis sketches, each u32 axis length | u32 units kept k | k x FREQS float16:
             rows, columns (:mod:`~client.core.descent.sketch`, k <= MAX_UNITS),
             Gram rows, Gram columns (:mod:`~client.core.descent.gram`, k <= GRAM_UNITS),
-            then f32 standard deviation (>= 0) | f32 excess kurtosis (both finite)
+            then f32 standard deviation (>= 0) | f32 excess kurtosis (both finite),
+            then the aligned section (:mod:`~client.core.descent.aligned`): u8 directions d |
+            two axes, rows then columns, each u32 axis length | u32 units kept k | k x d float16,
+            k = min(axis length, ALIGNED_UNITS), d = ALIGNED_DIRS
         status 2: u8 reason length | reason (ASCII: why a formula produces it; no sketch)
 
-The fingerprint digest is BLAKE3 over those bytes, named ``blake3-plfp3``. Version 2 (no
-moments, digest name ``blake3-plfp2``) and version 1 (no status 2, two axis sketches, no moments,
-``blake3-plfp1``) still decode, so a published or committed older fingerprint can still be checked
-against its record, but they lack what today's comparison needs (v1: rotation-invariant sketches
-and formulaic tensors set aside; both: the moments the direction signal reads):
+The fingerprint digest is BLAKE3 over those bytes, named ``blake3-plfp4``. Version 3 (no aligned
+section, ``blake3-plfp3``), version 2 (also no moments, ``blake3-plfp2``) and version 1 (no status 2,
+two axis sketches, no moments, ``blake3-plfp1``) still decode, so a published or committed older
+fingerprint can still be checked against its record, but they lack what today's comparison needs
+(v1: rotation-invariant sketches and formulaic tensors set aside; v1, v2: the moments the direction
+signal reads; all three: the aligned sketches of the aligned-units test):
 :func:`require_current` refuses them by name. Decoding accepts only canonical bytes (re-encoding
 gives the same bytes) within the bounds below.
 """
@@ -39,6 +43,7 @@ import blake3
 import numpy as np
 import numpy.typing as npt
 
+from client.core.descent.aligned import ALIGNED_DIRS, ALIGNED_UNITS, AlignedAxis, aligned_sketch
 from client.core.descent.formulaic import formulaic_reason
 from client.core.descent.gram import GRAM_UNITS, gram_sketch
 from client.core.descent.moments import moments
@@ -46,9 +51,10 @@ from client.core.descent.sketch import FREQS, MAX_UNITS, AxisSketch, matrix_view
 from client.errors import FormatError
 
 MAGIC = b"PLFP"
-VERSION = 3
-VERSIONS = (1, 2, 3)  # decodable; only VERSION is compared
+VERSION = 4
+VERSIONS = (1, 2, 3, 4)  # decodable; only VERSION is compared
 MOMENTS_SINCE = 3
+ALIGNED_SINCE = 4
 MAX_REASON = 64
 DIGEST_NAME = f"blake3-plfp{VERSION}"
 MAX_TENSORS = 1_000_000
@@ -66,6 +72,8 @@ class TensorEntry:
     version 1 fingerprint). ``formula`` names why a formula produces the tensor ("" if none).
     ``moments`` is (standard deviation, excess kurtosis) of a sketched tensor's entries
     (:func:`~client.core.descent.moments.moments`), None otherwise and in versions 1 and 2.
+    ``aligned`` is (rows, columns) of :func:`~client.core.descent.aligned.aligned_sketch` for a
+    sketched tensor of version 4, None otherwise.
     """
 
     name: str
@@ -76,6 +84,7 @@ class TensorEntry:
     gram: tuple[AxisSketch, AxisSketch] | None = None
     formula: str = ""
     moments: tuple[float, float] | None = None
+    aligned: tuple[AlignedAxis, AlignedAxis] | None = None
 
     @property
     def numel(self) -> int:
@@ -99,6 +108,10 @@ class Fingerprint:
         if any((e.moments is not None) != (new and e.sketch is not None) for e in self.entries):
             raise FormatError(f"a version {self.version} fingerprint holds moments for "
                               + ("every sketched tensor and no other" if new else "no tensor"))
+        new = self.version >= ALIGNED_SINCE
+        if any((e.aligned is not None) != (new and e.sketch is not None) for e in self.entries):
+            raise FormatError(f"a version {self.version} fingerprint holds aligned sketches for "
+                              + ("every sketched tensor and no other" if new else "no tensor"))
         names = [e.name for e in self.entries]
         if any(a.encode() >= b.encode() for a, b in zip(names, names[1:], strict=False)):
             raise FormatError("fingerprint entries must be sorted by name with no duplicates")
@@ -117,8 +130,9 @@ class Fingerprint:
 def require_current(fp: Fingerprint, label: str) -> None:
     """Refuse, by name, a fingerprint of an older version than the comparison needs."""
     if fp.version != VERSION:
-        lacks = ("the rotation-invariant sketches, formula detection and tensor moments" if fp.version < 2
-                 else "the tensor moments (the weight direction signal)")
+        lacks = ("the rotation-invariant sketches, formula detection, tensor moments and aligned sketches"
+                 if fp.version < 2 else "the tensor moments (the weight direction signal) and aligned sketches"
+                 if fp.version < 3 else "the aligned sketches (the aligned-units test)")
         raise FormatError(
             f"{label}: fingerprint version {fp.version} (blake3-plfp{fp.version}) predates {lacks} of "
             f"version {VERSION} (blake3-plfp{VERSION}); it still checks against its record, but compare "
@@ -148,13 +162,14 @@ def entry_for(name: str, array: npt.NDArray[np.generic]) -> TensorEntry:
     """Digest and, if informative and not produced by a formula, sketch one tensor."""
     mat = matrix_view(array)
     reason = formulaic_reason(mat) if mat is not None else None
-    sketch = gram = mom = None
+    sketch = gram = mom = aligned = None
     if mat is not None and reason is None:
         w = np.ascontiguousarray(mat, dtype=np.float32)
-        sketch, gram, mom = sketch_matrix(w), gram_sketch(w), moments(w)
+        sketch, gram, mom, aligned = sketch_matrix(w), gram_sketch(w), moments(w), aligned_sketch(w)
     return TensorEntry(
         name=name, dtype=array.dtype.name, shape=tuple(int(d) for d in array.shape),
         digest=tensor_digest(array), sketch=sketch, gram=gram, formula=reason or "", moments=mom,
+        aligned=aligned,
     )
 
 
@@ -174,6 +189,14 @@ def _encode_axis(out: list[bytes], axis: AxisSketch) -> None:
     out.append(feats.tobytes())
 
 
+def _encode_aligned(out: list[bytes], aligned: tuple[AlignedAxis, AlignedAxis]) -> None:
+    out.append(struct.pack("<B", ALIGNED_DIRS))
+    for axis in aligned:
+        feats = np.ascontiguousarray(axis.features, dtype="<f2")
+        out.append(struct.pack("<II", axis.length, feats.shape[0]))
+        out.append(feats.tobytes())
+
+
 def encode(fp: Fingerprint) -> bytes:
     if fp.version not in VERSIONS:
         raise FormatError(f"fingerprint version {fp.version} is not one of {VERSIONS}")
@@ -191,6 +214,8 @@ def encode(fp: Fingerprint) -> bytes:
                 _encode_axis(out, axis)
             if fp.version >= MOMENTS_SINCE and e.moments is not None:
                 out.append(struct.pack("<ff", *e.moments))
+            if fp.version >= ALIGNED_SINCE and e.aligned is not None:
+                _encode_aligned(out, e.aligned)
         elif e.formula and fp.version >= 2:
             reason = e.formula.encode("ascii")
             out.append(b"\x02" + struct.pack("<B", len(reason)) + reason)
@@ -228,7 +253,23 @@ def _decode_axis(cur: _Cursor, limit: int) -> AxisSketch:
 
 
 _Status = tuple[tuple[AxisSketch, AxisSketch] | None, tuple[AxisSketch, AxisSketch] | None, str,
-                tuple[float, float] | None]
+                tuple[float, float] | None, tuple[AlignedAxis, AlignedAxis] | None]
+
+
+def _decode_aligned(cur: _Cursor, name: str) -> tuple[AlignedAxis, AlignedAxis]:
+    (dirs,) = cur.unpack("<B")
+    if dirs != ALIGNED_DIRS:
+        raise FormatError(f"{cur.source}: aligned sketch of {name!r} has {dirs} directions, not {ALIGNED_DIRS}")
+    axes = []
+    for _ in range(2):
+        length, k = cur.unpack("<II")
+        if k != min(length, ALIGNED_UNITS):
+            raise FormatError(f"{cur.source}: aligned sketch of {name!r} keeps {k} of {length} units")
+        feats = np.frombuffer(cur.take(k * dirs * 2), dtype="<f2").reshape(k, dirs)
+        if not np.all(np.isfinite(feats)):
+            raise FormatError(f"{cur.source}: aligned sketch of {name!r} holds a non-finite value")
+        axes.append(AlignedAxis(length=length, features=feats.astype(np.float32)))
+    return axes[0], axes[1]
 
 
 def _decode_moments(cur: _Cursor, name: str) -> tuple[float, float]:
@@ -239,12 +280,13 @@ def _decode_moments(cur: _Cursor, name: str) -> tuple[float, float]:
 
 
 def _decode_status(cur: _Cursor, version: int, name: str) -> _Status:
-    """The part of an entry after its digest: (sketch, Gram sketch, formula reason, moments)."""
+    """The part of an entry after its digest: (sketch, Gram sketch, formula reason, moments, aligned)."""
     flag = cur.take(1)
     if flag == b"\x01":
         sketch = (_decode_axis(cur, MAX_UNITS), _decode_axis(cur, MAX_UNITS))
         gram = (_decode_axis(cur, GRAM_UNITS), _decode_axis(cur, GRAM_UNITS)) if version >= 2 else None
-        return sketch, gram, "", _decode_moments(cur, name) if version >= MOMENTS_SINCE else None
+        mom = _decode_moments(cur, name) if version >= MOMENTS_SINCE else None
+        return sketch, gram, "", mom, _decode_aligned(cur, name) if version >= ALIGNED_SINCE else None
     if flag == b"\x02" and version >= 2:
         (rlen,) = cur.unpack("<B")
         try:
@@ -253,9 +295,9 @@ def _decode_status(cur: _Cursor, version: int, name: str) -> _Status:
             raise FormatError(f"{cur.source}: formula reason of {name!r} is not ASCII") from err
         if not reason or rlen > MAX_REASON:
             raise FormatError(f"{cur.source}: bad formula reason for {name!r}")
-        return None, None, reason, None
+        return None, None, reason, None, None
     if flag == b"\x00":
-        return None, None, "", None
+        return None, None, "", None, None
     raise FormatError(f"{cur.source}: bad sketch flag for {name!r}")
 
 
@@ -287,9 +329,9 @@ def decode(data: bytes, *, source: str = "fingerprint") -> Fingerprint:
             raise FormatError(f"{source}: tensor {name!r} has {ndim} dimensions")
         shape = cur.unpack(f"<{ndim}Q")
         digest = cur.take(32)
-        sketch, gram, formula, mom = _decode_status(cur, version, name)
+        sketch, gram, formula, mom, aligned = _decode_status(cur, version, name)
         entries.append(TensorEntry(name=name, dtype=dtype, shape=tuple(shape), digest=digest, sketch=sketch,
-                                   gram=gram, formula=formula, moments=mom))
+                                   gram=gram, formula=formula, moments=mom, aligned=aligned))
     if cur.pos != len(data):
         raise FormatError(f"{source}: {len(data) - cur.pos} trailing bytes after the fingerprint")
     fp = Fingerprint(tuple(entries), version)
