@@ -61,7 +61,7 @@ class SignatureReport:
 
     def unverified_text(self) -> list[str]:
         """One sentence per line under no known key."""
-        return [f"unverified signature line by {s.name} (key ID {s.key_id.hex()}; no key known)"
+        return [f"unverified signature line by {s.name} (no key known; key ID {s.key_id.hex()})"
                 for s in self.unverified]
 
 

@@ -78,7 +78,7 @@ def test_a_line_under_no_known_key_is_reported_and_refused_only_under_a_policy()
     assert without.quorum is None and without.witnesses == ()
     assert [s.name for s in without.unverified] == ["w0.test/key", "w1.test/key", "fake.example/w"]
     require_quorum(without)  # no policy: nothing required
-    assert "unverified signature line by fake.example/w (key ID 5758595a; no key known)" in without.unverified_text()
+    assert "unverified signature line by fake.example/w (no key known; key ID 5758595a)" in without.unverified_text()
     under = check_signatures(faked, LOG.verifier(), policy())
     assert [s.name for s in under.unverified] == ["fake.example/w"]
     with pytest.raises(WitnessQuorumError, match="unverified signature line by fake.example/w"):

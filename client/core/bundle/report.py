@@ -32,8 +32,10 @@ def witness_lines(sig: SignatureReport | None) -> list[str]:
                 state = f"cosigned this checkpoint at {_when(w.timestamp or 0)}: checks out"
             elif w.status == BAD:
                 state = "its cosignature line does NOT verify"
+            elif w.status == MISSING and sig.satisfied:
+                state = "no cosignature (the quorum counts it, and is met without it)"
             elif w.status == MISSING:
-                state = "MISSING (no cosignature; the quorum counts it)"
+                state = "MISSING (no cosignature; the quorum needs it)"
             else:
                 state = "no cosignature (the quorum does not need it)"
             out.append(f"  - {w.name} ({w.key}): {state}")
