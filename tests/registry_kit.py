@@ -1,7 +1,7 @@
 """Helpers for registry tests: labs with keys, manifests, an in-process log with the registry hook.
 
 :func:`backend_storage` opens an empty store of a backend in :data:`BACKENDS` (memory, or a
-new PostgreSQL database of the session's cluster, ``tests/pg.py``) for ``open_env(storage=...)``;
+new PostgreSQL schema of the session's cluster, ``tests/pg.py``) for ``open_env(storage=...)``;
 fixtures parametrised over :data:`BACKENDS` run the registry's tests on both.
 """
 
@@ -45,14 +45,14 @@ BACKENDS = ("memory", "postgresql")
 
 @contextmanager
 def backend_storage(backend: str) -> Iterator[Storage]:
-    """An empty store of ``backend``; a PostgreSQL database is dropped afterwards."""
+    """An empty store of ``backend`` (PostgreSQL: a new schema of the session's test database)."""
     if backend == "memory":
         yield MemoryStorage()
         return
     from ledger.storage.postgres import PostgresStorage
-    from tests.pg import database
+    from tests.pg import schema
 
-    with database() as dsn:
+    with schema() as dsn:
         storage = PostgresStorage.open(dsn)
         try:
             yield storage

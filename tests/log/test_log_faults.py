@@ -26,7 +26,7 @@ from ledger.storage.memory import MemoryStorage
 from ledger.storage.postgres import PostgresStorage
 from ledger.storage.rocks import RocksStorage
 from tests import naive_merkle as naive
-from tests.pg import pg_cluster, pg_dsn  # noqa: F401  (fixtures: a PostgreSQL database per test)
+from tests.pg import pg_cluster, pg_schema_dsn  # noqa: F401  (fixtures: a PostgreSQL store per test)
 
 ORIGIN = "example.com/fault-log"
 SIGNER = Signer.from_seed(ORIGIN, b"\x09" * 32)
@@ -128,7 +128,7 @@ def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
     if request.param == "rocks":
         return lambda: RocksStorage.open(tmp_path / "db")
     if request.param == "postgresql":
-        dsn = request.getfixturevalue("pg_dsn")
+        dsn = request.getfixturevalue("pg_schema_dsn")
         return lambda: PostgresStorage.open(dsn)
     holder: list[MemoryStorage] = []
 

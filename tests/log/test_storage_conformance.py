@@ -21,7 +21,7 @@ from ledger.storage.memory import MemoryStorage
 from ledger.storage.postgres import PostgresStorage
 from ledger.storage.rocks import RocksStorage
 from ledger.storage.rocks_codec import decode_varints, encode_varints
-from tests.pg import pg_cluster, pg_dsn  # noqa: F401  (fixtures: a PostgreSQL database per test)
+from tests.pg import pg_cluster, pg_schema_dsn  # noqa: F401  (fixtures: a PostgreSQL store per test)
 
 
 @dataclass
@@ -45,7 +45,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "memory":
         st = Store(MemoryStorage(), _reopen_memory)
     elif request.param == "postgresql":
-        dsn = request.getfixturevalue("pg_dsn")
+        dsn = request.getfixturevalue("pg_schema_dsn")
 
         def reopen_pg(s: Storage) -> Storage:
             s.close()

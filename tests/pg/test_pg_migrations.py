@@ -16,10 +16,8 @@ from tests.pg import PgCluster
 
 @pytest.fixture
 def empty_dsn(pg_cluster: PgCluster) -> Iterator[str]:
-    """A database without any table (not from the migrated template); dropped after the test."""
-    name = pg_cluster.fresh_database(migrated=False)
-    yield pg_cluster.dsn(name)
-    pg_cluster.drop_database(name)
+    """A database without any table (not from the migrated template); left for the cluster's teardown."""
+    yield pg_cluster.dsn(pg_cluster.fresh_database(migrated=False))
 
 
 def _versions(dsn: str) -> list[int]:

@@ -17,7 +17,7 @@ from ledger.registry.registry import Registry
 from ledger.storage import Storage
 from ledger.storage.postgres import PostgresStorage
 from ledger.storage.rocks import RocksStorage
-from tests.pg import pg_cluster, pg_dsn  # noqa: F401  (fixtures: a PostgreSQL database per test)
+from tests.pg import pg_cluster, pg_schema_dsn  # noqa: F401  (fixtures: a PostgreSQL store per test)
 
 ORIGIN = "example.com/restart"
 
@@ -26,7 +26,7 @@ ORIGIN = "example.com/restart"
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Storage]:
     """Opens the same store again at each call (a restart)."""
     if request.param == "postgresql":
-        dsn = request.getfixturevalue("pg_dsn")
+        dsn = request.getfixturevalue("pg_schema_dsn")
         return lambda: PostgresStorage.open(dsn)
     return lambda: RocksStorage.open(tmp_path / "db")
 
