@@ -11,12 +11,19 @@
 from client.core.bundle.format import FORMAT, Bundle, BundleFormatError, BundleRecord, parse, to_bytes
 from client.core.bundle.report import report_json, report_text
 from client.core.bundle.tlog_proof import TlogProof, format_tlog_proof, parse_tlog_proof
-from client.core.bundle.verify import BundleReport, BundleVerificationError, verify_bundle, verify_tlog_proof
+from client.core.bundle.verify import (
+    BundleQuorumError,
+    BundleReport,
+    BundleVerificationError,
+    verify_bundle,
+    verify_tlog_proof,
+)
 
 __all__ = [
     "FORMAT",
     "Bundle",
     "BundleFormatError",
+    "BundleQuorumError",
     "BundleRecord",
     "BundleReport",
     "BundleVerificationError",
