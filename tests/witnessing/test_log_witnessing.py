@@ -142,18 +142,19 @@ def test_a_down_witness_delays_nothing_and_is_missing(log_: Log, signer: Signer,
         wit.close()
 
 
+@pytest.mark.parametrize("which", [0, 1], ids=["aics-witness", "second"])
 def test_409_the_log_retries_from_the_witness_size(log_: Log, signer: Signer, pair: list[WitnessProcess],
-                                                   caplog: pytest.LogCaptureFixture) -> None:
+                                                   caplog: pytest.LogCaptureFixture, which: int) -> None:
     """The witness already holds size 3 (sent out of band by another feeder); we start from old 0."""
     from ledger.log.witness_wire import WitnessConnection, format_request
 
     log_.add([b"one", b"two", b"three"])
-    conn = WitnessConnection(pair[0].url, 5)
+    conn = WitnessConnection(pair[which].url, 5)
     out = conn.add_checkpoint(format_request(0, [], log_.latest().note))
     conn.close()
     assert out.kind == "cosigned"
     log_.add([b"four"])
-    wit = witnessing(signer, pair[:1])
+    wit = witnessing(signer, pair[which:which + 1])
     with caplog.at_level(logging.INFO, logger="ledger.log.witnessing"):
         wit.start(log_)
         try:
@@ -164,17 +165,18 @@ def test_409_the_log_retries_from_the_witness_size(log_: Log, signer: Signer, pa
     assert "holds size 3 (we sent old 0)" in caplog.text
 
 
+@pytest.mark.parametrize("which", [0, 1], ids=["aics-witness", "second"])
 def test_a_fork_is_refused_and_logged(signer: Signer, pair: list[WitnessProcess],
-                                      caplog: pytest.LogCaptureFixture) -> None:
+                                      caplog: pytest.LogCaptureFixture, which: int) -> None:
     honest, fork = open_log(signer), open_log(signer)
     try:
         honest.add([b"a", b"b"])
         fork.add([b"a", b"B", b"c"])  # same origin and key, different second entry
-        w1 = witnessing(signer, pair[:1])
+        w1 = witnessing(signer, pair[which:which + 1])
         w1.start(honest)
         w1.wait_for_cosigned(2).result(10)
         w1.close()
-        w2 = witnessing(signer, pair[:1])
+        w2 = witnessing(signer, pair[which:which + 1])
         with caplog.at_level(logging.INFO, logger="ledger.log.witnessing"):
             w2.start(fork)
             until(lambda: w2.status()[0].stopped is not None)
