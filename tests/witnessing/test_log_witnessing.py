@@ -188,3 +188,26 @@ def test_a_fork_is_refused_and_logged(signer: Signer, pair: list[WitnessProcess]
     finally:
         honest.close()
         fork.close()
+
+
+def test_a_witness_ahead_of_the_log_is_logged_as_an_error(signer: Signer, pair: list[WitnessProcess],
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """The witness cosigned size 5 of this origin; a log of size 3 under the same key (a fork, or a store that
+    lost entries) gets a 409 it cannot prove from: it says so and sends nothing until it reaches that size."""
+    ahead, behind = open_log(signer), open_log(signer)
+    try:
+        ahead.add([b"1", b"2", b"3", b"4", b"5"])
+        first = witnessing(signer, pair[:1])
+        first.start(ahead)
+        first.wait_for_cosigned(5).result(10)
+        first.close()
+        behind.add([b"1", b"2", b"3"])
+        second = witnessing(signer, pair[:1])
+        with caplog.at_level(logging.INFO, logger="ledger.log.witnessing"):
+            second.start(behind)
+            until(lambda: "larger than this log's checkpoint 3" in caplog.text)
+            second.close()
+        assert second.cosigned() is None and second.status()[0].stopped is None
+    finally:
+        ahead.close()
+        behind.close()
