@@ -12,8 +12,8 @@ class ClusterConfig:
     """How one frontend takes part in the cluster on ``dsn``. Validated when constructed (:class:`InvalidInputError`).
 
     Failover: a standby tries the signer lock every ``takeover_seconds``; the holder's lock frees
-    when its database session ends (process death: at once; a lost network: after the TCP
-    keepalives, about 11 s with :func:`ledger.cluster.sql.connect`'s settings).
+    when its database session ends (process death: at once; a lost network or a stalled process:
+    once the server ends the session, idle for 15 s, see :func:`ledger.cluster.sql.connect`).
     """
 
     dsn: str  # postgresql://USER[:PASSWORD]@HOST:PORT/DB; never logged
@@ -31,5 +31,8 @@ class ClusterConfig:
         for name in ("takeover_seconds", "poll_seconds", "integrate_idle_seconds", "start_seconds"):
             if not getattr(self, name) > 0:
                 raise InvalidInputError(f"ClusterConfig.{name} must be positive")
+        if max(self.takeover_seconds, self.integrate_idle_seconds) >= 10:
+            # The signer's session ends after 15 s idle (ledger.cluster.sql.SESSION_TIMEOUT): stay well below.
+            raise InvalidInputError("ClusterConfig.takeover_seconds and integrate_idle_seconds must be below 10")
         if self.max_integrate_entries < 1 or self.checkpoint_history < 1:
             raise InvalidInputError("ClusterConfig.max_integrate_entries and checkpoint_history must be positive")

@@ -104,7 +104,8 @@ class SignerRole:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                conn = self._conn = sql.connect(self._config.dsn, autocommit=True, application="provenance-signer")
+                conn = self._conn = sql.connect(self._config.dsn, autocommit=True, application="provenance-signer",
+                                                idle_ends_session=True)
                 while not self._stop.is_set() and not sql.try_signer_lock(conn):
                     self._stop.wait(self._config.takeover_seconds)
                 if not self._stop.is_set():

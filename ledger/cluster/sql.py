@@ -28,15 +28,26 @@ SEQUENCED = "provenance_sequenced"  # NOTIFY channel: entries were sequenced (wa
 SIGNED = "provenance_checkpoint"  # NOTIFY channel: a checkpoint was committed (wakes every frontend)
 
 
-def connect(dsn: str, *, autocommit: bool = False, application: str = "provenance-cluster") -> Conn:
+SESSION_TIMEOUT = "15s"  # a session this long idle inside a transaction (or, the signer's, idle at all) is ended
+
+
+def connect(dsn: str, *, autocommit: bool = False, application: str = "provenance-cluster",
+            idle_ends_session: bool = False) -> Conn:
     """A new durable connection with short connect and keepalive timeouts (a dead peer is noticed in seconds).
 
+    The server ends the session if it sits idle inside a transaction for :data:`SESSION_TIMEOUT`
+    (a frontend that vanished mid-sequencing frees the coordinator row whatever the server's TCP
+    keepalive settings) and, with ``idle_ends_session`` (the signer's: it runs a statement every
+    fraction of a second while alive), if it sits idle at all that long, which frees the signer lock.
     Raises :class:`StorageError` (its text never holds the DSN's password).
     """
     try:
         conn = psycopg.connect(dsn, autocommit=True, connect_timeout=5, application_name=application,
                                keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=3)
         conn.execute("SET synchronous_commit TO on")  # COMMIT returns once its WAL is flushed, whatever the default
+        conn.execute(f"SET idle_in_transaction_session_timeout TO '{SESSION_TIMEOUT}'")
+        if idle_ends_session:
+            conn.execute(f"SET idle_session_timeout TO '{SESSION_TIMEOUT}'")
         conn.autocommit = autocommit
         return conn
     except psycopg.Error as err:
