@@ -168,7 +168,8 @@ class LogService:
         assert self._witnessing is not None
         fut = self._witnessing.wait_for_cosigned(needed)
         try:
-            signed = await asyncio.wait_for(asyncio.wrap_future(fut), self._config.checkpoint_wait_seconds)
+            # The bridge wakes the loop once for all the writers one quorum resolves (ledger/grpc/bridge.py).
+            signed = await asyncio.wait_for(self._bridge().wait(fut), self._config.checkpoint_wait_seconds)
         except TimeoutError:
             fut.cancel()
             raise WaitTimeoutError(f"no checkpoint of size >= {needed} met the witness quorum within "
