@@ -16,9 +16,9 @@ suffix 32 random bits), and ``DATA/origin`` keeps it once the log has opened
 
 from __future__ import annotations
 
+import platform
 import re
 import secrets
-import socket
 from pathlib import Path
 
 from client.core.note import Signer
@@ -60,4 +60,4 @@ def default_origin(data_dir: Path, key_path: Path, store_dir: Path) -> str:
         return named
     if store_dir.is_dir() and any(store_dir.iterdir()):
         return DEFAULT_ORIGIN
-    return derive_origin(socket.gethostname(), secrets.token_bytes(4))
+    return derive_origin(platform.node(), secrets.token_bytes(4))
