@@ -182,14 +182,15 @@ def _candidates(fa: Fingerprint, fb: Fingerprint) -> list[_Candidate]:
     A one-axis candidate is as valid a test as a full one: the null of each axis test (B
     independent of A, B's units on that axis exchangeable, the two feature halves independent)
     says nothing about the other axis, and the model-level Bonferroni factor counts every
-    candidate, one-axis ones included, each already corrected for the axes it tests.
+    candidate, one-axis ones included, each already corrected for the axes it tests. Derived
+    products (:mod:`~client.core.descent.factors`) are candidates like any informative matrix.
     """
     out = []
-    for a in fa.entries:
+    for a in fa.entries + fa.derived:
         if a.sketch is None:
             continue
-        for b in fb.entries:
-            if b.sketch is None or a.digest == b.digest:
+        for b in fb.entries + fb.derived:
+            if b.sketch is None or (a.digest and a.digest == b.digest):
                 continue
             for transposed in (False, True):
                 cand = _Candidate(a, b, transposed)
@@ -255,6 +256,8 @@ def _test(c: _Candidate, prep: _Prepared) -> PairEvidence:
     how = "units matched (transposed)" if c.transposed else "units matched"
     if c.only is not None:
         how += ", one axis"
+    if c.a.factors or c.b.factors:
+        how += ", derived product"
     if best is not None and AXES[best[0]].startswith("gram") and ln_p < 0:
         how += ", rotation-invariant"
     return PairEvidence(a=c.a.name, b=c.b.name, how=how, p_value=math.exp(ln_p), log10_p=ln_p / math.log(10),
@@ -310,14 +313,14 @@ def compare(fa: Fingerprint, fb: Fingerprint, *, alpha: float = DEFAULT_ALPHA, t
     if verdict in ("related", "identical"):
         # Extent: at most one more full test per informative tensor of A that has candidates and none
         # tested yet (its best-screened partner), then per-tensor p-values (client.core.descent.extent).
-        more = best_untested(cands, lambda c: c.a.name, {e.a for e in tested},
+        more = best_untested([c for c in cands if not c.a.factors], lambda c: c.a.name, {e.a for e in tested},
                              lambda c: sum(screen_score(prep(x), prep(y)) for x, y in c.axes()))
         tested += [_test(c, prep) for c in more]
         stat = sorted(tested, key=lambda e: e.log10_p)
         ln_p = min(ln_p, stat[0].log10_p * math.log(10) + ln_n) if stat else ln_p
         counts = Counter(c.a.name for c in cands)
         shared = extent({e.name: counts[e.name] for e in fa.entries if e.sketch is not None}, exact + tested, alpha)
-        ea, eb = {e.name: e for e in fa.entries}, {e.name: e for e in fb.entries}
+        ea, eb = {e.name: e for e in fa.entries + fa.derived}, {e.name: e for e in fb.entries + fb.derived}
         moments = [(ma, mb) for a, b in shared.shared_pairs()
                    if (ma := ea[a].moments) is not None and (mb := eb[b].moments) is not None]
         direction = Direction(DIRECTION_NOTE, *weight_signal(moments))

@@ -40,11 +40,14 @@ matched pairs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+
+from client.core.descent.sketch import matrix_view
+from client.errors import FormatError
 
 PROBES = 8  # Gaussian probe directions per bottleneck
 PAIR_TOL = 0.8  # largest distance of two traceless Gram responses that pairs two factors (unrelated: ~1.25-1.45)
@@ -74,11 +77,18 @@ def probe_directions(rank: int) -> F32:
     return out
 
 
+def view_shape(shape: tuple[int, ...]) -> tuple[int, int] | None:
+    """The shape of a stored tensor as a factor: its dimensions other than 1, if exactly two."""
+    dims = tuple(d for d in shape if d != 1)
+    return (dims[0], dims[1]) if len(dims) == 2 else None
+
+
 def bottleneck(shape: tuple[int, ...]) -> tuple[int, bool] | None:
-    """(r, left) of a 2-D shape that is a factor candidate (rule 1), else None."""
-    if len(shape) != 2:
+    """(r, left) of a stored shape that is a factor candidate (rule 1), else None."""
+    view = view_shape(shape)
+    if view is None:
         return None
-    p, q = shape
+    p, q = view
     if 2 * q <= p and q >= MIN_RANK:
         return q, True
     if 2 * p <= q and p >= MIN_RANK:
@@ -144,3 +154,61 @@ def product(left: F32, right: F32) -> F32:
 def product_name(left: str, right: str) -> str:
     """The name a derived product is shown under: ``"<left> @ <right>"``."""
     return f"{left} @ {right}"
+
+
+def product_shape(shapes: Mapping[str, tuple[int, ...]], left: str, right: str) -> tuple[int, int] | str:
+    """The (m, n) of ``left @ right`` for two sketched tensors (name -> stored shape), or why the
+    two cannot be a pair of rule 1 (a decoded fingerprint's derived entry is checked with it)."""
+    if left == right or left not in shapes or right not in shapes:
+        return f"derived product of {left!r} and {right!r} names no two sketched tensors"
+    lb, rb = bottleneck(shapes[left]), bottleneck(shapes[right])
+    lv, rv = view_shape(shapes[left]), view_shape(shapes[right])
+    if lb is None or rb is None or lv is None or rv is None or not lb[1] or rb[1] or lb[0] != rb[0]:
+        return f"{left!r} and {right!r} are not a left and a right factor of one bottleneck"
+    return lv[0], rv[1]
+
+
+def check_products(shapes: Mapping[str, tuple[int, ...]], names: Sequence[str],
+                   derived: Sequence[tuple[str, tuple[int, ...], tuple[str, str] | None, bool]]) -> str:
+    """Why derived entries (name, shape, (left, right), whether digest and moments are absent and the
+    sketches present) are not the products of pairs of rule 1 of the sketched tensors ``shapes`` of a
+    model whose tensor names, in order, are ``names``, each tensor in one pair, sorted; "" if they are."""
+    index = {n: i for i, n in enumerate(names)}
+    keys = []
+    for name, shape, pair, bare in derived:
+        left, right = pair or ("", "")
+        want = product_shape(shapes, left, right)
+        if isinstance(want, str):
+            return want
+        if not bare or want != shape or name != product_name(left, right):
+            return f"derived entry {name!r} is not the product of its factors, or has a digest or moments"
+        keys.append((index[left], index[right]))
+    if keys != sorted(set(keys)) or len({i for k in keys for i in k}) != 2 * len(keys):
+        return "derived entries must be sorted by factor and use each factor once"
+    return ""
+
+
+def products(pairs: Sequence[tuple[str, str]], stream: Iterable[tuple[str, npt.NDArray[np.generic]]],
+             source: str = "model") -> Iterator[tuple[str, str, F32]]:
+    """(left, right, left @ right) for every pair, as soon as both of its factors have come by in
+    ``stream``; only a factor whose partner has not come yet is held. Raises FormatError naming
+    ``source`` if the stream lacks a factor or yields one no longer a matrix (the model changed)."""
+    partner = {left: (left, right) for left, right in pairs} | {right: (left, right) for left, right in pairs}
+    held: dict[str, F32] = {}
+    for name, array in stream:
+        if name not in partner or name in held:
+            continue
+        view = matrix_view(array)
+        if view is None:
+            raise FormatError(f"{source}: tensor {name!r} changed between two reads")
+        mat: F32 = np.ascontiguousarray(view, dtype=np.float32)
+        left, right = partner[name]
+        other = right if name == left else left
+        if other not in held:
+            held[name] = mat
+            continue
+        o = held.pop(other)
+        yield left, right, product(mat, o) if name == left else product(o, mat)
+        del partner[left], partner[right]
+    if partner:
+        raise FormatError(f"{source}: tensor {min(partner)!r} went missing between two reads")

@@ -21,6 +21,10 @@ Encoding, version 4 (all integers and floats little-endian; this is what the dig
             two axes, rows then columns, each u32 axis length | u32 units kept k | k x d float16,
             k = min(axis length, ALIGNED_UNITS), d = ALIGNED_DIRS
         status 2: u8 reason length | reason (ASCII: why a formula produces it; no sketch)
+    version 4, then the derived products (:mod:`~client.core.descent.factors`): u32 count | per
+    product, sorted by (left, right), each tensor in at most one: u32 index of its left factor |
+    u32 index of its right factor (into the entries above) | u8 status=3 | the four axis sketches
+    and the aligned section of status 1, of the m x n product (no digest, no moments)
 
 The fingerprint digest is BLAKE3 over those bytes, named ``blake3-plfp4``. Version 3 (no aligned
 section, ``blake3-plfp3``), version 2 (also no moments, ``blake3-plfp2``) and version 1 (no status 2,
@@ -36,13 +40,14 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import blake3
 import numpy as np
 import numpy.typing as npt
 
+from client.core.descent import factors
 from client.core.descent.aligned import ALIGNED_DIRS, ALIGNED_UNITS, AlignedAxis, aligned_sketch
 from client.core.descent.formulaic import formulaic_reason
 from client.core.descent.gram import GRAM_UNITS, gram_sketch
@@ -55,6 +60,7 @@ VERSION = 4
 VERSIONS = (1, 2, 3, 4)  # decodable; only VERSION is compared
 MOMENTS_SINCE = 3
 ALIGNED_SINCE = 4
+DERIVED_SINCE = 4
 MAX_REASON = 64
 DIGEST_NAME = f"blake3-plfp{VERSION}"
 MAX_TENSORS = 1_000_000
@@ -73,7 +79,8 @@ class TensorEntry:
     ``moments`` is (standard deviation, excess kurtosis) of a sketched tensor's entries
     (:func:`~client.core.descent.moments.moments`), None otherwise and in versions 1 and 2.
     ``aligned`` is (rows, columns) of :func:`~client.core.descent.aligned.aligned_sketch` for a
-    sketched tensor of version 4, None otherwise.
+    sketched tensor of version 4, None otherwise. ``factors`` (left, right) marks a *derived* entry:
+    the product of two tensors (:mod:`~client.core.descent.factors`), no digest, no moments.
     """
 
     name: str
@@ -85,6 +92,7 @@ class TensorEntry:
     formula: str = ""
     moments: tuple[float, float] | None = None
     aligned: tuple[AlignedAxis, AlignedAxis] | None = None
+    factors: tuple[str, str] | None = None
 
     @property
     def numel(self) -> int:
@@ -96,10 +104,11 @@ class TensorEntry:
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """A model's fingerprint. Entries are sorted by name and names are unique (checked)."""
+    """A model's fingerprint: entries sorted by name, names unique; ``derived`` products of factor pairs (v4)."""
 
     entries: tuple[TensorEntry, ...]
     version: int = VERSION
+    derived: tuple[TensorEntry, ...] = ()
 
     def __post_init__(self) -> None:
         if self.version >= 2 and any(e.sketch is not None and e.gram is None for e in self.entries):
@@ -115,6 +124,11 @@ class Fingerprint:
         names = [e.name for e in self.entries]
         if any(a.encode() >= b.encode() for a, b in zip(names, names[1:], strict=False)):
             raise FormatError("fingerprint entries must be sorted by name with no duplicates")
+        problem = factors.check_products({e.name: e.shape for e in self.entries if e.sketch is not None}, names, [
+            (d.name, d.shape, d.factors, not d.digest and d.moments is None and None not in (d.gram, d.aligned))
+            for d in self.derived])
+        if problem or (self.derived and self.version < DERIVED_SINCE):
+            raise FormatError(problem or f"a version {self.version} fingerprint holds no derived entries")
 
     @property
     def numel(self) -> int:
@@ -158,14 +172,20 @@ def tensor_digest(array: npt.NDArray[np.generic]) -> bytes:
     return hasher.digest()
 
 
-def entry_for(name: str, array: npt.NDArray[np.generic]) -> TensorEntry:
-    """Digest and, if informative and not produced by a formula, sketch one tensor."""
+def entry_for(name: str, array: npt.NDArray[np.generic], probes: list[factors.FactorProbe] | None = None,
+              held: dict[str, npt.NDArray[np.float32]] | None = None) -> TensorEntry:
+    """Digest and, if informative and not produced by a formula, sketch one tensor; if it is a
+    factor candidate, append its probe to ``probes`` (and its float32 matrix to ``held``)."""
     mat = matrix_view(array)
     reason = formulaic_reason(mat) if mat is not None else None
     sketch = gram = mom = aligned = None
     if mat is not None and reason is None:
         w = np.ascontiguousarray(mat, dtype=np.float32)
         sketch, gram, mom, aligned = sketch_matrix(w), gram_sketch(w), moments(w), aligned_sketch(w)
+        if probes is not None and (fp := factors.probe(name, w)) is not None:
+            probes.append(fp)
+            if held is not None:
+                held[name] = w
     return TensorEntry(
         name=name, dtype=array.dtype.name, shape=tuple(int(d) for d in array.shape),
         digest=tensor_digest(array), sketch=sketch, gram=gram, formula=reason or "", moments=mom,
@@ -173,14 +193,29 @@ def entry_for(name: str, array: npt.NDArray[np.generic]) -> TensorEntry:
     )
 
 
-def build(tensors: Iterable[tuple[str, npt.NDArray[np.generic]]], *, source: str = "model") -> Fingerprint:
-    """Fingerprint a stream of (name, array); only one tensor is held at a time."""
+_Tensors = Iterable[tuple[str, npt.NDArray[np.generic]]]
+
+
+def build(tensors: _Tensors, *, source: str = "model", reread: Callable[[], _Tensors] | None = None) -> Fingerprint:
+    """Fingerprint a stream of (name, array), one tensor held at a time; then the products of its balanced
+    factor pairs (:mod:`~client.core.descent.factors`), if any, from a second pass over ``reread()``, or
+    ``tensors`` if not a one-shot iterator (else the factor candidates are held in the first pass)."""
     entries: dict[str, TensorEntry] = {}
+    probes: list[factors.FactorProbe] = []
+    held: dict[str, npt.NDArray[np.float32]] | None = {} if reread is None and isinstance(tensors, Iterator) else None
     for name, array in tensors:
         if name in entries:
             raise FormatError(f"{source}: tensor name {name!r} appears twice")
-        entries[name] = entry_for(name, array)
-    return Fingerprint(tuple(entries[n] for n in sorted(entries, key=lambda s: s.encode())))
+        entries[name] = entry_for(name, array, probes, held)
+    order = {n: i for i, n in enumerate(sorted(entries, key=lambda s: s.encode()))}
+    derived: dict[tuple[int, int], TensorEntry] = {}
+    pairs = factors.pair_factors(probes)
+    again = (held.items() if held is not None else reread() if reread is not None else tensors) if pairs else ()
+    for left, right, p in factors.products(pairs, again, source):
+        derived[order[left], order[right]] = TensorEntry(
+            name=factors.product_name(left, right), dtype="float32", shape=p.shape, digest=b"",
+            sketch=sketch_matrix(p), gram=gram_sketch(p), aligned=aligned_sketch(p), factors=(left, right))
+    return Fingerprint(tuple(entries[n] for n in order), derived=tuple(derived[k] for k in sorted(derived)))
 
 
 def _encode_axis(out: list[bytes], axis: AxisSketch) -> None:
@@ -221,6 +256,15 @@ def encode(fp: Fingerprint) -> bytes:
             out.append(b"\x02" + struct.pack("<B", len(reason)) + reason)
         else:
             out.append(b"\x00")
+    if fp.version >= DERIVED_SINCE:
+        index = {e.name: i for i, e in enumerate(fp.entries)}
+        out.append(struct.pack("<I", len(fp.derived)))
+        for d in fp.derived:
+            assert d.factors is not None and d.sketch is not None and d.gram is not None and d.aligned is not None
+            out.append(struct.pack("<II", index[d.factors[0]], index[d.factors[1]]) + b"\x03")
+            for axis in (*d.sketch, *d.gram):
+                _encode_axis(out, axis)
+            _encode_aligned(out, d.aligned)
     return b"".join(out)
 
 
@@ -301,6 +345,21 @@ def _decode_status(cur: _Cursor, version: int, name: str) -> _Status:
     raise FormatError(f"{cur.source}: bad sketch flag for {name!r}")
 
 
+def _decode_derived(cur: _Cursor, entries: list[TensorEntry]) -> list[TensorEntry]:
+    """The derived products of version 4 (checked against the entries by :class:`Fingerprint`)."""
+    out, (count,) = [], cur.unpack("<I")
+    for _ in range(min(count, len(entries) // 2 + 1)):  # more than that cannot pass the check
+        i, j = cur.unpack("<II")
+        if max(i, j) >= len(entries) or cur.take(1) != b"\x03":
+            raise FormatError(f"{cur.source}: bad derived product")
+        name = factors.product_name(left := entries[i].name, right := entries[j].name)
+        sketch = (_decode_axis(cur, MAX_UNITS), _decode_axis(cur, MAX_UNITS))
+        gram = (_decode_axis(cur, GRAM_UNITS), _decode_axis(cur, GRAM_UNITS))
+        out.append(TensorEntry(name=name, dtype="float32", shape=(sketch[0].length, sketch[1].length), digest=b"",
+                               sketch=sketch, gram=gram, aligned=_decode_aligned(cur, name), factors=(left, right)))
+    return out
+
+
 def decode(data: bytes, *, source: str = "fingerprint") -> Fingerprint:
     """Parse canonical fingerprint bytes; raises FormatError naming ``source`` otherwise."""
     if len(data) > MAX_ENCODED:
@@ -332,9 +391,10 @@ def decode(data: bytes, *, source: str = "fingerprint") -> Fingerprint:
         sketch, gram, formula, mom, aligned = _decode_status(cur, version, name)
         entries.append(TensorEntry(name=name, dtype=dtype, shape=tuple(shape), digest=digest, sketch=sketch,
                                    gram=gram, formula=formula, moments=mom, aligned=aligned))
+    derived = _decode_derived(cur, entries) if version >= DERIVED_SINCE else []
     if cur.pos != len(data):
         raise FormatError(f"{source}: {len(data) - cur.pos} trailing bytes after the fingerprint")
-    fp = Fingerprint(tuple(entries), version)
+    fp = Fingerprint(tuple(entries), version, tuple(derived))
     if encode(fp) != data:
         raise FormatError(f"{source}: fingerprint is not in canonical form")
     return fp
