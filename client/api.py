@@ -96,7 +96,7 @@ def fingerprint_model(path: str | Path, *, required: bool = True) -> bytes | Non
             detect_format(p)
         except InvalidInputError:
             return None
-    return build(open_model(p).tensors(), source=str(p)).encode()
+    return build(open_model(p).tensors(), source=str(p), reread=lambda: open_model(p).tensors()).encode()
 
 
 def hash_manifest(path: str | Path, threads: int | None = None) -> tuple[bytes, bytes, int, str]:

@@ -64,7 +64,7 @@ def load_fingerprint(path: Path) -> Any:
             magic = fh.read(4)
         if magic == fpmod.MAGIC:
             return fpmod.decode(path.read_bytes(), source=str(path))
-    return fpmod.build(open_model(path).tensors(), source=str(path))
+    return fpmod.build(open_model(path).tensors(), source=str(path), reread=lambda: open_model(path).tensors())
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -146,7 +146,7 @@ def _fingerprint(args: argparse.Namespace) -> int:
     model_bytes = sum(e.numel * _itemsize(e.dtype) for e in fp.entries)
     summary = {"fingerprint": str(out), "digest": fp.digest(), "bytes": len(data), "tensors": len(fp.entries),
                "sketched": sum(1 for e in fp.entries if e.sketch is not None),
-               "formulaic": sum(1 for e in fp.entries if e.formula), "parameters": fp.numel,
+               "formulaic": sum(1 for e in fp.entries if e.formula), "derived": len(fp.derived), "parameters": fp.numel,
                "model_bytes": model_bytes}
     if args.json:
         sys.stdout.write(json.dumps(summary) + "\n")

@@ -7,10 +7,16 @@ and without an output head, trained MLPs with bottleneck layers, recurrent nets)
 
 from __future__ import annotations
 
+import struct
+from dataclasses import replace
+from functools import cache
+from pathlib import Path
+
 import numpy as np
 import numpy.typing as npt
 import pytest
 
+from client.core.descent.compare import compare
 from client.core.descent.factors import (
     MIN_RANK,
     PAIR_TOL,
@@ -22,8 +28,20 @@ from client.core.descent.factors import (
     probe_directions,
     product,
 )
+from client.core.descent.fingerprint import Fingerprint, build, decode
 from client.core.descent.sketch import matrix_view
-from tests.descent_fixtures import Model, base_model, fresh_init, init_mlp, orthogonal, train_mlp
+from client.errors import FormatError
+from client.formats import open_model
+from tests.descent_fixtures import (
+    Model,
+    base_model,
+    fresh_init,
+    init_mlp,
+    noisy,
+    orthogonal,
+    train_mlp,
+    write_safetensors,
+)
 from tests.descent_structural import init_rnn, svd_compress
 
 F32 = npt.NDArray[np.float32]
@@ -143,6 +161,7 @@ def test_each_factor_is_paired_once_best_first() -> None:
     assert pair_factors(probes[::-1]) == [("a.left", "a.right")]  # order of the stream does not matter
 
 
+@cache
 def _ordinary_models() -> dict[str, Model]:
     head = (np.random.default_rng(999).standard_normal((512, 128)) * 0.02).astype(np.float32)
     out: dict[str, Model] = {
@@ -154,7 +173,7 @@ def _ordinary_models() -> dict[str, Model]:
     for seed in range(3):
         out[f"fresh initialisation {seed}"] = fresh_init(seed)
     for sizes in ((32, 128, 32, 128, 10), (32, 256, 32, 256, 32, 256, 10)):
-        out[f"trained MLP {sizes}"] = train_mlp(init_mlp(5, sizes), steps=300, seed=6)
+        out[f"trained MLP {sizes}"] = train_mlp(init_mlp(5, sizes), steps=200, seed=6)
     return out
 
 
@@ -174,7 +193,109 @@ def test_ordinary_models_never_pair() -> None:
 
 
 def test_a_balanced_compression_of_a_trained_network_pairs_its_own_factors() -> None:
-    trained = train_mlp(init_mlp(31, (32, 256, 256, 10)), steps=300, seed=32)
-    t = svd_compress(trained, 0.4, factored=True, split="balanced", seed=1)
+    t = svd_compress(_trained(), 0.4, factored=True, split="balanced", seed=1)
     # fc0 (256 x 32) and fc2 (10 x 256) are compressed below MIN_RANK: only fc1's factors qualify
     assert pair_factors(_model_probes(t)) == [("fc1.weight.left", "fc1.weight.right")]
+
+
+# ---- derived products in the fingerprint (v4) and in compare
+
+@cache
+def _trained() -> Model:
+    return train_mlp(init_mlp(31, (32, 256, 256, 10)), steps=300, seed=32)
+
+
+@cache
+def _compressed() -> Model:
+    return noisy(svd_compress(_trained(), 0.4, factored=True, split="balanced", seed=1), 0.01, seed=7)
+
+
+def _with_q(t: Model, seed: int) -> Model:
+    """Every balanced pair with a random orthogonal Q between its factors: (F1 Q)(Q^T F2)."""
+    out = dict(t)
+    for name in t:
+        if name.endswith(".left"):
+            right = name[: -len("left")] + "right"
+            q = orthogonal(t[name].shape[1], seed)
+            out[name], out[right] = np.ascontiguousarray(t[name] @ q), np.ascontiguousarray(q.T @ t[right])
+    return out
+
+
+def test_fingerprint_of_a_balanced_compression_holds_the_product_and_round_trips() -> None:
+    fp = build(_compressed().items())
+    assert [d.name for d in fp.derived] == ["fc1.weight.left @ fc1.weight.right"]
+    d = fp.derived[0]
+    assert d.factors == ("fc1.weight.left", "fc1.weight.right") and d.shape == (256, 256) and d.digest == b""
+    assert d.moments is None and d.sketch is not None and d.aligned is not None
+    data = fp.encode()
+    back = decode(data)
+    assert back.encode() == data and back.derived[0].factors == d.factors and back.derived[0].shape == d.shape
+    assert fp.numel == sum(v.size for v in _compressed().values())  # the product adds no parameters
+
+
+def test_the_stream_is_read_again_or_held_with_the_same_result(tmp_path: Path) -> None:
+    write_safetensors(path := tmp_path / "c.safetensors", _compressed())
+    in_memory = build(_compressed().items()).encode()
+    assert build(open_model(path).tensors(), reread=lambda: open_model(path).tensors()).encode() == in_memory
+    assert build(open_model(path).tensors()).encode() == in_memory  # one-shot iterator: candidates held
+    with pytest.raises(FormatError, match="went missing"):
+        build(open_model(path).tensors(), reread=lambda: iter([]))
+
+
+def test_ordinary_models_have_no_derived_entries() -> None:
+    for label, t in _ordinary_models().items():
+        assert build(t.items()).derived == (), label
+
+
+def _mangled(fp: Fingerprint, **changes: object) -> Fingerprint:
+    return Fingerprint(fp.entries, fp.version, (replace(fp.derived[0], **changes),))
+
+
+def test_derived_entries_are_checked() -> None:
+    fp = build(_compressed().items())
+    d = fp.derived[0]
+    with pytest.raises(FormatError, match="digest or moments"):
+        _mangled(fp, digest=b"\x01" * 32)
+    with pytest.raises(FormatError, match="digest or moments"):
+        _mangled(fp, moments=(1.0, 0.0))
+    with pytest.raises(FormatError, match="not a left and a right"):
+        _mangled(fp, factors=("fc1.weight.right", "fc1.weight.left"))
+    with pytest.raises(FormatError, match="names no two"):
+        _mangled(fp, factors=("fc1.weight.left", "nope"))
+    with pytest.raises(FormatError, match="once"):
+        Fingerprint(fp.entries, fp.version, (d, d))
+    with pytest.raises(FormatError, match="version 3"):
+        Fingerprint(tuple(replace(e, aligned=None) for e in fp.entries), 3, fp.derived)
+
+
+def test_derived_section_mangling_is_refused() -> None:
+    data = build(_compressed().items()).encode()
+    fp = decode(data)
+    # the derived section starts after the entries: re-encode without it to find its offset
+    start = len(Fingerprint(fp.entries, fp.version).encode()) - 4
+    assert data[start : start + 4] == struct.pack("<I", 1)
+    for offset in (0, 4, 8, 12):  # count, left index, right index, status byte
+        bad = bytearray(data)
+        bad[start + offset] ^= 0x01
+        with pytest.raises(FormatError):
+            decode(bytes(bad))
+    with pytest.raises(FormatError):
+        decode(data[:-1])
+
+
+def test_derived_products_are_never_exact_evidence() -> None:
+    """Two byte-identical compressed copies are identical by their tensors; the products (no digest)
+    add nothing to the shared fractions and are not byte-identical evidence."""
+    fa = build(_compressed().items())
+    result = compare(fa, build(_compressed().items()))
+    assert result.verdict == "identical" and result.shared_a_in_b == result.shared_b_in_a == 1.0
+    assert all("@" not in e.a and "@" not in e.b for e in result.evidence if e.how == "byte-identical")
+
+
+@pytest.mark.parametrize("label", ["Q between the factors", "both compressed, Q on one"])
+def test_balanced_compression_with_orthogonal_q_is_related(label: str) -> None:
+    b = _with_q(_compressed(), 11)
+    a = _trained() if label.startswith("Q") else noisy(svd_compress(_trained(), 0.4, factored=True, seed=2), 0.01)
+    result = compare(build(a.items()), build(b.items()))
+    assert (result.verdict, result.basis) == ("related", "statistical"), (label, result.log10_p)
+    assert "derived product" in result.evidence[0].how
