@@ -148,3 +148,38 @@ def test_one_axis_candidates_keep_the_related_rate_at_most_alpha(one_axis_null_r
     that axis alone, direct and Gram); `related` at most at alpha + 3.1 binomial standard errors."""
     related = sum(1 for lp in one_axis_null_results if lp < math.log10(alpha))
     assert related <= _binomial_upper(len(one_axis_null_results), alpha), related
+
+def _balanced_null(seed: int, kind: str) -> Model:
+    """An independent model stored as balanced SVD factors at rank 0.5 (every matrix's
+    U_r S_r^1/2 | S_r^1/2 V_r^T), so its fingerprint holds derived products."""
+    from tests.descent_structural import svd_compress
+
+    return svd_compress(null_model(seed, kind), 0.5, factored=True, split="balanced", seed=seed)
+
+
+@pytest.fixture(scope="module")
+def balanced_null_results() -> list[float]:
+    """log10 p of 50 independent pairs (10 per kind) in which B, or on odd pairs both, is stored as
+    balanced factors: compare then tests derived products against A's matrices (or A's products).
+    The evidence benchmark's null family of the same kind has 500 pairs (docs/descent.md 5b)."""
+    out = []
+    for i in range(50):
+        kind = KINDS[i % len(KINDS)]
+        a_model = _balanced_null(40_000 + 2 * i, kind) if i % 2 else null_model(40_000 + 2 * i, kind)
+        a: Fingerprint = build(a_model.items())
+        b: Fingerprint = build(_balanced_null(40_001 + 2 * i, kind).items())
+        assert b.derived and any(c.b.factors for c in _candidates(a, b))
+        result = compare(a, b, alpha=0.05)
+        assert result.verdict in ("independent", "related"), result.verdict
+        out.append(result.log10_p)
+    return out
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.01])
+def test_derived_products_keep_the_related_rate_at_most_alpha(balanced_null_results: list[float],
+                                                             alpha: float) -> None:
+    """Independent models compressed to balanced factors, against uncompressed independents and
+    against each other: a product of two of B's matrices is a function of B alone, so `related`
+    stays at most at alpha + 3.1 binomial standard errors."""
+    related = sum(1 for lp in balanced_null_results if lp < math.log10(alpha))
+    assert related <= _binomial_upper(len(balanced_null_results), alpha), related
