@@ -50,8 +50,8 @@ evidence: $(STAMP)
 
 # Issue 6 long runs (minutes; not in `make bench`): the hammer (HAMMER_SECONDS, default 120) and
 # 50 SIGKILLs with restarts (FAULT_KILLS). Figures: docs/guarantees.md.
-# Issue 14: the PostgreSQL digest index at 10^8 postings (about 15 min and 17 GB of disk in /tmp; make bench
-# runs it at BENCH_PG_POSTINGS=10^7).
+# Issue 14: the PostgreSQL digest index at 10^8 postings (27 min niced on the shared 2-core VM, 17 GB of disk
+# in /tmp; make bench runs it at BENCH_PG_POSTINGS=10^7).
 long: $(STAMP)
 	$(PY) -m bench hammer faults
 	BENCH_PG_ONLY=postings BENCH_PG_POSTINGS=100000000 $(PY) -m bench pg
