@@ -43,6 +43,10 @@ def test_postgresql_spec_keeps_the_dsn_and_never_shows_its_password() -> None:
     assert StoreSpec.parse("postgres://ledger@db/provenance").scheme == "postgresql"
     assert spec.describe() == "postgresql://ledger@db.example:5433/provenance"
     assert "hunter2" not in repr(spec) and "hunter2" not in str(spec)
+    in_query = StoreSpec.parse("postgresql://ledger@db/provenance?password=hunter2&sslmode=require")
+    assert in_query.describe() == "postgresql://ledger@db/provenance"
+    assert StoreSpec.parse("postgresql:///provenance?host=/run/postgresql").describe() == (
+        "postgresql://%2Frun%2Fpostgresql/provenance")
 
 
 def test_spec_is_validated_and_frozen(tmp_path: Path) -> None:
