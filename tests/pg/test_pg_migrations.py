@@ -98,3 +98,22 @@ def test_a_database_of_something_else_is_refused(empty_dsn: str) -> None:
 def test_db_migrate_refuses_a_directory_store(tmp_path: object, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["db", "migrate", "--store", f"rocksdb:{tmp_path}"]) == 2
     assert "only postgresql:// stores" in capsys.readouterr().err
+
+
+def test_two_schemas_of_one_database_are_two_stores(pg_cluster: PgCluster) -> None:
+    """A DSN's search_path picks the schema: each holds its own tables and version, and a missing schema is refused."""
+    from ledger.errors import StorageError
+    from ledger.storage import Batch, TreeHead
+
+    first, second = pg_cluster.fresh_schema(), pg_cluster.fresh_schema()
+    a, b = PostgresStorage.open(first), PostgresStorage.open(second)
+    try:
+        a.commit(Batch(0, [b"only in a"], [b"\x01" * 32], {}, TreeHead(1, b"\x02" * 32, (b"\x03" * 32,))))
+        assert b.read_head() is None and b.read_entries_at([0]) == [None]
+        assert a.read_entries(0, 1) == [b"only in a"]
+    finally:
+        a.close()
+        b.close()
+    assert _versions(first) == _versions(second) == list(range(1, CURRENT_VERSION + 1))
+    with pytest.raises(StorageError):
+        PostgresStorage.open(first.replace("search_path%3D", "search_path%3Dno_such_schema_"))
