@@ -106,6 +106,32 @@ def _rnn_cell(kind: str) -> str:
     return "gru" if kind == "gru" else "lstm"
 
 
+def _with_q(t: Model, seed: int) -> Model:
+    """A random orthogonal Q between the two factors of every ``NAME.left`` / ``NAME.right`` pair."""
+    out = dict(t)
+    for k in (k for k in t if k.endswith(".left")):
+        q = orthogonal(t[k].shape[1], seed)
+        right = k[: -len("left")] + "right"
+        out[k], out[right] = np.ascontiguousarray(t[k] @ q), np.ascontiguousarray(q.T @ t[right])
+    return out
+
+
+def _balanced_cells() -> list[tuple[str, str, Derive]]:
+    """U_r S_r^1/2 | S_r^1/2 V_r^T of every matrix (SVD-LLM's layout), at a few ranks, with a random
+    orthogonal Q between the factors, with noise on the factors; on the transformer and the trained MLP."""
+    def bal(f: float, q: bool = False, e: float = 0.0) -> Derive:
+        def derive(t: Model, s: int) -> Model:
+            out = svd_compress(t, f, factored=True, split="balanced", seed=s)
+            out = _with_q(out, s) if q else out
+            return noisy(out, e, seed=s) if e else out
+        return derive
+    return [("rank 50%", "transformer", bal(0.5)), ("rank 25%", "transformer", bal(0.25)),
+            ("rank 25%, orthogonal Q between factors", "transformer", bal(0.25, q=True)),
+            ("rank 25% + 10% noise on the factors", "transformer", bal(0.25, e=0.1)),
+            ("rank 10% (r = 13 < 16: not paired)", "transformer", bal(0.1)),
+            ("rank 40%", "mlp", bal(0.4)), ("rank 25% + 10% noise on the factors", "mlp", bal(0.25, e=0.1))]
+
+
 def _cells() -> tuple[Cell, ...]:
     n = noisy
     out: list[Cell] = [Cell("verdict tests' DERIVED", name, "transformer", _derived(name)) for name in DERIVED]
@@ -141,9 +167,9 @@ def _cells() -> tuple[Cell, ...]:
             for w, p in ((25, 10), (100, 30))]
     out += [Cell("attention head pruning + 10% noise", f"{d} of 8 heads", "transformer",
                  lambda t, s, d=d: n(prune_heads(t, heads=8, drop=d, seed=s), 0.1, seed=s)) for d in (2, 4, 6)]
-    out += [Cell("low-rank (SVD) compression", f"rank {p}%{' factored' if fac else ''}", "transformer",
-                 lambda t, s, f=p / 100, fac=fac: svd_compress(t, f, factored=fac, seed=s))
-            for p, fac in ((50, False), (25, False), (10, False), (25, True))]
+    out += [Cell("low-rank (SVD) compression", f"rank {p}%", "transformer",
+                 lambda t, s, f=p / 100: svd_compress(t, f, seed=s)) for p in (50, 25, 10)]
+    out += [Cell("SVD compression, balanced factors", label, base, derive) for label, base, derive in _balanced_cells()]
     out += [
         Cell("layer-wise merge + 10% noise", "vs first model", "transformer",
              lambda t, s: n(merge_layers(t, _second(s), split=LAYERS // 2), 0.1, seed=s)),
@@ -281,12 +307,22 @@ def _recurrent(sa: int, sb: int, i: int) -> tuple[Model, Model]:
     return a, permute_rnn(init_rnn(sb, cell=cell, init=init, **RNN_SIZE), cell=cell, seed=sb)
 
 
+def _balanced(sa: int, sb: int, i: int) -> tuple[Model, Model]:
+    """B stored as balanced SVD factors (rank 50 % or 25 %; every fourth pair with an orthogonal Q),
+    against an uncompressed A on even pairs and a compressed one on odd pairs."""
+    def squash(seed: int) -> Model:
+        out = svd_compress(base_model(seed, layers=LAYERS), 0.5 if i % 4 < 2 else 0.25, factored=True, seed=seed)
+        return _with_q(out, seed) if i % 4 == 3 else out
+    return (squash(sa) if i % 2 else base_model(sa, layers=LAYERS)), squash(sb)
+
+
 NULLS: tuple[tuple[str, Callable[[int, int, int], tuple[Model, Model]]], ...] = (
     ("same architecture, fresh initialisations", _fresh),
     ("same-task trained MLPs, different seeds (pool of 100)", _trained),
     ("shared formulaic tables (sinusoidal, rotary, causal masks)", _formula),
     ("rotated independents (QuaRot R, some with unit scaling)", _rotated),
     ("independent recurrent nets (LSTM/GRU, one permuted)", _recurrent),
+    ("independents stored as balanced SVD factors (vs plain and vs factored)", _balanced),
 )
 
 
