@@ -14,7 +14,7 @@ import blake3
 import grpc
 import pytest
 from descent_fixtures import base_model, noisy, permute_hidden
-from registry_kit import Env, Lab, make_manifest, open_env
+from registry_kit import BACKENDS, Env, Lab, backend_storage, make_manifest, open_env
 
 from client.core.descent.fingerprint import build
 from client.core.descent.ledger_evidence import RevealError, check_reveal
@@ -33,11 +33,12 @@ def _fp(seed: int, derive: bool = False) -> bytes:
     return build(t.items()).encode()
 
 
-@pytest.fixture
-def env() -> Iterator[Env]:
-    e = open_env()
-    yield e
-    e.close()
+@pytest.fixture(params=BACKENDS)
+def env(request: pytest.FixtureRequest) -> Iterator[Env]:
+    with backend_storage(request.param) as storage:
+        e = open_env(storage=storage)
+        yield e
+        e.close()
 
 
 def _lab(env: Env) -> Lab:
