@@ -149,6 +149,7 @@ def test_one_axis_candidates_keep_the_related_rate_at_most_alpha(one_axis_null_r
     related = sum(1 for lp in one_axis_null_results if lp < math.log10(alpha))
     assert related <= _binomial_upper(len(one_axis_null_results), alpha), related
 
+
 def _balanced_null(seed: int, kind: str) -> Model:
     """An independent model stored as balanced SVD factors at rank 0.5 (every matrix's
     U_r S_r^1/2 | S_r^1/2 V_r^T), so its fingerprint holds derived products."""
@@ -183,3 +184,69 @@ def test_derived_products_keep_the_related_rate_at_most_alpha(balanced_null_resu
     stays at most at alpha + 3.1 binomial standard errors."""
     related = sum(1 for lp in balanced_null_results if lp < math.log10(alpha))
     assert related <= _binomial_upper(len(balanced_null_results), alpha), related
+
+
+# ---- nulls that attack the aligned-units test (docs/descent.md §3.2c): independent models that
+# share structure at equal unit indices on one axis (a tokenizer's rows, RoPE-structured q/k rows),
+# on both axes jointly (identity-initialised recurrent matrices), or the same data in the same order.
+
+def _same_batches(seed: int) -> Model:
+    """A small MLP trained 100 steps from its own initialisation on the same batches as every other."""
+    return train_mlp(init_mlp(seed, (32, 48, 48, 10)), steps=100, seed=777)
+
+
+def _aligned_null_families() -> dict[str, tuple[int, object]]:
+    from tests.descent_aligned_fixtures import identity_recurrent, rope_structured, vocabulary_structured
+
+    return {"shared vocabulary structure": (40, vocabulary_structured), "RoPE-like q/k rows": (40, rope_structured),
+            "identity-initialised recurrent": (100, identity_recurrent), "same task, same batches": (20, _same_batches)}
+
+
+def _aligned_only_log10_p(a: Model, b: Model) -> float:
+    """The model-level p-value of the aligned candidates alone (Bonferroni over them)."""
+    from types import SimpleNamespace
+
+    from client.core.descent.aligned import aligned_outcome, aligned_sketch
+    from client.core.descent.fingerprint import tensor_digest
+    from client.core.descent.sketch import matrix_view
+
+    def entries(t: Model) -> list[SimpleNamespace]:
+        out = []
+        for name, v in t.items():
+            if (m := matrix_view(v)) is not None:
+                w = np.ascontiguousarray(m, dtype=np.float32)
+                out.append(SimpleNamespace(name=name, digest=tensor_digest(v), aligned=aligned_sketch(w)))
+        return out
+
+    got = aligned_outcome(entries(a), entries(b))  # type: ignore[arg-type]
+    return min(0.0, got.best[0].log10_p + math.log10(got.count)) if got.best else 0.0
+
+
+@pytest.mark.parametrize("family", ["shared vocabulary structure", "RoPE-like q/k rows",
+                                    "identity-initialised recurrent", "same task, same batches"])
+def test_nulls_with_shared_index_structure_are_not_related(family: str) -> None:
+    """Each family: the aligned candidates alone are `related` at most at alpha + 3.1 binomial
+    standard errors (alpha 0.05 and 0.01), and the full comparison of the first pair is not related
+    (the evidence benchmark runs 500 full comparisons of the first three families, docs/descent.md 5b)."""
+    pairs, make = _aligned_null_families()[family]
+    assert callable(make)
+    logs = [_aligned_only_log10_p(make(50_000 + 2 * i), make(50_001 + 2 * i)) for i in range(pairs)]
+    for alpha in (0.05, 0.01):
+        related = sum(1 for lp in logs if lp < math.log10(alpha))
+        assert related <= _binomial_upper(pairs, alpha), (family, alpha, related)
+    if family != "identity-initialised recurrent":  # see the xfail below
+        result = compare(build(make(50_000).items()), build(make(50_001).items()))
+        assert result.verdict == "independent", (family, result.log10_p)
+
+
+@pytest.mark.xfail(strict=True, reason="known false accusations of the matching tests (not the aligned one): in "
+                   "I + noise, row i's content sketch is dominated by column i's key, so a unit's two feature "
+                   "halves are dependent and the two matchings agree under the null")
+def test_identity_initialised_recurrent_pairs_are_not_related_by_the_matching_tests() -> None:
+    """Measured on 100 such pairs: 15 % related at alpha 0.01 (6 % below 0.001), every one on a
+    matching ("units matched") axis; the aligned test alone stays within its level (above)."""
+    from tests.descent_aligned_fixtures import identity_recurrent
+
+    related = sum(compare(build(identity_recurrent(60_000 + 2 * i).items()),
+                          build(identity_recurrent(60_001 + 2 * i).items())).verdict == "related" for i in range(20))
+    assert related <= _binomial_upper(20, 0.01), related

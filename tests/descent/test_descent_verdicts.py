@@ -20,6 +20,7 @@ import pytest
 from client.core.descent.compare import compare
 from client.core.descent.fingerprint import Fingerprint, build
 from client.formats import open_model
+from tests.descent_aligned_fixtures import long_training, sibling
 from tests.descent_fixtures import (
     Model,
     base_model,
@@ -338,6 +339,11 @@ STRUCTURAL: dict[str, tuple[Callable[[], Model], Callable[[], Model]]] = {
     "GRU permuted + 10% noise + int8 re-quantized": (
         lambda: rnn("gru", "structured"),
         lambda: requantize_int8(noisy(permute_rnn(rnn("gru", "structured"), cell="gru", seed=1), 0.1, seed=7))),
+    # units kept in place, signal weak: the aligned-units test (docs/descent.md §3.2c)
+    "siblings of one initialisation, heavy separate drift (correlation 0.06), 768-wide trained MLP": (
+        lambda: sibling("mlp", 0), lambda: sibling("mlp", 1)),
+    "an initialisation against its own long training (900 steps), trained MLP": (
+        lambda: long_training()[0], lambda: long_training()[1]),
 }
 
 

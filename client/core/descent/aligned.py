@@ -31,6 +31,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -99,12 +100,28 @@ def _finish(f: F32, length: int) -> AlignedAxis:
     return AlignedAxis(length=length, features=f.astype(np.float16).astype(np.float32))
 
 
+def _axis(f: F32, w: F32, idx: npt.NDArray[np.intp], rows: bool) -> AlignedAxis:
+    """Finish the projections ``f`` (kept units x ALIGNED_DIRS) of one axis of ``w``. A kept unit i
+    whose pair mate is i' is projected with its entries at other-axis indices i and i' (those that
+    exist) left out, so that swapping the pair's two units on this axis alone, or on both axes at
+    once, swaps their features exactly (docs/descent.md §3.2c)."""
+    other = w.shape[1] if rows else w.shape[0]
+    r = directions(other)
+    mate = idx[np.minimum(np.arange(len(idx)) ^ 1, len(idx) - 1)]
+    for cols, ok in ((idx, idx < other), (mate, (mate < other) & (mate != idx))):
+        t = np.flatnonzero(ok)
+        vals = w[idx[t], cols[t]] if rows else w[cols[t], idx[t]]
+        f[t] -= vals[:, None] * r[cols[t]]
+    return _finish(f, w.shape[0] if rows else w.shape[1])
+
+
 def aligned_sketch(w: F32) -> tuple[AlignedAxis, AlignedAxis]:
     """(rows, columns) aligned sketches of a float32 matrix W (m x n). Requires finite entries."""
     m, n = w.shape
-    rows = w[aligned_units(m)] @ directions(n)
-    cols = (directions(m).T @ w[:, aligned_units(n)]).T
-    return _finish(rows, m), _finish(np.ascontiguousarray(cols), n)
+    rows, cols = aligned_units(m), aligned_units(n)
+    f_rows = w[rows] @ directions(n) if len(rows) < m else w @ directions(n)
+    f_cols = np.ascontiguousarray((directions(m).T @ w)[:, cols].T)  # no strided gather of W's columns
+    return _axis(f_rows, w, rows, True), _axis(f_cols, w, cols, False)
 
 
 def _differences(axis: AlignedAxis) -> F64:
@@ -114,7 +131,8 @@ def _differences(axis: AlignedAxis) -> F64:
     return out
 
 
-def _log10_bound(t: F64, s: F64) -> F64:
+def log10_bounds(t: F64, s: F64) -> F64:
+    """log10 of the Hoeffding bound exp(-T^2 / (2 sum D^2)), 0 where T <= 0, elementwise."""
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where((t > 0) & (s > 0), t / np.sqrt(np.where(s > 0, s, 1)), 0.0)
     out: F64 = -(z * z) / (2 * math.log(10))
@@ -146,24 +164,89 @@ def aligned_tests(xs: Sequence[AlignedAxis], ys: Sequence[AlignedAxis]) -> tuple
     return t, s
 
 
-def axis_result(t: float, s: float, pairs: int) -> AlignedResult:
-    """The result of one axis test from its T and sum D^2."""
-    z = float(statistic(np.array(t), np.array(s)))
-    return AlignedResult(statistic=z, pairs=pairs, log10_p=float(_log10_bound(np.array(t), np.array(s))))
+class _Entry(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def digest(self) -> bytes: ...
+    @property
+    def aligned(self) -> tuple[AlignedAxis, AlignedAxis] | None: ...
 
 
-def pair_log10_p(rows: F64, cols: F64) -> F64:
-    """The matrix pairs' log10 p-values, max(p_rows, p_cols), from the axes' log10 bounds."""
-    out: F64 = np.maximum(rows, cols)
+@dataclass(frozen=True)
+class AlignedPair:
+    """A tensor of A against the tensor of B of the same shape, units at equal indices."""
+
+    a: str
+    b: str
+    log10_p: float  # max(p_rows, p_cols), natural scale log10
+    rows: AlignedResult
+    cols: AlignedResult
+
+
+@dataclass(frozen=True)
+class AlignedOutcome:
+    """Every aligned candidate of two models, tested.
+
+    ``count`` is the number of candidates (joins the model-level Bonferroni factor), ``per_a`` the
+    number per tensor of A (joins extent's per-tensor factor), ``best`` each tested tensor of A's
+    best pair (smallest p-value first), ``reachable_log10`` the smallest p-value any could give.
+    """
+
+    count: int
+    per_a: dict[str, int]
+    best: tuple[AlignedPair, ...]
+    reachable_log10: float
+
+
+def _result(t: float, s: float, pairs: int) -> AlignedResult:
+    return AlignedResult(statistic=float(statistic(np.array(t), np.array(s))), pairs=pairs,
+                         log10_p=float(log10_bounds(np.array(t), np.array(s))))
+
+
+def _axes(entries: Sequence[_Entry], axis: int) -> list[AlignedAxis]:
+    out = []
+    for e in entries:
+        assert e.aligned is not None
+        out.append(e.aligned[axis])
     return out
 
 
-def log10_bounds(t: F64, s: F64) -> F64:
-    """log10 of the Hoeffding bound exp(-T^2 / (2 sum D^2)) (0 where T <= 0), elementwise."""
-    return _log10_bound(t, s)
+def aligned_outcome(fa: Sequence[_Entry], fb: Sequence[_Entry]) -> AlignedOutcome:
+    """Test every pair (tensor of A, tensor of B) whose aligned sketches have equal axis lengths
+    (identical matrix shape; names never used; byte-identical pairs are exact evidence, not
+    candidates), both axes at once per shape, vectorised. Pure."""
+    groups: dict[tuple[int, int], tuple[list[_Entry], list[_Entry]]] = {}
+    for side, entries in ((0, fa), (1, fb)):
+        for e in entries:
+            if e.aligned is not None:
+                groups.setdefault((e.aligned[0].length, e.aligned[1].length), ([], []))[side].append(e)
+    count, reachable = 0, 0.0
+    per_a: dict[str, int] = {}
+    best: list[AlignedPair] = []
+    for (m, n), (xs, ys) in groups.items():
+        if not xs or not ys:
+            continue
+        same = np.array([[bool(x.digest) and x.digest == y.digest for y in ys] for x in xs])  # products: no digest
+        tr, sr = aligned_tests(_axes(xs, 0), _axes(ys, 0))
+        tc, sc = aligned_tests(_axes(xs, 1), _axes(ys, 1))
+        logp = np.where(same, 0.0, np.maximum(log10_bounds(tr, sr), log10_bounds(tc, sc)))
+        pr, pc = min(m, ALIGNED_UNITS) // 2, min(n, ALIGNED_UNITS) // 2
+        count += int((~same).sum())
+        reachable = min(reachable, best_possible_log10(m, n)) if (~same).any() else reachable
+        for i, x in enumerate(xs):
+            if (k := int((~same[i]).sum())) == 0:
+                continue
+            per_a[x.name] = per_a.get(x.name, 0) + k
+            j = int(np.argmin(np.where(same[i], np.inf, logp[i])))
+            best.append(AlignedPair(x.name, ys[j].name, float(logp[i, j]), _result(tr[i, j], sr[i, j], pr),
+                                    _result(tc[i, j], sc[i, j], pc)))
+    ranked = tuple(sorted(best, key=lambda q: (q.log10_p, q.a)))  # a tensor of A has one shape: one group
+    return AlignedOutcome(count=count, per_a=per_a, best=ranked, reachable_log10=reachable)
 
 
 def best_possible_log10(rows: int, cols: int) -> float:
-    """log10 of the smallest pair p-value reachable on an m x n matrix pair: exp(-P/2) per axis."""
+    """log10 of the smallest pair p-value reachable on an m x n matrix pair: exp(-P/2) per axis,
+    P the pairs of the axis with fewer kept units."""
     p = min(min(rows, ALIGNED_UNITS) // 2, min(cols, ALIGNED_UNITS) // 2)
     return -p / (2 * math.log(10))

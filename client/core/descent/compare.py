@@ -9,9 +9,11 @@ Verdicts (docs/descent.md):
 - ``inconclusive``: no comparable informative tensors, or too few units for any test to reach ``alpha``.
 
 Tensors are paired by content, never by name: every informative matrix of A is a candidate
-partner of every informative matrix of B of compatible shape, in both orientations. The
-combined p-value is Bonferroni over *all* candidate pairs (valid under any dependence between
-tensors, and it makes the choice of which pairs get the full test harmless).
+partner of every informative matrix of B of compatible shape, in both orientations, and every
+pair of identical shape is also an *aligned* candidate (units at equal indices,
+:mod:`client.core.descent.aligned`). The combined p-value is Bonferroni over *all* candidate pairs
+(valid under any dependence between tensors, and it makes the choice of which pairs get the full
+test harmless).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from client.core.descent.aligned import AlignedPair, AlignedResult, aligned_outcome
 from client.core.descent.direction import Direction, weight_signal
 from client.core.descent.extent import Extent, best_untested, extent
 from client.core.descent.fingerprint import Fingerprint, TensorEntry, require_current
@@ -56,14 +59,16 @@ class PairEvidence:
 
     ``axes`` holds one result per entry of ``AXES`` (None where an axis has too few units): the
     rows and columns matched on their entries, and on their Gram matrices (rotation-invariant).
+    ``aligned`` is (rows, columns) of an aligned-units test (§3.2c), None for other evidence.
     """
 
     a: str
     b: str
-    how: str  # "byte-identical", "units matched" or "units matched (transposed)", "..., rotation-invariant"
+    how: str  # "byte-identical", "units matched" (...), "units aligned (same order)"
     p_value: float
     log10_p: float
     axes: tuple[AxisResult | None, ...] = ()
+    aligned: tuple[AlignedResult, AlignedResult] | None = None
 
     def to_json(self) -> dict[str, Any]:
         log10_p = round(self.log10_p, 3) if math.isfinite(self.log10_p) else None
@@ -72,6 +77,8 @@ class PairEvidence:
         for label, r in zip(AXES, self.axes, strict=False):
             if r is not None:
                 out[label] = {"agreements": r.agreements, "matched": r.matched, "candidates": r.candidates}
+        if self.aligned is not None:
+            out["aligned_rows"], out["aligned_cols"] = (r.to_json() for r in self.aligned)
         return out
 
 
@@ -264,6 +271,12 @@ def _test(c: _Candidate, prep: _Prepared) -> PairEvidence:
                         axes=axes)
 
 
+def _aligned_evidence(pair: AlignedPair, derived: bool) -> PairEvidence:
+    how = "units aligned (same order)" + (", derived product" if derived else "")
+    return PairEvidence(a=pair.a, b=pair.b, how=how, p_value=10**pair.log10_p, log10_p=pair.log10_p,
+                        aligned=(pair.rows, pair.cols))
+
+
 def compare(fa: Fingerprint, fb: Fingerprint, *, alpha: float = DEFAULT_ALPHA, top: int = 5) -> Comparison:
     """Compare fingerprints of A and B. Requires 0 < alpha < 1; both of the current version
     (:func:`~client.core.descent.fingerprint.require_current`)."""
@@ -278,8 +291,11 @@ def compare(fa: Fingerprint, fb: Fingerprint, *, alpha: float = DEFAULT_ALPHA, t
     ]
     exact.sort(key=lambda e: e.a)
     cands = _candidates(fa, fb)
+    aligned = aligned_outcome(fa.entries + fa.derived, fb.entries + fb.derived)  # same-shape pairs, equal indices
+    products = {d.name for d in fa.derived} | {d.name for d in fb.derived}
+    aligned_ev = [_aligned_evidence(q, q.a in products or q.b in products) for q in aligned.best]
     prep = _Prepared()
-    n = len(cands)
+    n = len(cands) + aligned.count
     ln_n = math.log(n) if n else 0.0
     tested: list[PairEvidence] = []
     decisive = 0
@@ -292,10 +308,10 @@ def compare(fa: Fingerprint, fb: Fingerprint, *, alpha: float = DEFAULT_ALPHA, t
             decisive += 1
             if decisive >= top:
                 break
-    stat = sorted(tested, key=lambda e: e.log10_p)
+    stat = sorted(tested + aligned_ev, key=lambda e: e.log10_p)
     ln_min = stat[0].log10_p * math.log(10) if stat else 0.0
     ln_p = min(0.0, ln_min + ln_n)
-    ln_reachable = min((_best_possible(c) for c in cands), default=0.0) + ln_n
+    ln_reachable = min([_best_possible(c) for c in cands] + [aligned.reachable_log10 * math.log(10)]) + ln_n
 
     identical = bool(fa.entries) and Counter(e.digest for e in fa.entries) == Counter(e.digest for e in fb.entries)
     if identical:
@@ -316,10 +332,11 @@ def compare(fa: Fingerprint, fb: Fingerprint, *, alpha: float = DEFAULT_ALPHA, t
         more = best_untested([c for c in cands if not c.a.factors], lambda c: c.a.name, {e.a for e in tested},
                              lambda c: sum(screen_score(prep(x), prep(y)) for x, y in c.axes()))
         tested += [_test(c, prep) for c in more]
-        stat = sorted(tested, key=lambda e: e.log10_p)
+        stat = sorted(tested + aligned_ev, key=lambda e: e.log10_p)
         ln_p = min(ln_p, stat[0].log10_p * math.log(10) + ln_n) if stat else ln_p
-        counts = Counter(c.a.name for c in cands)
-        shared = extent({e.name: counts[e.name] for e in fa.entries if e.sketch is not None}, exact + tested, alpha)
+        counts = Counter(c.a.name for c in cands) + Counter(aligned.per_a)
+        shared = extent({e.name: counts[e.name] for e in fa.entries if e.sketch is not None},
+                        exact + tested + aligned_ev, alpha)
         ea, eb = {e.name: e for e in fa.entries + fa.derived}, {e.name: e for e in fb.entries + fb.derived}
         moments = [(ma, mb) for a, b in shared.shared_pairs()
                    if (ma := ea[a].moments) is not None and (mb := eb[b].moments) is not None]
@@ -333,7 +350,7 @@ def compare(fa: Fingerprint, fb: Fingerprint, *, alpha: float = DEFAULT_ALPHA, t
         shared_b_in_a=_fraction(fb.entries, digests_a, False),
         informative_shared_a_in_b=_fraction(fa.entries, digests_b, True),
         informative_shared_b_in_a=_fraction(fb.entries, digests_a, True),
-        candidates=n, tested=len(tested),
+        candidates=n, tested=len(tested) + aligned.count,
         evidence=exact[:top] + stat[:top],
         set_aside=[SetAside(label, e.name, e.formula) for label, fp in (("a", fa), ("b", fb))
                    for e in fp.entries if e.formula],
