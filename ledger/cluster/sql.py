@@ -23,9 +23,12 @@ from ledger.storage.postgres_conn import redact
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 
-SIGNER_LOCK = 0x70726F76_656E616E  # pg_try_advisory_lock key of the signer role ("provenan"): one log per database
-SEQUENCED = "provenance_sequenced"  # NOTIFY channel: entries were sequenced (wakes the signer)
-SIGNED = "provenance_checkpoint"  # NOTIFY channel: a checkpoint was committed (wakes every frontend)
+# The signer role's advisory lock: pg_try_advisory_lock(SIGNER_LOCK, hashtext(current_schema())), one per
+# log store (a database may hold several, one per schema). Two-int keys: apart from the migrations' one-bigint lock.
+SIGNER_LOCK = 0x70726F76  # "prov"
+# NOTIFY channels are per database: each notification carries its store's schema, and listeners ignore the others.
+SEQUENCED = "provenance_sequenced"  # entries were sequenced (wakes the signer)
+SIGNED = "provenance_checkpoint"  # a checkpoint was committed (wakes every frontend)
 
 
 SESSION_TIMEOUT = "15s"  # a session this long idle inside a transaction (or, the signer's, idle at all) is ended
@@ -201,7 +204,7 @@ def append_sequenced(conn: Conn, start: int, entries: Sequence[bytes], leaf_hash
             cur.executemany("INSERT INTO aux (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE "
                             "SET value = EXCLUDED.value", pairs)
         cur.execute("UPDATE coordinator SET next_index = %s", (start + len(entries),))
-        cur.execute(f"NOTIFY {SEQUENCED}")
+        cur.execute("SELECT pg_notify(%s, current_schema())", (SEQUENCED,))
 
 
 def next_index(conn: Conn) -> int:
@@ -214,8 +217,8 @@ def next_index(conn: Conn) -> int:
 
 
 def try_signer_lock(conn: Conn) -> bool:
-    """Try to take the signer's session-level advisory lock on ``conn`` (autocommit); held until it closes."""
-    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (SIGNER_LOCK,)).fetchone()
+    """Try to take this store's signer lock, session-level, on ``conn`` (autocommit); held until it closes."""
+    row = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(current_schema()))", (SIGNER_LOCK,)).fetchone()
     return bool(row and row[0])
 
 
@@ -237,6 +240,14 @@ def check_lease(conn: Conn, epoch: int) -> None:
 
 class FencedError(StorageError):
     """Another process took the signer role: this one must not commit or publish anything more."""
+
+
+def schema(conn: Conn) -> str:
+    """The schema the connection's store lives in (what its NOTIFY payloads carry)."""
+    row = conn.execute("SELECT current_schema()").fetchone()
+    if row is None or row[0] is None:
+        raise StorageError("the DSN's search_path names no existing schema")
+    return str(row[0])
 
 
 def latest_checkpoint(conn: Conn) -> tuple[int, bytes, bytes] | None:
@@ -273,4 +284,4 @@ def commit_signed(conn: Conn, epoch: int, old_size: int, head: TreeHead, groups:
         if history is not None:
             cur.execute("DELETE FROM checkpoints WHERE size < (SELECT size FROM checkpoints ORDER BY size DESC "
                         "OFFSET %s LIMIT 1)", (history,))
-        cur.execute(f"NOTIFY {SIGNED}, '{head.size}'")
+        cur.execute("SELECT pg_notify(%s, current_schema())", (SIGNED,))

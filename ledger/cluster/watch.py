@@ -51,6 +51,7 @@ class CheckpointWatch:
         self._stop = threading.Event()
         self._conn: sql.Conn | None = None
         self.connected = False
+        self._schema = ""  # the store's schema: NOTIFYs with another payload are another store's
         self.refused: str | None = None  # why the newest stored checkpoint was not served, if it was not
         self._thread = threading.Thread(target=self._run, name="cluster-watch", daemon=True)
 
@@ -103,6 +104,8 @@ class CheckpointWatch:
             got = list(conn.notifies(timeout=left, stop_after=1))
             if not got:
                 return
+            if got[0].payload != self._schema:
+                continue  # another log store of the same database
             if got[0].channel == sql.SIGNED:
                 return
             self.sequenced.set()
@@ -111,6 +114,7 @@ class CheckpointWatch:
         while not self._stop.is_set():
             try:
                 conn = self._conn = sql.connect(self._config.dsn, autocommit=True, application="provenance-watch")
+                self._schema = sql.schema(conn)
                 conn.execute(f"LISTEN {sql.SIGNED}")
                 conn.execute(f"LISTEN {sql.SEQUENCED}")
                 self.connected = True

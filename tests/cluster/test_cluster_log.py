@@ -218,3 +218,20 @@ def test_db_copy_out_of_a_cluster_waits_for_the_sequenced_entries_to_be_signed(p
     b.close()
     report = dbcopy.copy(pg_dsn, str(tmp_path / "copy2"))
     assert report.size == 2
+
+
+def test_two_log_stores_in_two_schemas_of_one_database_each_have_a_signer(pg_cluster: PgCluster,
+                                                                          key: Signer) -> None:
+    first = _open(pg_cluster.fresh_schema(), key, "first")
+    try:
+        second = _open(pg_cluster.fresh_schema(), key, "second")  # its own signer lock: it signs its own log
+        try:
+            first.add([b"a"], timeout=20)
+            second.add([b"b", b"c"], timeout=20)
+            assert first.is_signer and second.is_signer
+            assert (first.size, second.size) == (1, 2)
+            assert first.entries(0, 1) == [b"a"] and second.entries(0, 2) == [b"b", b"c"]
+        finally:
+            second.close()
+    finally:
+        first.close()
