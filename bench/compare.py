@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from client.core.descent.aligned import ALIGNED_DIRS, ALIGNED_UNITS, AlignedAxis
 from client.core.descent.fingerprint import Fingerprint, TensorEntry
 from client.core.descent.gram import GRAM_UNITS
 from client.core.descent.index import SIG_DIM, FingerprintIndex
@@ -96,10 +97,15 @@ def _synthetic(key: str, shapes: list[tuple[int, int]]) -> Fingerprint:
         def axis(length: int, limit: int = MAX_UNITS) -> AxisSketch:
             k = min(length, limit)
             return AxisSketch(length, r.standard_normal((k, FREQS)).astype(np.float16).astype(np.float32))
+        def aligned(length: int) -> AlignedAxis:
+            f = r.standard_normal((min(length, ALIGNED_UNITS), ALIGNED_DIRS))
+            f /= np.linalg.norm(f, axis=1, keepdims=True)
+            return AlignedAxis(length, f.astype(np.float16).astype(np.float32))
         entries.append(TensorEntry(f"t{i:03d}", "float32", (m, n), r.bytes(32), (axis(m), axis(n)),
                                    (axis(m, GRAM_UNITS), axis(n, GRAM_UNITS)),
                                    moments=(float(np.float32(r.uniform(0.01, 0.05))),
-                                            float(np.float32(r.normal(0, 0.1))))))
+                                            float(np.float32(r.normal(0, 0.1)))),
+                                   aligned=(aligned(m), aligned(n))))
     return Fingerprint(tuple(entries))
 
 

@@ -23,6 +23,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from tests.descent.test_descent_verdicts import DERIVED, _sinusoidal
+from tests.descent_aligned_fixtures import (
+    LONG_STEPS,
+    heavy_drift_siblings,
+    identity_recurrent,
+    rope_structured,
+    vocabulary_structured,
+    wide_trained,
+)
 from tests.descent_fixtures import (
     Model,
     base_model,
@@ -204,12 +212,43 @@ def _cells() -> tuple[Cell, ...]:
 CELLS: tuple[Cell, ...] = _cells()
 
 
+@dataclass(frozen=True)
+class _PairOf:
+    """A cell whose two models are both made from the trial's base and its initialisation:
+    ``make(base, init, seed) -> (A, B)`` (siblings; an initialisation against a longer training)."""
+
+    make: Callable[[Model, Model, int], tuple[Model, Model]]
+
+    def __call__(self, t: Model, seed: int) -> Model:
+        return self.make(t, t, seed)[1]
+
+
+def _aligned_cells() -> tuple[Cell, ...]:
+    """Weak signal with units in place (the aligned-units test, docs/descent.md 3.2c), appended so
+    that every earlier cell keeps its index and seeds."""
+    def sib(drift: float) -> _PairOf:
+        return _PairOf(lambda t, _i, s: heavy_drift_siblings(t, seed=s, drift=drift))
+
+    out = [Cell("heavy-drift siblings (units in place)", f"drift {d:g} x std each (corr {1 / (1 + d * d):.2f})",
+                "transformer", sib(d)) for d in (2.0, 3.0, 4.0)]
+    out += [Cell("heavy-drift siblings (units in place)", "drift 4 x std each (corr 0.06)", "mlp-wide", sib(4.0))]
+    out += [Cell("trained MLP", f"initialisation vs its own long training ({steps} steps)", "mlp",
+                 _PairOf(lambda _t, i, s, n=steps: (i, train_mlp(i, steps=n, seed=s)))) for steps in (LONG_STEPS, 1800)]
+    return tuple(out)
+
+
+CELLS = CELLS + _aligned_cells()
+
+
 def base_of(kind: str, trial: int) -> tuple[Model, Model]:
     """(the base compared against, its initialisation) of one trial: for the MLP the trained
     network and its initialisation; otherwise the same model twice."""
     seed = BASE_SEED + trial
     if kind == "transformer":
         t = base_model(seed, layers=LAYERS)
+        return t, t
+    if kind == "mlp-wide":  # a 32-768-768-10 MLP trained 10 steps (tests/descent_aligned_fixtures.py)
+        t = wide_trained(seed)
         return t, t
     if kind == "mlp":
         init = init_mlp(seed)
@@ -227,6 +266,8 @@ def cell_pair(index: int, trial: int, bases: tuple[Model, Model] | None = None) 
     seed = _seed(index, trial)
     if cell.derive is _mlp_init:
         return init, base
+    if isinstance(cell.derive, _PairOf):
+        return cell.derive.make(base, init, seed)
     derived = cell.derive(base, seed)
     return (_second(seed) if cell.against_second else base), derived
 
@@ -323,6 +364,25 @@ NULLS: tuple[tuple[str, Callable[[int, int, int], tuple[Model, Model]]], ...] = 
     ("rotated independents (QuaRot R, some with unit scaling)", _rotated),
     ("independent recurrent nets (LSTM/GRU, one permuted)", _recurrent),
     ("independents stored as balanced SVD factors (vs plain and vs factored)", _balanced),
+)
+
+
+def _tokenizer(sa: int, sb: int, _i: int) -> tuple[Model, Model]:
+    return vocabulary_structured(sa, layers=LAYERS), vocabulary_structured(sb, layers=LAYERS)
+
+
+def _rope(sa: int, sb: int, _i: int) -> tuple[Model, Model]:
+    return rope_structured(sa, layers=LAYERS), rope_structured(sb, layers=LAYERS)
+
+
+def _irnn(sa: int, sb: int, _i: int) -> tuple[Model, Model]:
+    return identity_recurrent(sa), identity_recurrent(sb)
+
+
+NULLS = NULLS + (  # families that attack the aligned-units test, appended (earlier families keep their seeds)
+    ("shared tokenizer rows (embedding and head: frequency profile, token class)", _tokenizer),
+    ("shared RoPE-like q/k row structure", _rope),
+    ("identity-initialised recurrent matrices (I + noise, IRNN-style)", _irnn),
 )
 
 
