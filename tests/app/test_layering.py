@@ -92,6 +92,11 @@ RULES = (
          ("client/**/*.py",),
          ("client.cli",),
          skip=("client/cli/**",)),
+    Rule("witness-shares-nothing-with-the-log",
+         "a witness watches logs from outside: ledger/witness never imports the log, the registry, storage, "
+         "the gRPC edge or the log's process set-up",
+         ("ledger/witness/**/*.py",),
+         ("ledger.log", "ledger.registry", "ledger.storage", "ledger.grpc", "ledger.app", "client.remote", *GRPC)),
     Rule("report-model-is-pure",
          "the court report's model, layout and checks are built from a verified bundle without I/O; only "
          "client/report/html.py (templates) and pdf.py render, and the CLI writes the files",
@@ -118,14 +123,14 @@ ALLOWED_LAZY: dict[tuple[str, str, str], str] = {
         "`provenance backup` copies a stopped server's data directory, inside its handler",
     ("client-never-imports-the-server", "client/cli/serve_cmds.py", "ledger.app.fsck"):
         "`provenance fsck` checks a stopped server's data directory, inside its handler",
+    ("client-never-imports-the-server", "client/cli/db_cmds.py", "ledger.app.dbcopy"):
+        "`provenance db migrate` and `db copy` work on a stopped server's store, inside their handlers",
     ("client-never-imports-the-server", "client/cli/witness_cmds.py", "ledger.witness.admin"):
         "`provenance witness init|add-log|status|evidence` work on a witness's key and state, inside their handlers",
     ("client-never-imports-the-server", "client/cli/witness_cmds.py", "ledger.witness.process"):
         "`provenance witness serve` runs the witness, inside its handler",
 }
 
-    ("client-never-imports-the-server", "client/cli/db_cmds.py", "ledger.app.dbcopy"):
-        "`provenance db migrate` and `db copy` work on a stopped server's store, inside their handlers",
 
 @dataclass(frozen=True)
 class Import:
