@@ -11,7 +11,8 @@ synchronous_commit on, as ``tests/pg.py`` starts it):
 * one inclusion proof per call, 64 calls in flight in all (32 per frontend with two), log of
   the ingested size: calls/s, medians of alternating rounds, and the ratio to RocksDB;
 * the registry's digest index (``rD`` postings in the ``aux`` table) at ``BENCH_PG_POSTINGS``
-  postings (default 100,000,000 as the issue asks, about 25 min and 17 GB of /tmp; ``--quick`` 200,000): lookup latency p50/p99 of the
+  postings (default 100,000,000 as issue 14 asks, about 25 min and 17 GB of /tmp; ``--quick`` 200,000):
+  lookup latency p50/p99 of the
   real read (``PostgresStorage.scan_aux`` of one digest's list) and bytes per posting
   (``pg_total_relation_size``: heap, primary-key index, TOAST), with the extrapolation to 10^8
   stated as such when a smaller size ran. ``BENCH_PG_ONLY=postings`` runs only this part.

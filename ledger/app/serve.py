@@ -202,7 +202,8 @@ def run(config: ServerConfig) -> int:
         http = _start_http(config, log, registry, verifier_key, cosigning)
         tiles = _start_tiles_dir(config, log, signer.verifier())
         try:
-            return asyncio.run(_serve(watched, config, verifier_key, [service], metrics, storage, tls, cosigning))
+            with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+                return runner.run(_serve(watched, config, verifier_key, [service], metrics, storage, tls, cosigning))
         finally:
             if cosigning is not None:
                 cosigning.close()
@@ -322,6 +323,16 @@ async def _online_backup(storage: Any, data_dir: Path, root: Path) -> None:
         return
     _log.info("online backup written", extra={"out": report["out"], "tree_size": report["tree_size"],
                                                "signed_size": report["signed_size"]})
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop where it is installed (every platform but Windows): gRPC's asyncio server spends
+    most of a waited add's CPU in loop callbacks, and libuv's loop runs them about 10 % cheaper."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def main(config: ServerConfig) -> int:

@@ -61,10 +61,16 @@ class WitnessingConfig:
     backoff_min_seconds: float = 0.2  # first wait after a failure; doubles per failure
     backoff_max_seconds: float = 30.0
     max_conflicts: int = 3  # 409s in a row on one checkpoint before backing off
+    # after a cosignature, a witness gets its next checkpoint no sooner than this: under a stream of
+    # checkpoints (one per sequencer batch, hundreds a second) each push costs the log's process a proof,
+    # an HTTP exchange and a signature check, which would otherwise take the CPU the writers need
+    min_interval_seconds: float = 0.025
 
     def __post_init__(self) -> None:
         if not (self.timeout_seconds > 0 and 0 < self.backoff_min_seconds <= self.backoff_max_seconds):
             raise InvalidInputError("witnessing timeouts must be positive, backoff_min <= backoff_max")
+        if not self.min_interval_seconds >= 0:
+            raise InvalidInputError("witnessing min_interval_seconds must be >= 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,7 +356,7 @@ class _Worker:
                 return
             self._old, self._done, self._timestamp = size, size, ts
             self._failures = self._conflicts = 0
-            self._retry_at = 0.0
+            self._retry_at = time.monotonic() + self._owner._config.min_interval_seconds
         elif out.kind == "conflict":
             assert out.size is not None
             self._conflicts += 1
