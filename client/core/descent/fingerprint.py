@@ -6,9 +6,9 @@ A fingerprint holds, for every tensor of a model, its name, dtype, shape and BLA
 (:mod:`client.core.descent.moments`; a weak signal of direction, never evidence of descent). It is
 what a checkpoint registration can publish, or commit to by its digest and reveal later.
 
-Encoding, version 4 (all integers and floats little-endian; this is what the digest covers)::
+Encoding, version 5 (all integers and floats little-endian; this is what the digest covers)::
 
-    "PLFP" | u16 version=4 | u16 FREQS | u32 tensor count
+    "PLFP" | u16 version=5 | u16 FREQS | u32 tensor count
     per tensor, sorted by UTF-8 name, names unique:
         u16 name length | name | u8 dtype length | dtype (ASCII, numpy name) |
         u8 ndim | ndim x u64 dims | 32-byte BLAKE3 of the tensor's little-endian bytes |
@@ -21,17 +21,20 @@ Encoding, version 4 (all integers and floats little-endian; this is what the dig
             two axes, rows then columns, each u32 axis length | u32 units kept k | k x d float16,
             k = min(axis length, ALIGNED_UNITS), d = ALIGNED_DIRS
         status 2: u8 reason length | reason (ASCII: why a formula produces it; no sketch)
-    version 4, then the derived products (:mod:`~client.core.descent.factors`): u32 count | per
+    version 4 and 5, then the derived products (:mod:`~client.core.descent.factors`): u32 count | per
     product, sorted by (left, right), each tensor in at most one: u32 index of its left factor |
     u32 index of its right factor (into the entries above) | u8 status=3 | the four axis sketches
     and the aligned section of status 1, of the m x n product (no digest, no moments)
 
-The fingerprint digest is BLAKE3 over those bytes, named ``blake3-plfp4``. Version 3 (no aligned
+The fingerprint digest is BLAKE3 over those bytes, named ``blake3-plfp5``. Version 4 has the same
+bytes, but its sketches kept a square matrix's diagonal and the Gram units' common direction
+(:mod:`~client.core.descent.sketch`, :mod:`~client.core.descent.gram`). Version 3 (no aligned
 section, ``blake3-plfp3``), version 2 (also no moments, ``blake3-plfp2``) and version 1 (no status 2,
 two axis sketches, no moments, ``blake3-plfp1``) still decode, so a published or committed older
 fingerprint can still be checked against its record, but they lack what today's comparison needs
 (v1: rotation-invariant sketches and formulaic tensors set aside; v1, v2: the moments the direction
-signal reads; all three: the aligned sketches of the aligned-units test):
+signal reads; v1-v3: the aligned sketches of the aligned-units test; v4: sketches that two kinds of
+shared structure cannot make agree):
 :func:`require_current` refuses them by name. Decoding accepts only canonical bytes (re-encoding
 gives the same bytes) within the bounds below.
 """
@@ -56,8 +59,8 @@ from client.core.descent.sketch import FREQS, MAX_UNITS, AxisSketch, matrix_view
 from client.errors import FormatError
 
 MAGIC = b"PLFP"
-VERSION = 4
-VERSIONS = (1, 2, 3, 4)  # decodable; only VERSION is compared
+VERSION = 5
+VERSIONS = (1, 2, 3, 4, 5)  # decodable; only VERSION is compared
 MOMENTS_SINCE = 3
 ALIGNED_SINCE = 4
 DERIVED_SINCE = 4
@@ -146,7 +149,10 @@ def require_current(fp: Fingerprint, label: str) -> None:
     if fp.version != VERSION:
         lacks = ("the rotation-invariant sketches, formula detection, tensor moments and aligned sketches"
                  if fp.version < 2 else "the tensor moments (the weight direction signal) and aligned sketches"
-                 if fp.version < 3 else "the aligned sketches (the aligned-units test)")
+                 if fp.version < 3 else "the aligned sketches (the aligned-units test)"
+                 if fp.version < 4 else "the sketches that leave a square matrix's diagonal out and remove the "
+                 "units' common direction before the Gram matrix (its sketches, in the same bytes, mean other "
+                 "numbers: comparing them with today's would be wrong)")
         raise FormatError(
             f"{label}: fingerprint version {fp.version} (blake3-plfp{fp.version}) predates {lacks} of "
             f"version {VERSION} (blake3-plfp{VERSION}); it still checks against its record, but compare "
