@@ -10,51 +10,29 @@ round and the ratio of the medians (docs/guarantees.md, section 8).
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from bench.log import waited_latencies
 from tests.witnessing.conftest import Witnessed, WitnessPool
 
 WRITERS = 100
 
 
 def _round(address: str, cosigned: bool, seconds: float, tag: str) -> list[float]:
-    """``WRITERS`` concurrent writers on one asyncio channel (as ``bench log`` drives waited adds: the
-    client's own cost stays small beside the server's) for ``seconds``; returns the latencies."""
-    import asyncio
-    import os
-
-    import grpc
-
-    from client._pb.provenance.ledger.v1 import ledger_pb2 as pb
-    from client._pb.provenance.ledger.v1 import ledger_pb2_grpc as pbg
-
-    async def drive() -> list[float]:
-        async with grpc.aio.insecure_channel(address) as ch:
-            stub = pbg.LogServiceStub(ch)
-            stop = time.perf_counter() + seconds
-            lat: list[float] = []
-
-            async def writer(w: int) -> None:
-                n = 0
-                while time.perf_counter() < stop:
-                    entry = f"{tag} {w} {n} ".encode() + os.urandom(16)
-                    t0 = time.perf_counter()
-                    await stub.AddEntries(pb.AddEntriesRequest(entries=[entry], wait_for_checkpoint=not cosigned,
-                                                               wait_for_cosignatures=cosigned))
-                    lat.append(time.perf_counter() - t0)
-                    n += 1
-
-            await asyncio.gather(*(writer(w) for w in range(WRITERS)))
-            return lat
+    """``WRITERS`` concurrent writers for ``seconds`` (``bench log``'s driver, one asyncio channel, so the
+    client's own cost stays small beside the server's); prints and returns the latencies in ms."""
+    def entry(w: int, n: int) -> bytes:
+        return f"{tag} {w} {n} ".encode() + os.urandom(16)
 
     t0 = time.perf_counter()
-    lat = sorted(asyncio.run(drive()))
+    lat = sorted(waited_latencies(address, WRITERS, seconds, entry, cosigned=cosigned))
     wall = time.perf_counter() - t0
-    print(f"  {tag}: n={len(lat)} p50={1000 * statistics.median(lat):.1f} ms "
-          f"p99={1000 * lat[max(0, int(0.99 * len(lat)) - 1)]:.1f} ms, {len(lat) / wall:.0f} adds/s", flush=True)
+    print(f"  {tag}: n={len(lat)} p50={statistics.median(lat):.1f} ms "
+          f"p99={lat[max(0, int(0.99 * len(lat)) - 1)]:.1f} ms, {len(lat) / wall:.0f} adds/s", flush=True)
     return lat
 
 

@@ -102,9 +102,6 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever ``sys.stderr`` is when a record is emitted, not the one at configuration time: a
     process that swaps stderr (a test harness, a daemoniser) never leaves the handler writing to a closed file."""
 
-    def __init__(self) -> None:
-        super().__init__()
-
     @property
     def stream(self) -> IO[str]:
         return sys.stderr
