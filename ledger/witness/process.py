@@ -10,9 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-import threading
 from pathlib import Path
-from types import FrameType
 
 from ledger.http.server import HttpServer, split_listen
 from ledger.witness.http import build_router
@@ -34,23 +32,22 @@ def run(key: Path, data: Path, listen: str) -> int:
         logs = state.logs()
         if not logs:
             _log.warning("no logs configured: every add-checkpoint will answer 404 (see 'provenance witness add-log')")
-        server = HttpServer(listen, build_router(state, [signer]))
-        port = server.start()
-        stop = threading.Event()
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            stop.set()
-
-        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        # Block the stop signals before the server's threads exist (they inherit the mask) and wait
+        # for them with sigwait: no Python handler runs, so none can interrupt the main thread while
+        # it holds a lock that the handler would need (Event.set from a handler can deadlock).
+        stop_signals = {signal.SIGTERM, signal.SIGINT}
+        previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
         try:
-            shown = f"[{host}]" if ":" in host else host
-            print(f"witness {vkey} listening on {shown}:{port}", flush=True)
-            _log.info("witness serving", extra={"logs": len(logs), "port": port})
-            while not stop.wait(3600):
-                pass
+            server = HttpServer(listen, build_router(state, [signer]))
+            port = server.start()
+            try:
+                shown = f"[{host}]" if ":" in host else host
+                print(f"witness {vkey} listening on {shown}:{port}", flush=True)
+                _log.info("witness serving", extra={"logs": len(logs), "port": port})
+                signal.sigwait(stop_signals)
+            finally:
+                server.stop()
         finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-            server.stop()
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
     print("witness stopped", file=sys.stderr, flush=True)
     return 0
