@@ -252,3 +252,49 @@ def test_nulls_with_shared_index_structure_are_not_related_by_the_full_compariso
     related = sum(compare(build(make(60_000 + 2 * i).items()), build(make(60_001 + 2 * i).items())).verdict
                   == "related" for i in range(pairs))
     assert related <= _binomial_upper(pairs, 0.01), (family, related)
+
+
+def test_gram_sketches_of_independent_rope_structured_rows_agree_no_more_than_chance() -> None:
+    """Independent q/k matrices whose rows load on one residual direction of their own with signed,
+    frequency-tied weights (their mean misses it): each unit's two Gram feature halves were functions
+    of that loading, and the Gram matchings agreed on 2.7 units per pair on average (rows; 1.8 on
+    columns), where the null allows E[K] = s / m_B = 1; 8 of 500 full comparisons came out `related`.
+    With the strong principal directions removed (docs/descent.md 3.2b step 4b) the mean over 30 pairs
+    and both axes stays within 3 standard errors (K's variance is at most about 1) of 1."""
+    from tests.descent_aligned_fixtures import rope_structured
+
+    ks = []
+    for i in range(30):
+        a = rope_structured(70_000 + 2 * i)["layers.0.attn.qkv.weight"]
+        b = rope_structured(70_001 + 2 * i)["layers.0.attn.qkv.weight"]
+        for x, y in zip(gram_sketch(a), gram_sketch(b), strict=True):
+            r = axis_test(x.features, y.features)
+            assert r is not None and r.matched == r.candidates  # s = m_B: E[K] = 1 exactly under the null
+            ks.append(r.agreements)
+    assert float(np.mean(ks)) <= 1 + 3 / math.sqrt(len(ks)), ks
+
+
+def _corr(x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.corrcoef(x.astype(np.float64).ravel(), y.astype(np.float64).ravel())[0, 1])
+
+
+def test_strong_principal_directions_are_removed_rotation_invariantly_and_only_where_they_are(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Step 4b of the Gram sketch: a planted signed spike is taken out (the sketch is that of the
+    units without it, whatever rotation the other axis had); a matrix without one is left as it was."""
+    import client.core.descent.gram as gram
+
+    r = np.random.default_rng(5)
+    noise = r.standard_normal((256, 96)).astype(np.float32)
+    u = r.standard_normal(96)
+    spiked = (noise + 3.0 * np.outer((-1.0) ** np.arange(256), u)).astype(np.float32)
+    plain = gram.gram_axis(spiked)
+    rotated = gram.gram_axis(np.ascontiguousarray(spiked @ orthogonal(96, 6)))
+    assert _corr(plain.features, rotated.features) > 0.999
+    off = u / np.linalg.norm(u)  # the units projected off the spike direction: (nearly) the same sketch
+    projected = (spiked - np.outer(spiked @ off, off)).astype(np.float32)
+    assert _corr(plain.features, gram.gram_axis(projected).features) > 0.95
+    before = gram.gram_axis(noise).features
+    monkeypatch.setattr(gram, "SPIKE_FACTOR", math.inf)  # the step switched off
+    assert np.array_equal(gram.gram_axis(noise).features, before)  # nothing to remove: nothing changed
+    assert _corr(plain.features, gram.gram_axis(spiked).features) < 0.9  # left in, the spike ruled the sketch

@@ -46,7 +46,7 @@ def test_fingerprint_then_compare_without_weights(models: dict[str, Path], tmp_p
     fa, fb = tmp_path / "a.plfp", tmp_path / "b.plfp"
     assert main(["fingerprint", str(models["a"]), "-o", str(fa), "--json"]) == EXIT_OK
     summary = json.loads(capsys.readouterr().out)
-    assert summary["digest"].startswith("blake3-plfp5:") and summary["bytes"] == fa.stat().st_size
+    assert summary["digest"].startswith("blake3-plfp6:") and summary["bytes"] == fa.stat().st_size
     assert main(["fingerprint", str(models["b"]), "-o", str(fb)]) == EXIT_OK
     capsys.readouterr()
     assert main(["compare", str(fa), str(fb), "--json"]) == EXIT_OK

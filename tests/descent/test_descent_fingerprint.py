@@ -138,7 +138,7 @@ def test_version_2_fingerprints_decode_keep_their_digest_and_compare_refuses_the
 
 
 def test_version_4_fingerprints_decode_keep_their_digest_and_compare_refuses_them_by_name() -> None:
-    """v4 has v5's bytes, but its sketches kept a square matrix's diagonal and the Gram units' common
+    """v4 has v6's bytes, but its sketches kept a square matrix's diagonal and the Gram units' common
     direction: it decodes to the same bytes and digest, and compare refuses it by name."""
     current = build({"w": W, "sq": np.random.default_rng(1).standard_normal((64, 64)).astype(np.float32)}.items())
     old = Fingerprint(current.entries, version=4, derived=current.derived)
@@ -152,11 +152,26 @@ def test_version_4_fingerprints_decode_keep_their_digest_and_compare_refuses_the
         compare(current, again)
 
 
+def test_version_5_fingerprints_decode_keep_their_digest_and_compare_refuses_them_by_name() -> None:
+    """v5 has v6's bytes, but its Gram sketches kept the units' strong principal directions: it decodes
+    to the same bytes and digest, and compare refuses it by name."""
+    current = build({"w": W}.items())
+    old = Fingerprint(current.entries, version=5, derived=current.derived)
+    data = old.encode()
+    assert data[4:6] == b"\x05\x00" and data[6:] == current.encode()[6:]
+    again = decode(data)
+    assert again.version == 5 and again.encode() == data and again.digest().startswith("blake3-plfp5:")
+    with pytest.raises(FormatError, match=r"version 5 \(blake3-plfp5\).*principal directions"):
+        compare(again, current)
+    with pytest.raises(FormatError, match="version 5"):
+        compare(current, again)
+
+
 def test_version_3_stores_the_moments_of_every_sketched_tensor() -> None:
     r = np.random.default_rng(3)
     t = r.standard_t(5, (128, 96)).astype(np.float32) * 0.02 + 0.5
     fp = decode(build({"t": t, "v": np.ones(8)}.items()).encode())
-    assert fp.version == VERSION == 5 and DIGEST_NAME == "blake3-plfp5"
+    assert fp.version == VERSION == 6 and DIGEST_NAME == "blake3-plfp6"
     by_name = {e.name: e for e in fp.entries}
     assert by_name["v"].moments is None
     assert by_name["t"].moments is not None

@@ -6,7 +6,7 @@ A fingerprint holds, for every tensor of a model, its name, dtype, shape and BLA
 (:mod:`client.core.descent.moments`; a weak signal of direction, never evidence of descent). It is
 what a checkpoint registration can publish, or commit to by its digest and reveal later.
 
-Encoding, version 5 (all integers and floats little-endian; this is what the digest covers)::
+Encoding, version 6 (all integers and floats little-endian; this is what the digest covers)::
 
     "PLFP" | u16 version=5 | u16 FREQS | u32 tensor count
     per tensor, sorted by UTF-8 name, names unique:
@@ -21,19 +21,20 @@ Encoding, version 5 (all integers and floats little-endian; this is what the dig
             two axes, rows then columns, each u32 axis length | u32 units kept k | k x d float16,
             k = min(axis length, ALIGNED_UNITS), d = ALIGNED_DIRS
         status 2: u8 reason length | reason (ASCII: why a formula produces it; no sketch)
-    version 4 and 5, then the derived products (:mod:`~client.core.descent.factors`): u32 count | per
+    version 4 to 6, then the derived products (:mod:`~client.core.descent.factors`): u32 count | per
     product, sorted by (left, right), each tensor in at most one: u32 index of its left factor |
     u32 index of its right factor (into the entries above) | u8 status=3 | the four axis sketches
     and the aligned section of status 1, of the m x n product (no digest, no moments)
 
-The fingerprint digest is BLAKE3 over those bytes, named ``blake3-plfp5``. Version 4 has the same
-bytes, but its sketches kept a square matrix's diagonal and the Gram units' common direction
+The fingerprint digest is BLAKE3 over those bytes, named ``blake3-plfp6``. Versions 4 and 5 have the
+same bytes, but their sketches mean other numbers: version 4 kept a square matrix's diagonal and the
+Gram units' common direction, version 5 kept the Gram matrix's strong principal directions
 (:mod:`~client.core.descent.sketch`, :mod:`~client.core.descent.gram`). Version 3 (no aligned
 section, ``blake3-plfp3``), version 2 (also no moments, ``blake3-plfp2``) and version 1 (no status 2,
 two axis sketches, no moments, ``blake3-plfp1``) still decode, so a published or committed older
 fingerprint can still be checked against its record, but they lack what today's comparison needs
 (v1: rotation-invariant sketches and formulaic tensors set aside; v1, v2: the moments the direction
-signal reads; v1-v3: the aligned sketches of the aligned-units test; v4: sketches that two kinds of
+signal reads; v1-v3: the aligned sketches of the aligned-units test; v4, v5: sketches that kinds of
 shared structure cannot make agree):
 :func:`require_current` refuses them by name. Decoding accepts only canonical bytes (re-encoding
 gives the same bytes) within the bounds below.
@@ -59,8 +60,8 @@ from client.core.descent.sketch import FREQS, MAX_UNITS, AxisSketch, matrix_view
 from client.errors import FormatError
 
 MAGIC = b"PLFP"
-VERSION = 5
-VERSIONS = (1, 2, 3, 4, 5)  # decodable; only VERSION is compared
+VERSION = 6
+VERSIONS = (1, 2, 3, 4, 5, 6)  # decodable; only VERSION is compared
 MOMENTS_SINCE = 3
 ALIGNED_SINCE = 4
 DERIVED_SINCE = 4
@@ -152,7 +153,9 @@ def require_current(fp: Fingerprint, label: str) -> None:
                  if fp.version < 3 else "the aligned sketches (the aligned-units test)"
                  if fp.version < 4 else "the sketches that leave a square matrix's diagonal out and remove the "
                  "units' common direction before the Gram matrix (its sketches, in the same bytes, mean other "
-                 "numbers: comparing them with today's would be wrong)")
+                 "numbers: comparing them with today's would be wrong)"
+                 if fp.version < 5 else "the Gram sketches that remove the units' strong principal directions "
+                 "(its sketches, in the same bytes, mean other numbers: comparing them with today's would be wrong)")
         raise FormatError(
             f"{label}: fingerprint version {fp.version} (blake3-plfp{fp.version}) predates {lacks} of "
             f"version {VERSION} (blake3-plfp{VERSION}); it still checks against its record, but compare "
