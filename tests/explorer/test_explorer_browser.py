@@ -171,6 +171,7 @@ def test_verify_in_this_browser(explorer: Explorer) -> None:
 
 def test_search_from_the_front_page(explorer: Explorer) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
 
     d = explorer.driver
     d.get(explorer.url + "/")
@@ -178,14 +179,18 @@ def test_search_from_the_front_page(explorer: Explorer) -> None:
     box = d.find_element(By.CSS_SELECTOR, "main form.search input[name=q]")
     box.send_keys("chat@5")
     box.submit()
+    # submit() returns before the results page has loaded: wait for it, not for the old page
+    WebDriverWait(d, 20).until(lambda drv: "q=" in drv.current_url
+                               and drv.find_elements(By.CSS_SELECTOR, "table.records a"))
     links = [a.get_attribute("href") for a in d.find_elements(By.CSS_SELECTOR, "table.records a")]
     assert f"{explorer.url}/record/{explorer.ids['chat']}" in links
     d.find_element(By.CSS_SELECTOR, f"a[href='/record/{explorer.ids['chat']}']").click()
-    assert d.current_url.endswith(explorer.ids["chat"])
+    WebDriverWait(d, 20).until(lambda drv: drv.current_url.endswith(explorer.ids["chat"]))
     d.get(f"{explorer.url}/record/{explorer.ids['chat-q']}")
     assert "chat-q is not a quantization of chat" in d.find_element(By.ID, "claims").text
     d.get(f"{explorer.url}/log")
     assert "the log's own signature" in d.find_element(By.TAG_NAME, "body").text
     origin = d.find_element(By.CSS_SELECTOR, "main p span.mono").text
     d.find_element(By.CSS_SELECTOR, "a[href='/checkpoint']").click()  # the tiles' checkpoint, on the same port
+    WebDriverWait(d, 20).until(lambda drv: drv.current_url.endswith("/checkpoint"))
     assert d.find_element(By.TAG_NAME, "body").text.startswith(origin + "\n")
