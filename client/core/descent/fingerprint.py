@@ -8,7 +8,7 @@ what a checkpoint registration can publish, or commit to by its digest and revea
 
 Encoding, version 6 (all integers and floats little-endian; this is what the digest covers)::
 
-    "PLFP" | u16 version=5 | u16 FREQS | u32 tensor count
+    "PLFP" | u16 version=6 | u16 FREQS | u32 tensor count
     per tensor, sorted by UTF-8 name, names unique:
         u16 name length | name | u8 dtype length | dtype (ASCII, numpy name) |
         u8 ndim | ndim x u64 dims | 32-byte BLAKE3 of the tensor's little-endian bytes |
@@ -34,8 +34,8 @@ section, ``blake3-plfp3``), version 2 (also no moments, ``blake3-plfp2``) and ve
 two axis sketches, no moments, ``blake3-plfp1``) still decode, so a published or committed older
 fingerprint can still be checked against its record, but they lack what today's comparison needs
 (v1: rotation-invariant sketches and formulaic tensors set aside; v1, v2: the moments the direction
-signal reads; v1-v3: the aligned sketches of the aligned-units test; v4, v5: sketches that kinds of
-shared structure cannot make agree):
+signal reads; v1-v3: the aligned sketches of the aligned-units test; v4, v5: sketches that three kinds
+of shared structure cannot make agree):
 :func:`require_current` refuses them by name. Decoding accepts only canonical bytes (re-encoding
 gives the same bytes) within the bounds below.
 """
