@@ -19,9 +19,13 @@ test harmless).
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from client.core.descent.aligned import AlignedPair, AlignedResult, aligned_outcome
 from client.core.descent.direction import Direction, weight_signal
@@ -44,6 +48,8 @@ MIN_SIZE_RATIO = 0.5  # axes whose lengths differ more than this are not compare
 FULL_TEST_ALL_BELOW = 16  # with at most this many candidate pairs, every one gets the full test
 SCREEN_PASS = 3  # beyond that, pairs whose screen score reaches this get the full test too
 DECISIVE_MARGIN = 50 * math.log(10)  # a pair this far below alpha (after Bonferroni) is decisive
+THREADS_FROM = 4096  # from this many candidate pairs, the screen and the full tests run on every core
+SCREEN_CHUNK = 512  # candidate pairs screened per task
 DIRECTION_NOTE = (
     "Weights alone cannot tell parent from child or from sibling (both derived from a common "
     "ancestor); the ledger's registration order and times speak to direction."
@@ -210,7 +216,8 @@ def _candidates(fa: Fingerprint, fb: Fingerprint) -> list[_Candidate]:
 
 
 class _Prepared:
-    """Halves of each axis sketch, computed once per comparison."""
+    """Halves of each axis sketch, computed once per comparison (:meth:`warm` first when threads
+    share it, so that they only read)."""
 
     def __init__(self) -> None:
         self._cache: dict[int, tuple[AxisSketch, Halves]] = {}
@@ -222,13 +229,45 @@ class _Prepared:
             self._cache[id(axis)] = hit
         return hit[1]
 
+    def warm(self, cands: Sequence[_Candidate]) -> None:
+        for c in cands:
+            for x, y in c.axes():
+                self(x), self(y)
 
-def _select(cands: list[_Candidate], prep: _Prepared) -> list[_Candidate]:
+
+T = TypeVar("T")
+R = TypeVar("R")
+Mapper = Callable[[Callable[[T], R], Sequence[T]], list[R]]
+
+
+@contextmanager
+def _mapper(threads: int) -> Iterator[Mapper[Any, Any]]:
+    """An ordered map over ``threads`` threads (numpy and the assignment solver release the GIL);
+    results are the same as a plain loop's, in the same order."""
+    if threads <= 1:
+        yield lambda fn, items: [fn(x) for x in items]
+        return
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="compare") as pool:
+        yield lambda fn, items: list(pool.map(fn, items))
+
+
+def _threads(candidates: int) -> int:
+    if candidates < THREADS_FROM:
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _score(c: _Candidate, prep: _Prepared) -> int:
+    return sum(screen_score(prep(x), prep(y)) for x, y in c.axes())
+
+
+def _select(cands: list[_Candidate], prep: _Prepared, pmap: Mapper[Any, Any]) -> list[_Candidate]:
     """Pairs that get the full test: all of them if few; else each tensor's best-screened partner
     (on either side) if its screen found any agreement, and every pair whose screen passes SCREEN_PASS."""
     if len(cands) <= FULL_TEST_ALL_BELOW:
         return cands
-    scores = [sum(screen_score(prep(x), prep(y)) for x, y in c.axes()) for c in cands]
+    chunks = [cands[i : i + SCREEN_CHUNK] for i in range(0, len(cands), SCREEN_CHUNK)]
+    scores = [sc for chunk in pmap(lambda ch: [_score(c, prep) for c in ch], chunks) for sc in chunk]
     best_a: dict[str, int] = {}
     best_b: dict[str, int] = {}
     for i, c in enumerate(cands):
@@ -271,6 +310,24 @@ def _test(c: _Candidate, prep: _Prepared) -> PairEvidence:
                         axes=axes)
 
 
+def _tests(order: list[_Candidate], prep: _Prepared, pmap: Mapper[Any, Any], threads: int, decisive_below: float,
+           top: int) -> list[PairEvidence]:
+    """Full tests in ``order`` (best-screened first) until ``top`` pairs are decisive: their natural-log
+    p-value below ``decisive_below`` (overwhelming even after the Bonferroni factor), when more tests
+    could change neither the verdict nor the evidence shown. With threads, ``threads`` tests run at a
+    time and those past the stopping point are dropped: the same list as one at a time."""
+    tested: list[PairEvidence] = []
+    decisive = 0
+    for lo in range(0, len(order), threads):
+        for ev in pmap(lambda c: _test(c, prep), order[lo : lo + threads]):
+            tested.append(ev)
+            if ev.log10_p * math.log(10) < decisive_below:
+                decisive += 1
+                if decisive >= top:
+                    return tested
+    return tested
+
+
 def _aligned_evidence(pair: AlignedPair, derived: bool) -> PairEvidence:
     how = "units aligned (same order)" + (", derived product" if derived else "")
     return PairEvidence(a=pair.a, b=pair.b, how=how, p_value=10**pair.log10_p, log10_p=pair.log10_p,
@@ -282,8 +339,6 @@ def compare(fa: Fingerprint, fb: Fingerprint, *, alpha: float = DEFAULT_ALPHA, t
     (:func:`~client.core.descent.fingerprint.require_current`)."""
     require_current(fa, "A")
     require_current(fb, "B")
-    digests_a = {e.digest for e in fa.entries}
-    digests_b = {e.digest for e in fb.entries}
     exact = [
         PairEvidence(a=a.name, b=b.name, how="byte-identical", p_value=0.0, log10_p=-math.inf)
         for a in fa.entries if a.sketch is not None
@@ -291,23 +346,24 @@ def compare(fa: Fingerprint, fb: Fingerprint, *, alpha: float = DEFAULT_ALPHA, t
     ]
     exact.sort(key=lambda e: e.a)
     cands = _candidates(fa, fb)
+    threads = _threads(len(cands))
+    with _mapper(threads) as pmap:
+        return _compare(fa, fb, exact, cands, alpha, top, pmap, threads)
+
+
+def _compare(fa: Fingerprint, fb: Fingerprint, exact: list[PairEvidence], cands: list[_Candidate], alpha: float,
+             top: int, pmap: Mapper[Any, Any], threads: int) -> Comparison:
+    digests_a = {e.digest for e in fa.entries}
+    digests_b = {e.digest for e in fb.entries}
     aligned = aligned_outcome(fa.entries + fa.derived, fb.entries + fb.derived)  # same-shape pairs, equal indices
     products = {d.name for d in fa.derived} | {d.name for d in fb.derived}
     aligned_ev = [_aligned_evidence(q, q.a in products or q.b in products) for q in aligned.best]
     prep = _Prepared()
     n = len(cands) + aligned.count
     ln_n = math.log(n) if n else 0.0
-    tested: list[PairEvidence] = []
-    decisive = 0
-    for c in _select(cands, prep):  # best-screened first
-        ev = _test(c, prep)
-        tested.append(ev)
-        # Once `top` pairs are overwhelming even after the Bonferroni factor, more tests could
-        # neither change the verdict nor the evidence shown: stop.
-        if ev.log10_p * math.log(10) + ln_n < math.log(alpha) - DECISIVE_MARGIN:
-            decisive += 1
-            if decisive >= top:
-                break
+    if threads > 1:
+        prep.warm(cands)
+    tested = _tests(_select(cands, prep, pmap), prep, pmap, threads, math.log(alpha) - DECISIVE_MARGIN - ln_n, top)
     stat = sorted(tested + aligned_ev, key=lambda e: e.log10_p)
     ln_min = stat[0].log10_p * math.log(10) if stat else 0.0
     ln_p = min(0.0, ln_min + ln_n)
@@ -330,8 +386,8 @@ def compare(fa: Fingerprint, fb: Fingerprint, *, alpha: float = DEFAULT_ALPHA, t
         # Extent: at most one more full test per informative tensor of A that has candidates and none
         # tested yet (its best-screened partner), then per-tensor p-values (client.core.descent.extent).
         more = best_untested([c for c in cands if not c.a.factors], lambda c: c.a.name, {e.a for e in tested},
-                             lambda c: sum(screen_score(prep(x), prep(y)) for x, y in c.axes()))
-        tested += [_test(c, prep) for c in more]
+                             lambda c: _score(c, prep))
+        tested += pmap(lambda c: _test(c, prep), more)
         stat = sorted(tested + aligned_ev, key=lambda e: e.log10_p)
         ln_p = min(ln_p, stat[0].log10_p * math.log(10) + ln_n) if stat else ln_p
         counts = Counter(c.a.name for c in cands) + Counter(aligned.per_a)

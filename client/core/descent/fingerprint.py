@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -173,7 +174,9 @@ def tensor_digest(array: npt.NDArray[np.generic]) -> bytes:
     a = np.ascontiguousarray(array)
     if a.dtype.metadata and a.dtype.metadata.get("stored") == "bfloat16":
         # widened by a reader: hash the stored bfloat16 bytes, as the manifest layer does
-        a = (a.view(np.uint32) >> 16).astype("<u2")
+        # (the high 16 bits of each float32, taken with one strided copy)
+        high = 1 if sys.byteorder == "little" else 0
+        a = np.ascontiguousarray(a.reshape(-1).view(np.uint16)[high::2], dtype="<u2")
     elif a.dtype.byteorder == ">":
         a = a.astype(a.dtype.newbyteorder("<"))
     hasher = blake3.blake3(max_threads=blake3.blake3.AUTO) if a.nbytes > (1 << 22) else blake3.blake3()
