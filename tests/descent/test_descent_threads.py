@@ -1,14 +1,17 @@
-"""Threaded compare (used from THREADS_FROM candidate pairs) gives exactly the serial answer.
+"""Threaded compare (the edge's parallel map, used from THREADS_FROM candidate pairs) gives exactly
+the serial answer.
 
 The screen and the full tests run in threads on large models; the full tests run several at a
-time and those past the early-stop point are dropped. These tests force threads on small models
-and check that the whole JSON answer, the tested count and the evidence order included, is the
-one a plain loop gives.
+time and those past the early-stop point are dropped. These tests lower THREADS_FROM so that small
+models take the threaded path, and check that the whole JSON answer, the tested count and the
+evidence order included, is the one a plain loop gives.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -20,13 +23,17 @@ from tests.descent_fixtures import Model, base_model, noisy, permute_hidden
 def _answers(a: Model, b: Model, monkeypatch: pytest.MonkeyPatch, threads: int) -> tuple[dict, dict]:
     fa, fb = build(a.items()), build(b.items())
     serial = compare_mod.compare(fa, fb).to_json()
-    with monkeypatch.context() as m:
-        calls: list[int] = []
-        real: Callable[[int], int] = compare_mod._threads
-        m.setattr(compare_mod, "_threads", lambda n: calls.append(n) or threads)
-        threaded = compare_mod.compare(fa, fb).to_json()
-        assert calls, "compare did not ask how many threads to use"
-        assert real(compare_mod.THREADS_FROM - 1) == 1
+    calls: list[int] = []
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        def pmap(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+            calls.append(len(items))
+            return list(pool.map(fn, items))
+
+        unused = compare_mod.compare(fa, fb, parallel=(pmap, threads)).to_json()
+        assert not calls and unused == serial  # below THREADS_FROM the parallel map is not used
+        monkeypatch.setattr(compare_mod, "THREADS_FROM", 0)
+        threaded = compare_mod.compare(fa, fb, parallel=(pmap, threads)).to_json()
+    assert calls, "the threaded path never used the parallel map"
     return serial, threaded
 
 

@@ -19,13 +19,10 @@ test harmless).
 from __future__ import annotations
 
 import math
-import os
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from client.core.descent.aligned import AlignedPair, AlignedResult, aligned_outcome
 from client.core.descent.direction import Direction, weight_signal
@@ -48,7 +45,7 @@ MIN_SIZE_RATIO = 0.5  # axes whose lengths differ more than this are not compare
 FULL_TEST_ALL_BELOW = 16  # with at most this many candidate pairs, every one gets the full test
 SCREEN_PASS = 3  # beyond that, pairs whose screen score reaches this get the full test too
 DECISIVE_MARGIN = 50 * math.log(10)  # a pair this far below alpha (after Bonferroni) is decisive
-THREADS_FROM = 4096  # from this many candidate pairs, the screen and the full tests run on every core
+THREADS_FROM = 4096  # from this many candidate pairs, the screen and the full tests use the caller's parallel map
 SCREEN_CHUNK = 512  # candidate pairs screened per task
 DIRECTION_NOTE = (
     "Weights alone cannot tell parent from child or from sibling (both derived from a common "
@@ -235,33 +232,20 @@ class _Prepared:
                 self(x), self(y)
 
 
-T = TypeVar("T")
-R = TypeVar("R")
-Mapper = Callable[[Callable[[T], R], Sequence[T]], list[R]]
+#: An ordered map, ``pmap(fn, items) == [fn(x) for x in items]``; the edge may pass one that runs on
+#: threads (numpy and the assignment solver release the GIL). This core starts none itself.
+Mapper = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
 
 
-@contextmanager
-def _mapper(threads: int) -> Iterator[Mapper[Any, Any]]:
-    """An ordered map over ``threads`` threads (numpy and the assignment solver release the GIL);
-    results are the same as a plain loop's, in the same order."""
-    if threads <= 1:
-        yield lambda fn, items: [fn(x) for x in items]
-        return
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="compare") as pool:
-        yield lambda fn, items: list(pool.map(fn, items))
-
-
-def _threads(candidates: int) -> int:
-    if candidates < THREADS_FROM:
-        return 1
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def _serial(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    return [fn(x) for x in items]
 
 
 def _score(c: _Candidate, prep: _Prepared) -> int:
     return sum(screen_score(prep(x), prep(y)) for x, y in c.axes())
 
 
-def _select(cands: list[_Candidate], prep: _Prepared, pmap: Mapper[Any, Any]) -> list[_Candidate]:
+def _select(cands: list[_Candidate], prep: _Prepared, pmap: Mapper) -> list[_Candidate]:
     """Pairs that get the full test: all of them if few; else each tensor's best-screened partner
     (on either side) if its screen found any agreement, and every pair whose screen passes SCREEN_PASS."""
     if len(cands) <= FULL_TEST_ALL_BELOW:
@@ -310,7 +294,7 @@ def _test(c: _Candidate, prep: _Prepared) -> PairEvidence:
                         axes=axes)
 
 
-def _tests(order: list[_Candidate], prep: _Prepared, pmap: Mapper[Any, Any], threads: int, decisive_below: float,
+def _tests(order: list[_Candidate], prep: _Prepared, pmap: Mapper, threads: int, decisive_below: float,
            top: int) -> list[PairEvidence]:
     """Full tests in ``order`` (best-screened first) until ``top`` pairs are decisive: their natural-log
     p-value below ``decisive_below`` (overwhelming even after the Bonferroni factor), when more tests
@@ -334,9 +318,12 @@ def _aligned_evidence(pair: AlignedPair, derived: bool) -> PairEvidence:
                         aligned=(pair.rows, pair.cols))
 
 
-def compare(fa: Fingerprint, fb: Fingerprint, *, alpha: float = DEFAULT_ALPHA, top: int = 5) -> Comparison:
+def compare(fa: Fingerprint, fb: Fingerprint, *, alpha: float = DEFAULT_ALPHA, top: int = 5,
+            parallel: tuple[Mapper, int] | None = None) -> Comparison:
     """Compare fingerprints of A and B. Requires 0 < alpha < 1; both of the current version
-    (:func:`~client.core.descent.fingerprint.require_current`)."""
+    (:func:`~client.core.descent.fingerprint.require_current`). ``parallel``: an ordered map and how
+    many items it runs at once, used from THREADS_FROM candidate pairs; the answer is the same
+    with it or without."""
     require_current(fa, "A")
     require_current(fb, "B")
     exact = [
@@ -346,13 +333,15 @@ def compare(fa: Fingerprint, fb: Fingerprint, *, alpha: float = DEFAULT_ALPHA, t
     ]
     exact.sort(key=lambda e: e.a)
     cands = _candidates(fa, fb)
-    threads = _threads(len(cands))
-    with _mapper(threads) as pmap:
-        return _compare(fa, fb, exact, cands, alpha, top, pmap, threads)
+    pmap: Mapper = _serial
+    threads = 1
+    if parallel is not None and parallel[1] > 1 and len(cands) >= THREADS_FROM:
+        pmap, threads = parallel
+    return _compare(fa, fb, exact, cands, alpha, top, pmap, threads)
 
 
 def _compare(fa: Fingerprint, fb: Fingerprint, exact: list[PairEvidence], cands: list[_Candidate], alpha: float,
-             top: int, pmap: Mapper[Any, Any], threads: int) -> Comparison:
+             top: int, pmap: Mapper, threads: int) -> Comparison:
     digests_a = {e.digest for e in fa.entries}
     digests_b = {e.digest for e in fb.entries}
     aligned = aligned_outcome(fa.entries + fa.derived, fb.entries + fb.derived)  # same-shape pairs, equal indices
